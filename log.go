@@ -88,3 +88,168 @@ type StableStore interface {
 	// there is none.
 	GetUint64(key []byte) (uint64, error)
 }
+
+// raftLog is the core's view of the log: the entries after the last
+// snapshot, in memory, with the indexes that say how far each stage got.
+//
+// Invariants: applied <= applying <= min(committed, stable);
+// snapIndex <= committed; entries[i].Index == snapIndex+1+i.
+type raftLog struct {
+	// snapIndex and snapTerm identify the entry just before entries[0]:
+	// the last entry covered by a snapshot, or (0, 0).
+	snapIndex, snapTerm uint64
+	entries             []Log
+	// committed is the highest index known committed.
+	committed uint64
+	// stable is the highest index known durable in the LogStore.
+	stable uint64
+	// unsent is the first index not yet handed to the persister.
+	unsent uint64
+	// applying is the highest index handed to the applier; applied the
+	// highest the FSM has applied.
+	applying, applied uint64
+}
+
+func newRaftLog(snapIndex, snapTerm uint64, entries []Log) *raftLog {
+	l := &raftLog{snapIndex: snapIndex, snapTerm: snapTerm, entries: entries}
+	// Everything given at start-up came from the LogStore or a snapshot.
+	l.stable = l.lastIndex()
+	l.unsent = l.lastIndex() + 1
+	l.committed, l.applying, l.applied = snapIndex, snapIndex, snapIndex
+	return l
+}
+
+func (l *raftLog) firstIndex() uint64 { return l.snapIndex + 1 }
+
+func (l *raftLog) lastIndex() uint64 { return l.snapIndex + uint64(len(l.entries)) }
+
+func (l *raftLog) lastTerm() uint64 {
+	if len(l.entries) == 0 {
+		return l.snapTerm
+	}
+	return l.entries[len(l.entries)-1].Term
+}
+
+// term returns the term of the entry at index; ok is false when the entry
+// is compacted away or beyond the end.
+func (l *raftLog) term(index uint64) (term uint64, ok bool) {
+	switch {
+	case index == l.snapIndex:
+		return l.snapTerm, true
+	case index < l.snapIndex || index > l.lastIndex():
+		return 0, false
+	default:
+		return l.entries[index-l.snapIndex-1].Term, true
+	}
+}
+
+func (l *raftLog) matchTerm(index, term uint64) bool {
+	t, ok := l.term(index)
+	return ok && t == term
+}
+
+// entry returns the entry at index, which must be in memory.
+func (l *raftLog) entry(index uint64) *Log { return &l.entries[index-l.snapIndex-1] }
+
+// slice returns entries [lo, hi) sharing the log's memory, capped at
+// maxEntries and (beyond the first entry) maxBytes of data.
+func (l *raftLog) slice(lo, hi uint64, maxEntries int, maxBytes uint64) []Log {
+	if lo >= hi {
+		return nil
+	}
+	ents := l.entries[lo-l.snapIndex-1 : hi-l.snapIndex-1]
+	if maxEntries > 0 && len(ents) > maxEntries {
+		ents = ents[:maxEntries]
+	}
+	if maxBytes > 0 {
+		var size uint64
+		for i := range ents {
+			size += uint64(len(ents[i].Data))
+			if size > maxBytes && i > 0 {
+				ents = ents[:i]
+				break
+			}
+		}
+	}
+	return ents[:len(ents):len(ents)]
+}
+
+// isUpToDate reports whether a log ending at (lastIndex, lastTerm) is at
+// least as up to date as this one (Raft paper §5.4.1).
+func (l *raftLog) isUpToDate(lastIndex, lastTerm uint64) bool {
+	return lastTerm > l.lastTerm() || (lastTerm == l.lastTerm() && lastIndex >= l.lastIndex())
+}
+
+// findConflict returns the index of the first entry of ents that is not in
+// the log (a different term, or beyond the end), or 0 when all are there.
+func (l *raftLog) findConflict(ents []Log) uint64 {
+	for i := range ents {
+		if !l.matchTerm(ents[i].Index, ents[i].Term) {
+			return ents[i].Index
+		}
+	}
+	return 0
+}
+
+// findConflictByTerm returns the largest index <= index whose term is <=
+// term, with that term: the last place where a log whose entry at index has
+// the given term could match this one. Both the follower (building a
+// rejection hint) and the leader (refining it) use it, so that backing off
+// costs one round trip per term rather than per entry.
+func (l *raftLog) findConflictByTerm(index, term uint64) (uint64, uint64) {
+	index = min(index, l.lastIndex())
+	for ; index > l.snapIndex; index-- {
+		if t := l.entry(index).Term; t <= term {
+			return index, t
+		}
+	}
+	return l.snapIndex, l.snapTerm
+}
+
+// append adds ents, which must follow an entry already in the log,
+// replacing any entries from ents[0].Index on. It never truncates committed
+// entries: the caller has checked.
+func (l *raftLog) append(ents ...Log) {
+	if len(ents) == 0 {
+		return
+	}
+	first := ents[0].Index
+	if first <= l.lastIndex() {
+		l.entries = l.entries[:first-l.snapIndex-1]
+		l.stable = min(l.stable, first-1)
+		l.unsent = min(l.unsent, first)
+	}
+	l.entries = append(l.entries, ents...)
+}
+
+// unpersisted returns the entries not yet handed to the persister and marks
+// them handed.
+func (l *raftLog) unpersisted() []Log {
+	last := l.lastIndex()
+	if l.unsent > last {
+		return nil
+	}
+	ents := l.slice(l.unsent, last+1, 0, 0)
+	l.unsent = last + 1
+	return ents
+}
+
+// persisted records that the persister made the log durable up to (index,
+// term). A report about entries replaced since is ignored.
+func (l *raftLog) persisted(index, term uint64) {
+	if index > l.stable && index < l.unsent && l.matchTerm(index, term) {
+		l.stable = index
+	}
+}
+
+// toApply returns the entries committed and durable but not yet handed to
+// the applier, and marks them handed.
+func (l *raftLog) toApply() []Log {
+	hi := min(l.committed, l.stable)
+	if hi <= l.applying {
+		return nil
+	}
+	ents := l.slice(l.applying+1, hi+1, 0, 0)
+	l.applying = hi
+	return ents
+}

@@ -3,6 +3,8 @@ package raft
 import (
 	"fmt"
 	"slices"
+
+	"github.com/hashicorp/go-msgpack/v2/codec"
 )
 
 // ServerID identifies a server for its whole life, whatever its address.
@@ -103,4 +105,119 @@ func validateServers(servers []Server) error {
 		return fmt.Errorf("configuration: no voter")
 	}
 	return nil
+}
+
+// encodeConfiguration encodes a configuration as the Data of a
+// LogConfiguration entry.
+func encodeConfiguration(c Configuration) []byte {
+	var b []byte
+	if err := codec.NewEncoderBytes(&b, wireHandle).Encode(c); err != nil {
+		// Encoding a plain struct into memory cannot fail.
+		panic(fmt.Sprintf("raft: encode configuration: %v", err))
+	}
+	return b
+}
+
+// decodeConfiguration decodes and validates the Data of a LogConfiguration
+// entry.
+func decodeConfiguration(b []byte) (Configuration, error) {
+	var c Configuration
+	if err := codec.NewDecoderBytes(b, wireHandle).Decode(&c); err != nil {
+		return Configuration{}, fmt.Errorf("decode configuration: %w", err)
+	}
+	if err := c.Validate(); err != nil {
+		return Configuration{}, err
+	}
+	return c, nil
+}
+
+// voterIDs returns the IDs of the voters among servers, sorted so that
+// everything derived from them is deterministic.
+func voterIDs(servers []Server) []ServerID {
+	var ids []ServerID
+	for _, s := range servers {
+		if s.Suffrage == Voter {
+			ids = append(ids, s.ID)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// memberIDs returns every server of both halves, sorted, without duplicates.
+func (c Configuration) memberIDs() []ServerID {
+	var ids []ServerID
+	for _, s := range c.Servers {
+		ids = append(ids, s.ID)
+	}
+	for _, s := range c.Old {
+		ids = append(ids, s.ID)
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids)
+}
+
+// address returns the address of server id in either half.
+func (c Configuration) address(id ServerID) (ServerAddress, bool) {
+	for _, s := range c.Servers {
+		if s.ID == id {
+			return s.Address, true
+		}
+	}
+	for _, s := range c.Old {
+		if s.ID == id {
+			return s.Address, true
+		}
+	}
+	return "", false
+}
+
+// confEntry is a configuration and the index of the log entry carrying it.
+type confEntry struct {
+	index uint64
+	conf  Configuration
+}
+
+// configs tracks the configuration entries in the log. A server uses the
+// latest one from the moment it appends it (Raft dissertation §4.1), so when
+// a conflicting suffix is truncated the configuration must roll back: the
+// list keeps every configuration entry above the newest committed one.
+//
+// Invariant: entries is non-empty and ascending by index; entries[0] is the
+// base (from a snapshot, or the empty configuration at index 0).
+type configs struct {
+	entries []confEntry
+}
+
+func newConfigs(base confEntry) configs { return configs{entries: []confEntry{base}} }
+
+func (cs *configs) latest() confEntry { return cs.entries[len(cs.entries)-1] }
+
+// committed returns the newest configuration at or below commitIndex.
+func (cs *configs) committed(commitIndex uint64) confEntry {
+	for i := len(cs.entries) - 1; i > 0; i-- {
+		if cs.entries[i].index <= commitIndex {
+			return cs.entries[i]
+		}
+	}
+	return cs.entries[0]
+}
+
+func (cs *configs) add(e confEntry) { cs.entries = append(cs.entries, e) }
+
+// truncateFrom drops the configurations of entries at or above index.
+func (cs *configs) truncateFrom(index uint64) {
+	n := len(cs.entries)
+	for n > 1 && cs.entries[n-1].index >= index {
+		n--
+	}
+	cs.entries = cs.entries[:n]
+}
+
+// compact forgets configurations older than the newest committed one,
+// which can never be rolled back to.
+func (cs *configs) compact(commitIndex uint64) {
+	for len(cs.entries) > 1 && cs.entries[1].index <= commitIndex {
+		cs.entries = cs.entries[1:]
+	}
 }

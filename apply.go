@@ -1,0 +1,130 @@
+package raft
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// applyBatch is committed entries for the FSM and the futures waiting on
+// some of them, both in index order.
+type applyBatch struct {
+	entries []Log
+	futures []*future
+}
+
+// applier applies committed entries to the FSM on a goroutine of its own,
+// so a slow FSM never delays heartbeats or replication.
+type applier struct {
+	fsm    FSM
+	notify func() // tells the event loop that applied moved
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	queue   []applyBatch
+	closed  bool
+	applied atomic.Uint64
+
+	cmds []*Log // reused ApplyBatch argument
+}
+
+func newApplier(fsm FSM, applied uint64, notify func()) *applier {
+	a := &applier{fsm: fsm, notify: notify}
+	a.cond = sync.NewCond(&a.mu)
+	a.applied.Store(applied)
+	return a
+}
+
+func (a *applier) submit(b applyBatch) {
+	a.mu.Lock()
+	a.queue = append(a.queue, b)
+	a.mu.Unlock()
+	a.cond.Signal()
+}
+
+// close stops the applier; futures of batches not yet applied fail with
+// ErrRaftShutdown.
+func (a *applier) close() {
+	a.mu.Lock()
+	a.closed = true
+	a.mu.Unlock()
+	a.cond.Signal()
+}
+
+func (a *applier) run() {
+	for {
+		a.mu.Lock()
+		for len(a.queue) == 0 && !a.closed {
+			a.cond.Wait()
+		}
+		if a.closed {
+			for _, b := range a.queue {
+				for _, f := range b.futures {
+					f.respond(0, nil, ErrRaftShutdown)
+				}
+			}
+			a.queue = nil
+			a.mu.Unlock()
+			return
+		}
+		queue := a.queue
+		a.queue = nil
+		a.mu.Unlock()
+
+		for _, b := range queue {
+			a.apply(b)
+		}
+		a.notify()
+	}
+}
+
+// apply applies one batch: commands go to the FSM (in one ApplyBatch call
+// when it is a BatchingFSM), other entries only complete their futures.
+func (a *applier) apply(b applyBatch) {
+	responses := a.applyCommands(b.entries)
+	first := b.entries[0].Index
+	for _, f := range b.futures {
+		i := f.log.Index - first
+		if b.entries[i].Term != f.log.Term {
+			// Another leader's entry took the future's place in the log.
+			f.respond(0, nil, ErrLeadershipLost)
+			continue
+		}
+		f.respond(f.log.Index, responses[i], nil)
+	}
+	a.applied.Store(b.entries[len(b.entries)-1].Index)
+}
+
+// applyCommands applies the LogCommand entries and returns a response per
+// entry (nil for other types).
+func (a *applier) applyCommands(entries []Log) []any {
+	responses := make([]any, len(entries))
+	if bf, ok := a.fsm.(BatchingFSM); ok {
+		a.cmds = a.cmds[:0]
+		for i := range entries {
+			if entries[i].Type == LogCommand {
+				a.cmds = append(a.cmds, &entries[i])
+			}
+		}
+		if len(a.cmds) == 0 {
+			return responses
+		}
+		out := bf.ApplyBatch(a.cmds)
+		j := 0
+		for i := range entries {
+			if entries[i].Type == LogCommand {
+				if j < len(out) {
+					responses[i] = out[j]
+				}
+				j++
+			}
+		}
+		clear(a.cmds)
+		return responses
+	}
+	for i := range entries {
+		if entries[i].Type == LogCommand {
+			responses[i] = a.fsm.Apply(&entries[i])
+		}
+	}
+	return responses
+}

@@ -1,0 +1,105 @@
+package raft
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Config configures a Raft server. Start from DefaultConfig and set LocalID.
+type Config struct {
+	// LocalID identifies this server; it must be unique in the cluster.
+	LocalID ServerID
+
+	// HeartbeatInterval is how often the leader tells followers it is
+	// alive. Default 100ms.
+	HeartbeatInterval time.Duration
+	// ElectionTimeout is how long a follower waits without hearing from a
+	// leader before it campaigns; each wait is drawn at random from
+	// [ElectionTimeout, 2*ElectionTimeout). Also, with CheckQuorum, how long
+	// a leader goes on without hearing from a quorum. Must be at least
+	// 2*HeartbeatInterval. Default 1s.
+	ElectionTimeout time.Duration
+
+	// MaxAppendEntries bounds the entries in one AppendEntries message.
+	// Default 256.
+	MaxAppendEntries int
+	// MaxAppendBytes bounds the command bytes in one AppendEntries message
+	// (a larger single entry is still sent alone). Default 1 MiB.
+	MaxAppendBytes uint64
+	// MaxInflightAppends bounds the AppendEntries messages in flight to one
+	// follower (the pipelining window). Default 64.
+	MaxInflightAppends int
+	// MaxInflightBytes bounds the command bytes in flight to one follower;
+	// 0 means no bound beyond MaxInflightAppends. Default 32 MiB.
+	MaxInflightBytes uint64
+
+	// PreVoteDisabled turns off PreVote (on by default): without it, a
+	// server cut off from the leader raises its term when it campaigns and
+	// disrupts the cluster when it comes back.
+	PreVoteDisabled bool
+	// CheckQuorumDisabled turns off CheckQuorum (on by default): without
+	// it, a leader cut off from a quorum keeps believing it leads.
+	CheckQuorumDisabled bool
+
+	// Logger receives keel's logs. Nil means silent.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a Config with every default set; only LocalID is
+// left for the caller.
+func DefaultConfig() *Config {
+	return &Config{
+		HeartbeatInterval:  100 * time.Millisecond,
+		ElectionTimeout:    time.Second,
+		MaxAppendEntries:   256,
+		MaxAppendBytes:     1 << 20,
+		MaxInflightAppends: 64,
+		MaxInflightBytes:   32 << 20,
+	}
+}
+
+// heartbeatTicks is how many ticks make a HeartbeatInterval. The core counts
+// time in ticks; a tick is HeartbeatInterval/heartbeatTicks.
+const heartbeatTicks = 2
+
+// ValidateConfig checks every field and names the first bad one.
+func ValidateConfig(c *Config) error {
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("%w: %s %s", ErrInvalidConfig, field, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case c == nil:
+		return fmt.Errorf("%w: nil Config", ErrInvalidConfig)
+	case c.LocalID == "":
+		return bad("LocalID", "is empty")
+	case c.HeartbeatInterval < 2*time.Millisecond:
+		return bad("HeartbeatInterval", "is %v, want at least 2ms", c.HeartbeatInterval)
+	case c.ElectionTimeout < 2*c.HeartbeatInterval:
+		return bad("ElectionTimeout", "is %v, want at least 2*HeartbeatInterval (%v)", c.ElectionTimeout, 2*c.HeartbeatInterval)
+	case c.MaxAppendEntries < 1:
+		return bad("MaxAppendEntries", "is %d, want at least 1", c.MaxAppendEntries)
+	case c.MaxAppendBytes < 1:
+		return bad("MaxAppendBytes", "is %d, want at least 1", c.MaxAppendBytes)
+	case c.MaxInflightAppends < 1:
+		return bad("MaxInflightAppends", "is %d, want at least 1", c.MaxInflightAppends)
+	}
+	return nil
+}
+
+// coreConfig derives the core's tick-based configuration.
+func (c *Config) coreConfig(rand randSource) (coreConfig, time.Duration) {
+	tick := c.HeartbeatInterval / heartbeatTicks
+	return coreConfig{
+		id:               c.LocalID,
+		electionTicks:    int(c.ElectionTimeout / tick),
+		heartbeatTicks:   heartbeatTicks,
+		preVote:          !c.PreVoteDisabled,
+		checkQuorum:      !c.CheckQuorumDisabled,
+		maxAppendEntries: c.MaxAppendEntries,
+		maxAppendBytes:   c.MaxAppendBytes,
+		maxInflightMsgs:  c.MaxInflightAppends,
+		maxInflightBytes: c.MaxInflightBytes,
+		rand:             rand,
+	}, tick
+}

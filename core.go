@@ -1,0 +1,342 @@
+package raft
+
+import (
+	"errors"
+	"fmt"
+)
+
+// This file and election.go, replication.go, progress.go, quorum.go, log.go
+// (raftLog) and membership.go (configs) are the deterministic core: the
+// protocol as a state machine. Inputs arrive through step, tick, propose,
+// persisted and appliedTo; outputs are collected and handed out by ready.
+// The core has no goroutines, clock, I/O or global randomness (lint_test.go
+// keeps it so), which lets a test drive many cores from one goroutine.
+
+// role is a server's role in the protocol.
+type role uint8
+
+const (
+	roleFollower role = iota
+	rolePreCandidate
+	roleCandidate
+	roleLeader
+	numRoles
+)
+
+var roleNames = [numRoles]string{"Follower", "PreCandidate", "Candidate", "Leader"}
+
+func (r role) String() string { return roleNames[r] }
+
+// randSource is the core's only source of randomness, injected so that a
+// seed reproduces a run.
+type randSource interface {
+	// IntN returns a uniform random int in [0, n).
+	IntN(n int) int
+}
+
+// coreConfig is the core's configuration, in ticks and counts; the driver
+// derives it from Config.
+type coreConfig struct {
+	id               ServerID
+	electionTicks    int // base election timeout; randomized in [electionTicks, 2*electionTicks)
+	heartbeatTicks   int
+	preVote          bool
+	checkQuorum      bool
+	maxAppendEntries int    // entries in one MsgAppend
+	maxAppendBytes   uint64 // data bytes in one MsgAppend (beyond its first entry)
+	maxInflightMsgs  int    // appends in flight per follower
+	maxInflightBytes uint64 // bytes in flight per follower; 0 means no bound
+	rand             randSource
+}
+
+// hardState is what must be durable before any message that depends on it
+// leaves the server: the current term and the vote cast in it.
+type hardState struct {
+	Term uint64
+	Vote ServerID
+}
+
+// ready is the core's output from a batch of inputs.
+type ready struct {
+	// hardState, when non-nil, must be made durable before anything below
+	// is acted on.
+	hardState *hardState
+	// entries must be appended to the LogStore, replacing any stored entries
+	// from entries[0].Index on.
+	entries []Log
+	// msgs may be sent at once.
+	msgs []Message
+	// msgsAfterAppend may be sent only once entries, and every append
+	// handed out before them, are durable.
+	msgsAfterAppend []Message
+	// apply are committed, durable entries for the FSM, in order.
+	apply []Log
+}
+
+func (rd *ready) empty() bool {
+	return rd.hardState == nil && len(rd.entries) == 0 && len(rd.msgs) == 0 &&
+		len(rd.msgsAfterAppend) == 0 && len(rd.apply) == 0
+}
+
+var (
+	errNotLeader         = errors.New("not leader")
+	errProtocolViolation = errors.New("protocol violation")
+)
+
+// core is the state of one server's protocol.
+type core struct {
+	cfg coreConfig
+
+	term uint64   // currentTerm
+	vote ServerID // votedFor in term
+	role role
+	lead ServerID // the leader of term, when known
+
+	log   *raftLog
+	confs configs
+	// incoming and outgoing are the voters of the latest configuration and,
+	// while joint, of the one being left; peers are all other members.
+	incoming, outgoing, peers []ServerID
+
+	prs   map[ServerID]*progress // leader: one per peer
+	votes map[ServerID]bool      // candidate: granted or rejected
+
+	reads readState // leader: leadership confirmation rounds
+
+	electionElapsed   int // ticks since the last election timeout reset
+	heartbeatElapsed  int // leader: ticks since the last heartbeat
+	randomizedTimeout int
+
+	hardStateDirty      bool
+	msgs, msgsAfterSync []Message
+	// violations counts messages refused because they broke the protocol
+	// (for example asking to overwrite a committed entry); the driver logs
+	// them.
+	violations []error
+}
+
+// newCore builds a follower from durable state: the hard state, the
+// snapshot the log starts after (snapIndex, snapTerm) with the configuration
+// as of it, and the log entries after it.
+func newCore(cfg coreConfig, hs hardState, snapIndex, snapTerm uint64, base confEntry, entries []Log) *core {
+	c := &core{cfg: cfg, term: hs.Term, vote: hs.Vote}
+	c.log = newRaftLog(snapIndex, snapTerm, entries)
+	c.confs = newConfigs(base)
+	c.trackConfigs(entries)
+	c.becomeFollower(c.term, "")
+	return c
+}
+
+// step handles one message from another server (Raft paper Figure 2,
+// "Rules for Servers").
+func (c *core) step(m *Message) {
+	switch {
+	case m.Term > c.term:
+		if !c.stepHigherTerm(m) {
+			return
+		}
+	case m.Term < c.term:
+		c.stepLowerTerm(m)
+		return
+	}
+	if m.Type == MsgVote || m.Type == MsgPreVote {
+		c.handleVoteRequest(m)
+		return
+	}
+	if m.Type < msgTypeEnd {
+		if h := handlers[c.role][m.Type]; h != nil {
+			h(c, m)
+		}
+	}
+}
+
+// handlers says which messages each role acts on; every other combination
+// is ignored (handlers_test.go checks that negative space).
+var handlers = [numRoles][msgTypeEnd]func(*core, *Message){
+	roleFollower: {
+		MsgAppend:     (*core).handleFollowerAppend,
+		MsgHeartbeat:  (*core).handleFollowerHeartbeat,
+		MsgTimeoutNow: (*core).handleFollowerTimeoutNow,
+	},
+	rolePreCandidate: {
+		MsgAppend:      (*core).handleCandidateAppend,
+		MsgHeartbeat:   (*core).handleCandidateHeartbeat,
+		MsgPreVoteResp: (*core).handleCandidateVoteResp,
+	},
+	roleCandidate: {
+		MsgAppend:    (*core).handleCandidateAppend,
+		MsgHeartbeat: (*core).handleCandidateHeartbeat,
+		MsgVoteResp:  (*core).handleCandidateVoteResp,
+	},
+	roleLeader: {
+		MsgAppendResp:    (*core).handleLeaderAppendResp,
+		MsgHeartbeatResp: (*core).handleLeaderHeartbeatResp,
+	},
+}
+
+// tick advances the core's clock by one tick.
+func (c *core) tick() {
+	if c.role == roleLeader {
+		c.tickLeader()
+		return
+	}
+	c.tickElection()
+}
+
+// propose appends entries (Type and Data set by the caller) to the leader's
+// log and returns the index given to the first.
+func (c *core) propose(ents []Log) (uint64, error) {
+	if c.role != roleLeader {
+		return 0, errNotLeader
+	}
+	first := c.log.lastIndex() + 1
+	for i := range ents {
+		ents[i].Index = first + uint64(i)
+		ents[i].Term = c.term
+	}
+	c.appendLog(ents)
+	c.bcastAppend(false)
+	return first, nil
+}
+
+// persisted records that the log is durable up to (index, term).
+func (c *core) persisted(index, term uint64) {
+	c.log.persisted(index, term)
+	if c.role == roleLeader && c.maybeCommit() {
+		c.bcastAppend(true)
+	}
+}
+
+// appliedTo records that the FSM has applied every entry up to index.
+func (c *core) appliedTo(index uint64) {
+	if index > c.log.applied && index <= c.log.applying {
+		c.log.applied = index
+	}
+}
+
+// ready hands out the outputs collected since the last call.
+func (c *core) ready() ready {
+	rd := ready{
+		entries:         c.log.unpersisted(),
+		msgs:            c.msgs,
+		msgsAfterAppend: c.msgsAfterSync,
+		apply:           c.log.toApply(),
+	}
+	if c.hardStateDirty {
+		rd.hardState = &hardState{Term: c.term, Vote: c.vote}
+		c.hardStateDirty = false
+	}
+	c.msgs, c.msgsAfterSync = nil, nil
+	return rd
+}
+
+// send queues a message to be sent at once.
+func (c *core) send(m Message) {
+	c.msgs = append(c.msgs, c.stamp(m))
+}
+
+// sendAfterAppend queues a message that acknowledges log entries: it may
+// leave only once they are durable.
+func (c *core) sendAfterAppend(m Message) {
+	c.msgsAfterSync = append(c.msgsAfterSync, c.stamp(m))
+}
+
+func (c *core) stamp(m Message) Message {
+	m.From = c.id()
+	if m.Term == 0 {
+		m.Term = c.term
+	}
+	return m
+}
+
+func (c *core) id() ServerID { return c.cfg.id }
+
+// appendLog appends entries to the log, tracking the configurations they
+// carry.
+func (c *core) appendLog(ents []Log) {
+	if len(ents) == 0 {
+		return
+	}
+	c.log.append(ents...)
+	c.confs.truncateFrom(ents[0].Index)
+	c.trackConfigs(ents)
+}
+
+// trackConfigs records the configuration entries among ents and switches to
+// the latest configuration.
+func (c *core) trackConfigs(ents []Log) {
+	for i := range ents {
+		if ents[i].Type != LogConfiguration {
+			continue
+		}
+		conf, err := decodeConfiguration(ents[i].Data)
+		if err != nil {
+			// Entries are validated where they enter the server (decoding
+			// from the wire or the LogStore); this is a programming error.
+			panic(fmt.Sprintf("raft: entry %d: %v", ents[i].Index, err))
+		}
+		c.confs.add(confEntry{index: ents[i].Index, conf: conf})
+	}
+	c.useConfig()
+}
+
+// useConfig derives the voter sets and peers from the latest configuration
+// and, on a leader, starts or stops tracking peers.
+func (c *core) useConfig() {
+	latest := c.confs.latest().conf
+	c.incoming = voterIDs(latest.Servers)
+	c.outgoing = voterIDs(latest.Old)
+	c.peers = c.peers[:0]
+	for _, id := range latest.memberIDs() {
+		if id != c.id() {
+			c.peers = append(c.peers, id)
+		}
+	}
+	if c.role != roleLeader {
+		return
+	}
+	next := make(map[ServerID]*progress, len(c.peers))
+	for _, id := range c.peers {
+		if pr, ok := c.prs[id]; ok {
+			next[id] = pr
+		} else {
+			next[id] = c.newProgress()
+		}
+	}
+	c.prs = next
+}
+
+func (c *core) newProgress() *progress {
+	return newProgress(c.log.lastIndex()+1, c.cfg.maxInflightMsgs, c.cfg.maxInflightBytes)
+}
+
+// isVoter reports whether id votes in either half of the latest
+// configuration.
+func (c *core) isVoter(id ServerID) bool {
+	for _, v := range c.incoming {
+		if v == id {
+			return true
+		}
+	}
+	for _, v := range c.outgoing {
+		if v == id {
+			return true
+		}
+	}
+	return false
+}
+
+// voters returns every voter of both halves except this server, sorted.
+func (c *core) otherVoters() []ServerID {
+	var ids []ServerID
+	for _, id := range c.peers {
+		if c.isVoter(id) {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+func (c *core) violation(format string, args ...any) {
+	c.violations = append(c.violations, fmt.Errorf("%w: "+format, append([]any{errProtocolViolation}, args...)...))
+}

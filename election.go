@@ -1,0 +1,243 @@
+package raft
+
+// Election: timeouts, PreVote, RequestVote and CheckQuorum (Raft paper §5.2,
+// dissertation §9.6 for PreVote and leader stickiness).
+
+// campaignKind says why a server campaigns.
+type campaignKind uint8
+
+const (
+	campaignPreElection campaignKind = iota // ask first, without changing term
+	campaignElection                        // a real election: bump the term
+	campaignTransfer                        // leadership transfer: skip PreVote and stickiness
+)
+
+func (c *core) resetRandomizedTimeout() {
+	c.randomizedTimeout = c.cfg.electionTicks + c.cfg.rand.IntN(c.cfg.electionTicks)
+}
+
+// tickElection is the follower's and candidate's clock: campaign when no
+// leader has been heard from for a randomized election timeout.
+func (c *core) tickElection() {
+	c.electionElapsed++
+	if c.electionElapsed < c.randomizedTimeout || !c.isVoter(c.id()) {
+		return
+	}
+	c.electionElapsed = 0
+	if c.cfg.preVote {
+		c.campaign(campaignPreElection)
+	} else {
+		c.campaign(campaignElection)
+	}
+}
+
+// tickLeader sends heartbeats and, with CheckQuorum, steps down when a
+// quorum has not been heard from within an election timeout.
+func (c *core) tickLeader() {
+	c.electionElapsed++
+	c.heartbeatElapsed++
+	last := c.log.lastIndex()
+	for _, id := range c.peers {
+		if pr := c.prs[id]; pr.match < last {
+			pr.stallTicks++
+		}
+	}
+	if c.electionElapsed >= c.cfg.electionTicks {
+		c.electionElapsed = 0
+		if c.cfg.checkQuorum {
+			if !c.quorumActive() {
+				c.becomeFollower(c.term, "")
+				return
+			}
+			for _, pr := range c.prs {
+				pr.recentActive = false
+			}
+		}
+	}
+	if c.heartbeatElapsed >= c.cfg.heartbeatTicks {
+		c.heartbeatElapsed = 0
+		c.bcastHeartbeat(nil)
+	}
+}
+
+// quorumActive reports whether a quorum (of each half, when joint) has been
+// heard from since the last check; the leader counts itself.
+func (c *core) quorumActive() bool {
+	active := map[ServerID]bool{c.id(): true}
+	for id, pr := range c.prs {
+		active[id] = pr.recentActive
+	}
+	return jointVoteResult(c.incoming, c.outgoing, active) == voteWon
+}
+
+// heardFromLeader reports whether a leader was heard from within the base
+// election timeout. Such a server refuses to help depose it (leader
+// stickiness), which, with PreVote, stops a server with a flaky link from
+// disrupting a healthy cluster.
+func (c *core) heardFromLeader() bool {
+	return c.lead != "" && c.electionElapsed < c.cfg.electionTicks
+}
+
+func (c *core) becomeFollower(term uint64, lead ServerID) {
+	if term != c.term {
+		c.term, c.vote = term, ""
+		c.hardStateDirty = true
+	}
+	c.role = roleFollower
+	c.lead = lead
+	c.prs, c.votes = nil, nil
+	c.resetReads()
+	c.electionElapsed = 0
+	c.resetRandomizedTimeout()
+}
+
+func (c *core) becomePreCandidate() {
+	c.role = rolePreCandidate
+	c.lead = ""
+	c.votes = map[ServerID]bool{}
+	c.electionElapsed = 0
+	c.resetRandomizedTimeout()
+}
+
+func (c *core) becomeCandidate() {
+	c.term++
+	c.vote = c.id()
+	c.hardStateDirty = true
+	c.role = roleCandidate
+	c.lead = ""
+	c.votes = map[ServerID]bool{}
+	c.electionElapsed = 0
+	c.resetRandomizedTimeout()
+}
+
+// becomeLeader takes over the cluster: every follower starts in probe
+// state, and a no-op entry of the new term is appended so that entries of
+// earlier terms can commit (Raft paper §5.4.2, §8).
+func (c *core) becomeLeader() {
+	c.role = roleLeader
+	c.lead = c.id()
+	c.votes = nil
+	c.electionElapsed, c.heartbeatElapsed = 0, 0
+	c.prs = make(map[ServerID]*progress, len(c.peers))
+	for _, id := range c.peers {
+		c.prs[id] = c.newProgress()
+	}
+	c.appendLog([]Log{{Index: c.log.lastIndex() + 1, Term: c.term, Type: LogNoop}})
+	c.bcastAppend(false)
+}
+
+// campaign asks every voter for its vote (or pre-vote).
+func (c *core) campaign(kind campaignKind) {
+	if !c.isVoter(c.id()) {
+		return
+	}
+	msgType, term := MsgVote, c.term+1
+	if kind == campaignPreElection {
+		c.becomePreCandidate()
+		msgType = MsgPreVote
+	} else {
+		c.becomeCandidate()
+		term = c.term
+	}
+	c.votes[c.id()] = true
+	if c.tallyVotes() {
+		return
+	}
+	for _, id := range c.otherVoters() {
+		c.send(Message{
+			Type: msgType, To: id, Term: term,
+			Index: c.log.lastIndex(), LogTerm: c.log.lastTerm(),
+			Transfer: kind == campaignTransfer,
+		})
+	}
+}
+
+// tallyVotes acts on the votes so far and reports whether the election is
+// decided.
+func (c *core) tallyVotes() bool {
+	switch jointVoteResult(c.incoming, c.outgoing, c.votes) {
+	case voteWon:
+		if c.role == rolePreCandidate {
+			c.campaign(campaignElection)
+		} else {
+			c.becomeLeader()
+		}
+		return true
+	case voteLost:
+		c.becomeFollower(c.term, "")
+		return true
+	default:
+		return false
+	}
+}
+
+func (c *core) handleCandidateVoteResp(m *Message) {
+	if _, seen := c.votes[m.From]; !seen {
+		c.votes[m.From] = !m.Reject
+	}
+	c.tallyVotes()
+}
+
+// handleVoteRequest answers MsgVote and MsgPreVote (Raft paper §5.2, §5.4.1):
+// at most one vote per term, first come first served, and only for a
+// candidate whose log is at least as up to date.
+func (c *core) handleVoteRequest(m *Message) {
+	respType := MsgVoteResp
+	if m.Type == MsgPreVote {
+		respType = MsgPreVoteResp
+	}
+	canVote := c.vote == m.From || (c.vote == "" && c.lead == "")
+	if m.Type == MsgPreVote {
+		// A pre-vote is for a future term, where this server has not voted;
+		// but it is refused while a leader is alive.
+		canVote = m.Term > c.term && (m.Transfer || !c.heardFromLeader())
+	}
+	if !canVote || !c.log.isUpToDate(m.Index, m.LogTerm) {
+		c.send(Message{Type: respType, To: m.From, Term: c.term, Reject: true})
+		return
+	}
+	// A granted pre-vote carries the candidate's future term, so that the
+	// candidate does not take the answer for a stale one.
+	c.send(Message{Type: respType, To: m.From, Term: m.Term})
+	if m.Type == MsgVote {
+		c.vote = m.From
+		c.hardStateDirty = true
+		c.electionElapsed = 0
+	}
+}
+
+// stepHigherTerm handles the term of a message newer than ours. It reports
+// whether the message should then be handled.
+func (c *core) stepHigherTerm(m *Message) bool {
+	switch {
+	case m.Type == MsgVote && !m.Transfer && c.cfg.checkQuorum && c.heardFromLeader():
+		// Leader stickiness: a live leader is known, so a disruptive
+		// candidate gets no answer and does not raise our term.
+		return false
+	case m.Type == MsgPreVote:
+		// Pre-votes never change terms.
+	case m.Type == MsgPreVoteResp && !m.Reject:
+		// A granted pre-vote carries the term we would campaign in.
+	case m.Type == MsgAppend || m.Type == MsgHeartbeat:
+		c.becomeFollower(m.Term, m.From)
+	default:
+		c.becomeFollower(m.Term, "")
+	}
+	return true
+}
+
+// stepLowerTerm answers a message from a stale term so that its sender
+// learns the newer term: a deposed leader steps down, a pre-candidate gives
+// up. Other stale messages are dropped.
+func (c *core) stepLowerTerm(m *Message) {
+	switch m.Type {
+	case MsgAppend, MsgHeartbeat:
+		c.send(Message{Type: MsgAppendResp, To: m.From, Index: m.Index, Reject: true})
+	case MsgPreVote:
+		c.send(Message{Type: MsgPreVoteResp, To: m.From, Reject: true})
+	}
+}
+
+func (c *core) handleFollowerTimeoutNow(m *Message) {
+	c.campaign(campaignTransfer)
+}

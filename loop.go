@@ -1,0 +1,288 @@
+package raft
+
+import (
+	"time"
+)
+
+// maxDrain bounds how many queued inputs of one kind the loop takes before
+// it flushes, so that batching never starves other inputs.
+const maxDrain = 512
+
+// run is the event loop: it takes inputs, hands them to the core, and
+// flushes the core's outputs after each batch.
+func (r *Raft) run() {
+	ticker := time.NewTicker(r.tick)
+	defer ticker.Stop()
+	consumer := r.trans.Consumer()
+	for {
+		// Shutdown first: after a storage failure nothing more may leave.
+		select {
+		case <-r.shutdownCh:
+			r.failAll()
+			return
+		default:
+		}
+		select {
+		case <-r.shutdownCh:
+			r.failAll()
+			return
+		case <-ticker.C:
+			r.core.tick()
+		case m := <-consumer:
+			r.step(m)
+			for i := 0; i < maxDrain; i++ {
+				select {
+				case m := <-consumer:
+					r.step(m)
+					continue
+				default:
+				}
+				break
+			}
+		case f := <-r.applyCh:
+			r.proposeBatch(f)
+		case <-r.persistNotify:
+			r.persistMu.Lock()
+			index, term := r.persistedAt[0], r.persistedAt[1]
+			r.persistMu.Unlock()
+			r.core.persisted(index, term)
+		case <-r.applyNotify:
+			r.core.appliedTo(r.applier.applied.Load())
+		case op := <-r.opCh:
+			op()
+		}
+		if err := r.flush(); err != nil {
+			r.fatal(err)
+			r.failAll()
+			return
+		}
+	}
+}
+
+func (r *Raft) step(m *Message) {
+	if m.FromAddr != "" {
+		r.addrs[m.From] = m.FromAddr
+	}
+	r.core.step(m)
+}
+
+// proposeBatch proposes f and every proposal queued behind it (up to
+// MaxAppendEntries) as one append: one log write, one message per peer.
+func (r *Raft) proposeBatch(f *future) {
+	batch := []*future{f}
+	for len(batch) < r.conf.MaxAppendEntries {
+		select {
+		case f := <-r.applyCh:
+			batch = append(batch, f)
+			continue
+		default:
+		}
+		break
+	}
+	ents := make([]Log, 0, len(batch))
+	live := batch[:0]
+	for _, f := range batch {
+		if err := f.ctx.Err(); err != nil {
+			f.respond(0, nil, err) // the caller gave up: do not commit it behind its back
+			continue
+		}
+		ents = append(ents, f.log)
+		live = append(live, f)
+	}
+	if len(ents) == 0 {
+		return
+	}
+	first, err := r.core.propose(ents)
+	if err != nil {
+		nl := r.notLeader()
+		for _, f := range live {
+			f.respond(0, nil, nl)
+		}
+		return
+	}
+	for i, f := range live {
+		f.log.Index, f.log.Term = first+uint64(i), ents[i].Term
+		r.inflight = append(r.inflight, f)
+	}
+}
+
+// flush acts on the core's outputs, in the order durability demands: term
+// and vote first, then messages, log writes and applies.
+func (r *Raft) flush() error {
+	rd := r.core.ready()
+	for _, err := range r.core.violations {
+		r.logger.Warn("refused message", "err", err)
+	}
+	r.core.violations = nil
+	if rd.hardState != nil {
+		if err := saveHardState(r.stable, *rd.hardState); err != nil {
+			return err
+		}
+	}
+	if len(rd.entries) > 0 || len(rd.msgsAfterAppend) > 0 {
+		job := persistJob{entries: rd.entries, msgs: make([]outMsg, 0, len(rd.msgsAfterAppend))}
+		for i := range rd.msgsAfterAppend {
+			job.msgs = append(job.msgs, r.route(&rd.msgsAfterAppend[i]))
+		}
+		r.persister.submit(job)
+	}
+	for i := range rd.msgs {
+		r.sendNow(r.route(&rd.msgs[i]))
+	}
+	if len(rd.apply) > 0 {
+		r.applier.submit(applyBatch{entries: rd.apply, futures: r.takeInflight(rd.apply[len(rd.apply)-1].Index)})
+	}
+	r.publish()
+	return nil
+}
+
+// takeInflight removes and returns the proposals up to index.
+func (r *Raft) takeInflight(index uint64) []*future {
+	n := 0
+	for n < len(r.inflight) && r.inflight[n].log.Index <= index {
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	taken := append([]*future(nil), r.inflight[:n]...)
+	r.inflight = append(r.inflight[:0], r.inflight[n:]...)
+	return taken
+}
+
+// route stamps a message with this server's address and finds where it
+// goes: the configuration's address, else the one the peer last sent from.
+func (r *Raft) route(m *Message) outMsg {
+	m.FromAddr = r.trans.LocalAddr()
+	addr, ok := r.core.confs.latest().conf.address(m.To)
+	if !ok {
+		addr = r.addrs[m.To]
+	}
+	return outMsg{addr: addr, msg: m}
+}
+
+func (r *Raft) sendNow(m outMsg) {
+	if m.addr == "" {
+		r.logger.Debug("no address for peer", "peer", m.msg.To, "type", m.msg.Type)
+		return
+	}
+	if err := r.trans.Send(m.addr, m.msg); err != nil {
+		r.logger.Debug("send failed", "peer", m.msg.To, "type", m.msg.Type, "err", err)
+	}
+}
+
+// persistedTo is the persister's report that the log is durable up to
+// (index, term).
+func (r *Raft) persistedTo(index, term uint64) {
+	r.persistMu.Lock()
+	r.persistedAt = [2]uint64{index, term}
+	r.persistMu.Unlock()
+	notify(r.persistNotify)
+}
+
+// publish updates the state public getters read, tells observers about
+// changes, and settles futures that a change of role decides.
+func (r *Raft) publish() {
+	c := r.core
+	p := published{
+		state:     publicState(c.role),
+		term:      c.term,
+		leaderID:  c.lead,
+		lastIndex: c.log.lastIndex(),
+		commit:    c.log.committed,
+	}
+	if p.leaderID != "" {
+		p.leaderAddr, _ = c.confs.latest().conf.address(p.leaderID)
+		if p.leaderAddr == "" {
+			p.leaderAddr = r.addrs[p.leaderID]
+		}
+	}
+	if c.role == roleLeader {
+		p.leaderAddr = r.trans.LocalAddr()
+	}
+	old := r.lastPub
+	r.lastPub = p
+	r.pubMu.Lock()
+	r.pub = p
+	r.pubMu.Unlock()
+
+	if old.state == Leader && p.state != Leader || old.term != p.term && len(r.inflight) > 0 {
+		r.failLeaderWork()
+	}
+	r.settleVerifies()
+	if old.state != p.state || old.term != p.term || old.leaderID != p.leaderID {
+		if (old.state == Leader) != (p.state == Leader) {
+			r.setLeaderCh(p.state == Leader)
+		}
+		r.observe(Observation{State: p.state, Term: p.term, LeaderID: p.leaderID, LeaderAddr: p.leaderAddr})
+	}
+}
+
+// failLeaderWork fails what only a leader can finish: proposals not yet
+// committed (they may still commit under the next leader: the outcome is
+// unknown) and leadership confirmations.
+func (r *Raft) failLeaderWork() {
+	for _, f := range r.inflight {
+		f.respond(0, nil, ErrLeadershipLost)
+	}
+	r.inflight = nil
+	for _, v := range r.verifies {
+		v.f.respond(0, nil, ErrLeadershipLost)
+	}
+	r.verifies = nil
+}
+
+func (r *Raft) settleVerifies() {
+	confirmed := r.core.reads.confirmed
+	n := 0
+	for _, v := range r.verifies {
+		if v.round <= confirmed && r.core.role == roleLeader {
+			v.f.respond(0, nil, nil)
+			continue
+		}
+		r.verifies[n] = v
+		n++
+	}
+	r.verifies = r.verifies[:n]
+}
+
+// failAll fails every operation the loop holds, at shutdown.
+func (r *Raft) failAll() {
+	err := r.shutdownErr
+	for _, f := range r.inflight {
+		f.respond(0, nil, err)
+	}
+	for _, v := range r.verifies {
+		v.f.respond(0, nil, err)
+	}
+	for {
+		select {
+		case f := <-r.applyCh:
+			f.respond(0, nil, err)
+		default:
+			r.pubMu.Lock()
+			r.pub.state = Shutdown
+			r.pubMu.Unlock()
+			return
+		}
+	}
+}
+
+func (r *Raft) notLeader() error {
+	p := r.lastPub
+	if p.state == Leader {
+		p.leaderID, p.leaderAddr = "", ""
+	}
+	return &NotLeaderError{LeaderID: p.leaderID, LeaderAddress: p.leaderAddr}
+}
+
+func publicState(ro role) RaftState {
+	switch ro {
+	case roleLeader:
+		return Leader
+	case roleCandidate, rolePreCandidate:
+		return Candidate
+	default:
+		return Follower
+	}
+}

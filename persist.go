@@ -1,0 +1,141 @@
+package raft
+
+import (
+	"fmt"
+	"sync"
+)
+
+// outMsg is a message and the address it goes to, resolved by the event
+// loop (which owns the address book) before it leaves the loop.
+type outMsg struct {
+	addr ServerAddress
+	msg  *Message
+}
+
+// persistJob is one ready's log writes, and the messages that may leave
+// only once they are durable.
+type persistJob struct {
+	entries []Log
+	msgs    []outMsg
+}
+
+// persister writes log entries on a goroutine of its own, so the leader
+// sends to followers while its own write is under way. Jobs run in order;
+// jobs queued while a write is under way are combined into one StoreLogs
+// call (group commit).
+type persister struct {
+	logs LogStore
+	send func(outMsg)
+	// notify receives the last (index, term) made durable after each group.
+	notify func(index, term uint64)
+	// fail receives the first storage error; the persister then stops
+	// acknowledging anything (fail-stop).
+	fail func(error)
+
+	mu     sync.Mutex
+	cond   *sync.Cond
+	jobs   []persistJob
+	closed bool
+
+	lastOnDisk uint64 // the LogStore's last index; persister goroutine only
+	batch      []*Log // reused StoreLogs argument
+}
+
+func newPersister(logs LogStore, lastOnDisk uint64, send func(outMsg), notify func(uint64, uint64), fail func(error)) *persister {
+	p := &persister{logs: logs, lastOnDisk: lastOnDisk, send: send, notify: notify, fail: fail}
+	p.cond = sync.NewCond(&p.mu)
+	return p
+}
+
+func (p *persister) submit(j persistJob) {
+	p.mu.Lock()
+	p.jobs = append(p.jobs, j)
+	p.mu.Unlock()
+	p.cond.Signal()
+}
+
+func (p *persister) close() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	p.cond.Signal()
+}
+
+func (p *persister) run() {
+	for {
+		p.mu.Lock()
+		for len(p.jobs) == 0 && !p.closed {
+			p.cond.Wait()
+		}
+		if p.closed {
+			p.mu.Unlock()
+			return
+		}
+		jobs := p.jobs
+		p.jobs = nil
+		p.mu.Unlock()
+
+		last, err := p.write(jobs)
+		if err != nil {
+			p.fail(err)
+			return
+		}
+		for _, j := range jobs {
+			for _, m := range j.msgs {
+				p.send(m)
+			}
+		}
+		if last != nil {
+			p.notify(last.Index, last.Term)
+		}
+	}
+}
+
+// write stores the entries of jobs, as few StoreLogs calls as the order
+// allows, and returns the last entry written.
+func (p *persister) write(jobs []persistJob) (*Log, error) {
+	p.batch = p.batch[:0]
+	var last *Log
+	for ji := range jobs {
+		ents := jobs[ji].entries
+		if len(ents) == 0 {
+			continue
+		}
+		first := ents[0].Index
+		if len(p.batch) > 0 && first != p.batch[len(p.batch)-1].Index+1 {
+			// A job that replaces entries of the batch: write the batch first.
+			if err := p.store(); err != nil {
+				return nil, err
+			}
+		}
+		if len(p.batch) == 0 && first <= p.lastOnDisk {
+			// A conflicting suffix: delete it before writing over it.
+			if err := p.logs.DeleteRange(first, p.lastOnDisk); err != nil {
+				return nil, fmt.Errorf("raft: delete log suffix [%d, %d]: %w", first, p.lastOnDisk, err)
+			}
+			p.lastOnDisk = first - 1
+		}
+		for i := range ents {
+			p.batch = append(p.batch, &ents[i])
+		}
+		last = &ents[len(ents)-1]
+	}
+	if err := p.store(); err != nil {
+		return nil, err
+	}
+	return last, nil
+}
+
+func (p *persister) store() error {
+	if len(p.batch) == 0 {
+		return nil
+	}
+	first, last := p.batch[0].Index, p.batch[len(p.batch)-1].Index
+	if err := p.logs.StoreLogs(p.batch); err != nil {
+		return fmt.Errorf("raft: store log entries [%d, %d]: %w", first, last, err)
+	}
+	p.lastOnDisk = last
+	clear(p.batch)
+	p.batch = p.batch[:0]
+	return nil
+}

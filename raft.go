@@ -1,0 +1,398 @@
+package raft
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// RaftState is a server's role, as the public API reports it.
+type RaftState uint32
+
+const (
+	// Follower replicates the leader's log; every server starts as one.
+	Follower RaftState = iota
+	// Candidate is campaigning for leadership (including the PreVote stage).
+	Candidate
+	// Leader accepts commands and replicates them.
+	Leader
+	// Shutdown means the server has stopped.
+	Shutdown
+)
+
+// String returns the state's name.
+func (s RaftState) String() string {
+	switch s {
+	case Follower:
+		return "Follower"
+	case Candidate:
+		return "Candidate"
+	case Leader:
+		return "Leader"
+	case Shutdown:
+		return "Shutdown"
+	default:
+		return "RaftState(" + strconv.Itoa(int(s)) + ")"
+	}
+}
+
+// Raft is one server of a cluster. Its methods are safe for concurrent use.
+//
+// All protocol state is owned by one goroutine, the event loop; public
+// methods hand it requests. Log writes and FSM applies run on a goroutine
+// each (the persister and the applier), so neither a slow disk nor a slow
+// FSM delays heartbeats.
+type Raft struct {
+	conf   Config
+	logger *slog.Logger
+	trans  Transport
+	stable StableStore
+	tick   time.Duration
+
+	// Owned by the event loop.
+	core     *core
+	inflight []*future // proposals not yet handed to the applier, by index
+	verifies []verifyWait
+	addrs    map[ServerID]ServerAddress // learned from messages, beside the configuration
+	lastPub  published
+
+	persister *persister
+	applier   *applier
+
+	applyCh       chan *future
+	opCh          chan func()
+	persistNotify chan struct{}
+	applyNotify   chan struct{}
+
+	persistMu   sync.Mutex
+	persistedAt [2]uint64 // (index, term) last made durable
+
+	pubMu sync.RWMutex
+	pub   published
+
+	obsMu     sync.Mutex
+	observers map[*observer]struct{}
+	leaderCh  chan bool
+
+	shutdownOnce sync.Once
+	shutdownCh   chan struct{}
+	shutdownErr  error // set before shutdownCh closes
+	wg           sync.WaitGroup
+}
+
+// published is the state public getters read without asking the loop.
+type published struct {
+	state      RaftState
+	term       uint64
+	leaderID   ServerID
+	leaderAddr ServerAddress
+	lastIndex  uint64
+	commit     uint64
+}
+
+type verifyWait struct {
+	round uint64
+	f     *future
+}
+
+// NewRaft starts a server on the given stores and transport. The stores
+// must hold state written by BootstrapCluster or an earlier run; a server
+// with empty stores waits as a follower until a leader adds it. The FSM is
+// restored from the newest snapshot, and committed log entries after it are
+// applied as the server learns they are committed.
+//
+// The caller keeps ownership of the stores and the transport: Shutdown does
+// not close them.
+func NewRaft(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps SnapshotStore, trans Transport) (*Raft, error) {
+	if err := ValidateConfig(conf); err != nil {
+		return nil, err
+	}
+	if fsm == nil || logs == nil || stable == nil || snaps == nil || trans == nil {
+		return nil, errors.New("raft: NewRaft needs an FSM, a LogStore, a StableStore, a SnapshotStore and a Transport")
+	}
+	hs, err := loadHardState(stable)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := restoreSnapshot(fsm, snaps)
+	if err != nil {
+		return nil, err
+	}
+	entries, lastOnDisk, err := loadLog(logs, snap.Index)
+	if err != nil {
+		return nil, err
+	}
+	cc, tick := conf.coreConfig(rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
+	r := &Raft{
+		conf:          *conf,
+		logger:        conf.Logger,
+		trans:         trans,
+		stable:        stable,
+		tick:          tick,
+		addrs:         map[ServerID]ServerAddress{},
+		applyCh:       make(chan *future, 4*conf.MaxAppendEntries),
+		opCh:          make(chan func()),
+		persistNotify: make(chan struct{}, 1),
+		applyNotify:   make(chan struct{}, 1),
+		observers:     map[*observer]struct{}{},
+		leaderCh:      make(chan bool, 1),
+		shutdownCh:    make(chan struct{}),
+	}
+	if r.logger == nil {
+		r.logger = slog.New(slog.DiscardHandler)
+	}
+	r.logger = r.logger.With("server", conf.LocalID)
+	base := confEntry{index: snap.ConfigurationIndex, conf: snap.Configuration}
+	r.core = newCore(cc, hs, snap.Index, snap.Term, base, entries)
+	r.persister = newPersister(logs, lastOnDisk, r.sendNow, r.persistedTo, r.fatal)
+	r.applier = newApplier(fsm, snap.Index, func() { notify(r.applyNotify) })
+	r.publish()
+
+	r.wg.Add(3)
+	go func() { defer r.wg.Done(); r.persister.run() }()
+	go func() { defer r.wg.Done(); r.applier.run() }()
+	go func() { defer r.wg.Done(); r.run() }()
+	return r, nil
+}
+
+// restoreSnapshot restores the FSM from the newest snapshot and returns its
+// metadata, or zero metadata when there is none.
+func restoreSnapshot(fsm FSM, snaps SnapshotStore) (SnapshotMeta, error) {
+	metas, err := snaps.List()
+	if err != nil {
+		return SnapshotMeta{}, fmt.Errorf("raft: list snapshots: %w", err)
+	}
+	if len(metas) == 0 {
+		return SnapshotMeta{}, nil
+	}
+	meta, rc, err := snaps.Open(metas[0].ID)
+	if err != nil {
+		return SnapshotMeta{}, fmt.Errorf("raft: open snapshot %s: %w", metas[0].ID, err)
+	}
+	if err := fsm.Restore(rc); err != nil {
+		return SnapshotMeta{}, fmt.Errorf("raft: restore snapshot %s: %w", meta.ID, err)
+	}
+	return *meta, nil
+}
+
+// loadLog reads the entries after snapIndex and checks that they form a
+// log keel can trust: contiguous, terms never decreasing, configurations
+// readable. It also returns the store's last index.
+func loadLog(logs LogStore, snapIndex uint64) ([]Log, uint64, error) {
+	first, err := logs.FirstIndex()
+	if err != nil {
+		return nil, 0, fmt.Errorf("raft: read first log index: %w", err)
+	}
+	last, err := logs.LastIndex()
+	if err != nil {
+		return nil, 0, fmt.Errorf("raft: read last log index: %w", err)
+	}
+	if last <= snapIndex {
+		return nil, last, nil
+	}
+	if first > snapIndex+1 {
+		return nil, 0, fmt.Errorf("%w: log starts at index %d but the newest snapshot ends at %d", ErrCorruptState, first, snapIndex)
+	}
+	entries := make([]Log, 0, last-snapIndex)
+	var prevTerm uint64
+	for i := snapIndex + 1; i <= last; i++ {
+		var e Log
+		if err := logs.GetLog(i, &e); err != nil {
+			return nil, 0, fmt.Errorf("raft: read log entry %d: %w", i, err)
+		}
+		if e.Index != i {
+			return nil, 0, fmt.Errorf("%w: log entry %d has index %d", ErrCorruptState, i, e.Index)
+		}
+		if e.Term < prevTerm {
+			return nil, 0, fmt.Errorf("%w: log entry %d has term %d below the previous entry's %d", ErrCorruptState, i, e.Term, prevTerm)
+		}
+		if err := validateEntry(&e); err != nil {
+			return nil, 0, fmt.Errorf("%w: log entry %d: %v", ErrCorruptState, i, err)
+		}
+		prevTerm = e.Term
+		entries = append(entries, e)
+	}
+	return entries, last, nil
+}
+
+// validateEntry checks what the core relies on: a known type, and a
+// readable configuration in configuration entries.
+func validateEntry(e *Log) error {
+	switch e.Type {
+	case LogCommand, LogNoop:
+		return nil
+	case LogConfiguration:
+		_, err := decodeConfiguration(e.Data)
+		return err
+	default:
+		return fmt.Errorf("unknown entry type %d", e.Type)
+	}
+}
+
+// Apply proposes a command. The future's Error waits until the command is
+// applied on this server (the leader), leadership is lost, ctx ends or the
+// server shuts down. On a follower it fails at once with a *NotLeaderError.
+//
+// An error other than ErrNotLeader leaves the outcome unknown: the command
+// may still commit. Clients that retry need commands that are idempotent.
+func (r *Raft) Apply(ctx context.Context, cmd []byte) ApplyFuture {
+	return r.propose(ctx, Log{Type: LogCommand, Data: cmd})
+}
+
+// Barrier returns a future that completes once every entry committed before
+// it has been applied to the FSM on this server, the leader.
+func (r *Raft) Barrier(ctx context.Context) Future {
+	return r.propose(ctx, Log{Type: LogNoop})
+}
+
+func (r *Raft) propose(ctx context.Context, l Log) *future {
+	f := newFuture(ctx, r.shutdownCh)
+	f.log = l
+	select {
+	case r.applyCh <- f:
+	case <-ctx.Done():
+		f.respond(0, nil, ctx.Err())
+	case <-r.shutdownCh:
+		f.respond(0, nil, r.shutdownError())
+	}
+	return f
+}
+
+// VerifyLeader confirms that this server is still the leader: a quorum has
+// answered a heartbeat sent after the call. Concurrent calls share one
+// round.
+func (r *Raft) VerifyLeader(ctx context.Context) Future {
+	f := newFuture(ctx, r.shutdownCh)
+	err := r.do(ctx, func() {
+		round, err := r.core.requestConfirmation()
+		if err != nil {
+			f.respond(0, nil, r.notLeader())
+			return
+		}
+		r.verifies = append(r.verifies, verifyWait{round: round, f: f})
+	})
+	if err != nil {
+		f.respond(0, nil, err)
+	}
+	return f
+}
+
+// do runs fn on the event loop and waits until it has run.
+func (r *Raft) do(ctx context.Context, fn func()) error {
+	done := make(chan struct{})
+	select {
+	case r.opCh <- func() { fn(); close(done) }:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-r.shutdownCh:
+		return r.shutdownError()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-r.shutdownCh:
+		return r.shutdownError()
+	}
+}
+
+// State returns the server's current role.
+func (r *Raft) State() RaftState {
+	r.pubMu.RLock()
+	defer r.pubMu.RUnlock()
+	return r.pub.state
+}
+
+// Leader returns the address and ID of the current leader, or empty
+// values when none is known.
+func (r *Raft) Leader() (ServerAddress, ServerID) {
+	r.pubMu.RLock()
+	defer r.pubMu.RUnlock()
+	return r.pub.leaderAddr, r.pub.leaderID
+}
+
+// LastIndex returns the index of the last entry in this server's log.
+func (r *Raft) LastIndex() uint64 {
+	r.pubMu.RLock()
+	defer r.pubMu.RUnlock()
+	return r.pub.lastIndex
+}
+
+// AppliedIndex returns the index of the last entry applied to the FSM.
+func (r *Raft) AppliedIndex() uint64 { return r.applier.applied.Load() }
+
+// GetConfiguration returns the latest configuration in this server's log
+// (which, during a change, may not be committed yet).
+func (r *Raft) GetConfiguration(ctx context.Context) (Configuration, error) {
+	var c Configuration
+	err := r.do(ctx, func() { c = r.core.confs.latest().conf.Clone() })
+	return c, err
+}
+
+// Stats returns a snapshot of the server's internal counters, for
+// operators. Keys are stable; values are for humans.
+func (r *Raft) Stats() map[string]string {
+	r.pubMu.RLock()
+	p := r.pub
+	r.pubMu.RUnlock()
+	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
+	return map[string]string{
+		"state":          p.state.String(),
+		"term":           u(p.term),
+		"leader_id":      string(p.leaderID),
+		"leader_addr":    string(p.leaderAddr),
+		"last_log_index": u(p.lastIndex),
+		"commit_index":   u(p.commit),
+		"applied_index":  u(r.AppliedIndex()),
+	}
+}
+
+// Shutdown stops the server and waits until every goroutine it started has
+// exited. Operations under way fail with ErrRaftShutdown. It is safe to
+// call more than once; it returns the storage error that stopped the
+// server, if one did.
+func (r *Raft) Shutdown() error {
+	r.close(nil)
+	r.wg.Wait()
+	if errors.Is(r.shutdownErr, ErrRaftShutdown) && r.shutdownErr != ErrRaftShutdown {
+		return r.shutdownErr
+	}
+	return nil
+}
+
+// close stops every goroutine; err is the reason when a failure stops the
+// server.
+func (r *Raft) close(err error) {
+	r.shutdownOnce.Do(func() {
+		r.shutdownErr = ErrRaftShutdown
+		if err != nil {
+			r.shutdownErr = fmt.Errorf("%w: %w", ErrRaftShutdown, err)
+		}
+		close(r.shutdownCh)
+		r.persister.close()
+		r.applier.close()
+	})
+}
+
+func (r *Raft) shutdownError() error {
+	<-r.shutdownCh
+	return r.shutdownErr
+}
+
+// fatal stops the server after a storage failure: it must not go on as if
+// data it could not write were durable.
+func (r *Raft) fatal(err error) {
+	r.logger.Error("stopping after storage failure", "err", err)
+	r.close(err)
+}
+
+func notify(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,212 @@
+package raft
+
+// Replication: AppendEntries with the consistency check, conflict-hint
+// backoff, pipelining, heartbeats and the commit rule (Raft paper §5.3,
+// §5.4.2).
+
+// sendAppend sends follower to the next append it needs, if its flow
+// control allows. An append without entries is sent only when allowEmpty is
+// set (to probe, or to carry a new commit index). It reports whether
+// anything was sent.
+func (c *core) sendAppend(to ServerID, allowEmpty bool) bool {
+	pr := c.prs[to]
+	if pr.paused() {
+		return false
+	}
+	prevIndex := pr.next - 1
+	prevTerm, ok := c.log.term(prevIndex)
+	if !ok {
+		// The entry is compacted away; the follower needs a snapshot.
+		// Snapshot shipping is not part of this core yet, and the log is
+		// never compacted without it.
+		return false
+	}
+	ents := c.log.slice(pr.next, c.log.lastIndex()+1, c.cfg.maxAppendEntries, c.cfg.maxAppendBytes)
+	if len(ents) == 0 && !allowEmpty && pr.state == stateReplicate {
+		return false
+	}
+	var bytes uint64
+	for i := range ents {
+		bytes += uint64(len(ents[i].Data))
+	}
+	c.send(Message{
+		Type: MsgAppend, To: to,
+		Index: prevIndex, LogTerm: prevTerm,
+		Entries: ents, Commit: c.log.committed,
+	})
+	pr.sent(prevIndex+uint64(len(ents)), bytes, len(ents))
+	return true
+}
+
+// fillWindow sends a follower appends until it is caught up or its window
+// is full; with commitOnly it sends at least one, to carry the commit index.
+func (c *core) fillWindow(to ServerID, commitOnly bool) {
+	sent := false
+	for c.sendAppend(to, false) {
+		sent = true
+		if c.prs[to].state == stateProbe {
+			return
+		}
+	}
+	if !sent && commitOnly {
+		c.sendAppend(to, true)
+	}
+}
+
+// bcastAppend sends every peer what it lacks; with commitAdvanced, peers
+// with nothing new still hear the new commit index.
+func (c *core) bcastAppend(commitAdvanced bool) {
+	for _, id := range c.peers {
+		c.fillWindow(id, commitAdvanced)
+	}
+}
+
+// bcastHeartbeat tells every peer the leader is alive, and its commit index
+// as far as that peer is known to hold the log.
+func (c *core) bcastHeartbeat(ctx []byte) {
+	for _, id := range c.peers {
+		pr := c.prs[id]
+		c.send(Message{Type: MsgHeartbeat, To: id, Commit: min(pr.match, c.log.committed), Context: ctx})
+	}
+}
+
+// matchOf returns how far server id's log is known to match the leader's.
+// The leader counts only what it has made durable itself.
+func (c *core) matchOf(id ServerID) uint64 {
+	if id == c.id() {
+		return c.log.stable
+	}
+	if pr, ok := c.prs[id]; ok {
+		return pr.match
+	}
+	return 0
+}
+
+// maybeCommit advances the commit index to the highest entry stored on a
+// quorum, but only if that entry is of the leader's current term: entries
+// of earlier terms commit only beneath one of the current term (Raft paper
+// §5.4.2, Figure 8).
+func (c *core) maybeCommit() bool {
+	mci := jointCommitIndex(c.incoming, c.outgoing, c.matchOf)
+	if mci <= c.log.committed || mci > c.log.lastIndex() {
+		return false
+	}
+	if t, _ := c.log.term(mci); t != c.term {
+		return false
+	}
+	c.log.committed = mci
+	c.confs.compact(mci)
+	return true
+}
+
+func (c *core) handleLeaderAppendResp(m *Message) {
+	pr, ok := c.prs[m.From]
+	if !ok {
+		return
+	}
+	pr.recentActive = true
+	if m.Reject {
+		hint := m.RejectHint
+		if m.LogTerm > 0 {
+			// Skip every leader entry whose term is above the follower's
+			// hint term: they cannot match.
+			hint, _ = c.log.findConflictByTerm(m.RejectHint, m.LogTerm)
+		}
+		if pr.rejected(m.Index, hint) {
+			c.sendAppend(m.From, true)
+		}
+		return
+	}
+	if m.Index > c.log.lastIndex() {
+		c.violation("%s acknowledged index %d beyond the leader's last %d", m.From, m.Index, c.log.lastIndex())
+		return
+	}
+	if !pr.acked(m.Index) {
+		return
+	}
+	if pr.state == stateProbe {
+		pr.becomeReplicate()
+	}
+	if c.maybeCommit() {
+		c.bcastAppend(true)
+		return
+	}
+	c.fillWindow(m.From, false)
+}
+
+func (c *core) handleLeaderHeartbeatResp(m *Message) {
+	pr, ok := c.prs[m.From]
+	if !ok {
+		return
+	}
+	pr.recentActive = true
+	pr.probeSent = false
+	c.confirmationAck(m.From, m.Context)
+	if pr.match >= c.log.lastIndex() {
+		return
+	}
+	// The follower is alive but behind. If its stream made no progress for
+	// two heartbeats, appends were lost: start again from what it holds.
+	if pr.state == stateReplicate && pr.stallTicks >= 2*c.cfg.heartbeatTicks {
+		pr.becomeProbe()
+	}
+	c.fillWindow(m.From, pr.state == stateProbe)
+}
+
+// handleFollowerAppend is AppendEntries on the receiver (Raft paper Figure
+// 2): check that the log holds (prevLogIndex, prevLogTerm), drop a
+// conflicting suffix, append, and learn the commit index. The success
+// answer waits until the entries are durable.
+func (c *core) handleFollowerAppend(m *Message) {
+	c.electionElapsed = 0
+	c.lead = m.From
+	if m.Index < c.log.committed {
+		// Everything up to the commit index already matches the leader.
+		c.sendAfterAppend(Message{Type: MsgAppendResp, To: m.From, Index: c.log.committed})
+		return
+	}
+	if !c.log.matchTerm(m.Index, m.LogTerm) {
+		hintIndex, hintTerm := c.log.findConflictByTerm(m.Index, m.LogTerm)
+		c.send(Message{
+			Type: MsgAppendResp, To: m.From, Reject: true,
+			Index: m.Index, RejectHint: hintIndex, LogTerm: hintTerm,
+		})
+		return
+	}
+	lastNew := m.Index + uint64(len(m.Entries))
+	if ci := c.log.findConflict(m.Entries); ci != 0 {
+		if ci <= c.log.committed {
+			c.violation("%s asked to overwrite committed entry %d (commit index %d)", m.From, ci, c.log.committed)
+			return
+		}
+		c.appendLog(m.Entries[ci-m.Index-1:])
+	}
+	if commit := min(m.Commit, lastNew); commit > c.log.committed {
+		c.log.committed = commit
+		c.confs.compact(commit)
+	}
+	c.sendAfterAppend(Message{Type: MsgAppendResp, To: m.From, Index: lastNew})
+}
+
+func (c *core) handleFollowerHeartbeat(m *Message) {
+	c.electionElapsed = 0
+	c.lead = m.From
+	// The leader caps Commit at what this server is known to hold.
+	if commit := min(m.Commit, c.log.lastIndex()); commit > c.log.committed {
+		c.log.committed = commit
+		c.confs.compact(commit)
+	}
+	c.send(Message{Type: MsgHeartbeatResp, To: m.From, Context: m.Context})
+}
+
+// A candidate that hears from a leader of its own term steps down and
+// follows it.
+func (c *core) handleCandidateAppend(m *Message) {
+	c.becomeFollower(m.Term, m.From)
+	c.handleFollowerAppend(m)
+}
+
+func (c *core) handleCandidateHeartbeat(m *Message) {
+	c.becomeFollower(m.Term, m.From)
+	c.handleFollowerHeartbeat(m)
+}
