@@ -1,0 +1,261 @@
+package raft_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/keelraft/raft"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// Scenario 1: three servers, no leader: exactly one emerges, and everyone
+// follows it.
+func TestScenario1OneLeaderEmerges(t *testing.T) {
+	c := newCluster(t, 3, 1, nil)
+	l := c.leader()
+	var terms []uint64
+	for _, nd := range c.nodes {
+		st := nd.raft.Stats()
+		terms = append(terms, parseUint(t, st["term"]))
+		if nd != l {
+			require.Equal(t, raft.Follower, nd.raft.State())
+		}
+	}
+	require.Equal(t, terms[0], terms[1])
+	require.Equal(t, terms[0], terms[2])
+}
+
+func TestApplyReplicatesInOrder(t *testing.T) {
+	c := newCluster(t, 3, 2, nil)
+	l := c.leader()
+	futures := make([]raft.ApplyFuture, 50)
+	for i := range futures {
+		futures[i] = l.raft.Apply(context.Background(), []byte(fmt.Sprintf("cmd-%d", i)))
+	}
+	for i, f := range futures {
+		require.NoError(t, f.Error())
+		require.Equal(t, i+1, f.Response(), "the FSM's response reaches the caller")
+		require.NotZero(t, f.Index())
+	}
+	cmds := c.waitConverged()
+	require.Len(t, cmds, 50)
+	require.Equal(t, "cmd-0", cmds[0])
+	require.Equal(t, "cmd-49", cmds[49])
+}
+
+func TestApplyOnFollowerNamesTheLeader(t *testing.T) {
+	c := newCluster(t, 3, 3, nil)
+	l := c.leader()
+	for _, nd := range c.nodes {
+		if nd == l {
+			continue
+		}
+		err := nd.raft.Apply(context.Background(), []byte("x")).Error()
+		require.ErrorIs(t, err, raft.ErrNotLeader)
+		var nl *raft.NotLeaderError
+		require.ErrorAs(t, err, &nl)
+		require.Equal(t, l.id, nl.LeaderID)
+		require.Equal(t, l.addr, nl.LeaderAddress)
+	}
+}
+
+// Scenario 2: the leader is cut off after a write reached only it: the
+// write does not commit, a new leader is elected, the client's retry
+// succeeds, and after healing the command is applied exactly once.
+func TestScenario2WriteReachedOnlyTheLeader(t *testing.T) {
+	c := newCluster(t, 3, 4, nil)
+	c.apply("before")
+	old := c.leader()
+	c.net.Isolate(old.addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	err := old.raft.Apply(ctx, []byte("x")).Error()
+	cancel()
+	require.Error(t, err, "a write that reached only the leader must not commit")
+
+	var rest []*node
+	for _, nd := range c.nodes {
+		if nd != old {
+			rest = append(rest, nd)
+		}
+	}
+	newLeader := c.leaderAmong(rest...)
+	require.NotEqual(t, old.id, newLeader.id)
+	require.NoError(t, newLeader.raft.Apply(context.Background(), []byte("x")).Error(), "the client's retry")
+
+	c.net.Rejoin(old.addr)
+	cmds := c.waitConverged()
+	require.Equal(t, []string{"before", "x"}, cmds, "the old leader's copy was discarded")
+}
+
+// Scenario 3: the leader replicates to a minority and dies. The entry may
+// be finished by a leader that has it, or discarded; either way nothing
+// committed is lost and it is applied at most once.
+func TestScenario3ReplicatedToMinority(t *testing.T) {
+	c := newCluster(t, 5, 5, nil)
+	c.apply("committed")
+	old := c.leader()
+	var others []*node
+	for _, nd := range c.nodes {
+		if nd != old {
+			others = append(others, nd)
+		}
+	}
+	// Only others[0] hears from the leader.
+	for _, nd := range others[1:] {
+		c.net.Cut(old.addr, nd.addr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	require.Error(t, old.raft.Apply(ctx, []byte("x")).Error())
+	cancel()
+	c.crash(old)
+	c.net.Heal()
+	c.apply("after")
+	cmds := c.waitConverged()
+	require.Equal(t, "committed", cmds[0])
+	require.LessOrEqual(t, count(cmds, "x"), 1)
+	require.Equal(t, 1, count(cmds, "after"))
+	c.restart(old)
+	requireSame(t, cmds, c.waitConverged())
+}
+
+func requireSame(t *testing.T, want, got []string) {
+	t.Helper()
+	require.Equal(t, want, got)
+}
+
+// Scenario 7: a 5-server cluster split 3|2, with the leader on the minority
+// side and on the majority side.
+func TestScenario7Partition(t *testing.T) {
+	for _, leaderInMinority := range []bool{true, false} {
+		t.Run(fmt.Sprintf("leader in minority %v", leaderInMinority), func(t *testing.T) {
+			c := newCluster(t, 5, 7, nil)
+			c.apply("a")
+			old := c.leader()
+			var minority, majority []*node
+			for _, nd := range c.nodes {
+				switch {
+				case nd == old && leaderInMinority, nd != old && !leaderInMinority && len(minority) < 2:
+					minority = append(minority, nd)
+				case nd != old && leaderInMinority && len(minority) < 2:
+					minority = append(minority, nd)
+				default:
+					majority = append(majority, nd)
+				}
+			}
+			require.Len(t, minority, 2)
+			c.net.Partition(c.addrs(minority...), c.addrs(majority...))
+
+			if leaderInMinority {
+				ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+				require.Error(t, old.raft.Apply(ctx, []byte("lost")).Error(), "the minority cannot commit")
+				cancel()
+				waitFor(t, 5*time.Second, "the old leader to step down (CheckQuorum)", func() bool {
+					return old.raft.State() != raft.Leader
+				})
+			}
+			l := c.leaderAmong(majority...)
+			require.NoError(t, l.raft.Apply(context.Background(), []byte("b")).Error())
+			for _, nd := range minority {
+				require.NotEqual(t, raft.Leader, nd.raft.State())
+			}
+			c.net.Heal()
+			cmds := c.waitConverged()
+			require.Equal(t, []string{"a", "b"}, cmds)
+		})
+	}
+}
+
+// A 5-server cluster commits with 2 servers down; with 3 down it stops, and
+// callers get their context's error; nothing is applied twice.
+func TestFiveServersToleratesTwoFailures(t *testing.T) {
+	c := newCluster(t, 5, 8, nil)
+	c.apply("a")
+	c.crash(c.nodes[0])
+	c.crash(c.nodes[1])
+	c.apply("b")
+	c.crash(c.nodes[2])
+	l := c.live()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	var errs []error
+	for _, nd := range l {
+		errs = append(errs, nd.raft.Apply(ctx, []byte("c")).Error())
+	}
+	for _, err := range errs {
+		require.Error(t, err)
+		require.True(t, errors.Is(err, context.DeadlineExceeded) || errors.Is(err, raft.ErrNotLeader) ||
+			errors.Is(err, raft.ErrLeadershipLost), "unexpected error %v", err)
+	}
+	for _, nd := range c.nodes[:3] {
+		c.restart(nd)
+	}
+	c.apply("d")
+	cmds := c.waitConverged()
+	require.Equal(t, 1, count(cmds, "a"))
+	require.Equal(t, 1, count(cmds, "b"))
+	require.LessOrEqual(t, count(cmds, "c"), 1)
+	require.Equal(t, 1, count(cmds, "d"))
+}
+
+// A full-cluster restart keeps every committed entry.
+func TestFullClusterRestart(t *testing.T) {
+	c := newCluster(t, 3, 9, nil)
+	for i := 0; i < 20; i++ {
+		c.apply(fmt.Sprintf("v%d", i))
+	}
+	before := c.waitConverged()
+	for _, nd := range c.nodes {
+		c.crash(nd)
+	}
+	for _, nd := range c.nodes {
+		c.restart(nd)
+	}
+	c.apply("after-restart")
+	after := c.waitConverged()
+	require.Equal(t, append(before, "after-restart"), after)
+}
+
+func TestVerifyLeaderAndBarrier(t *testing.T) {
+	c := newCluster(t, 3, 10, nil)
+	l := c.leader()
+	require.NoError(t, l.raft.VerifyLeader(context.Background()).Error())
+	f := l.raft.Apply(context.Background(), []byte("a"))
+	require.NoError(t, l.raft.Barrier(context.Background()).Error())
+	require.NoError(t, f.Error())
+	require.GreaterOrEqual(t, l.raft.AppliedIndex(), f.Index())
+	for _, nd := range c.nodes {
+		if nd != l {
+			require.ErrorIs(t, nd.raft.VerifyLeader(context.Background()).Error(), raft.ErrNotLeader)
+		}
+	}
+	// A leader cut off from everyone cannot confirm itself.
+	c.net.Isolate(l.addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	require.Error(t, l.raft.VerifyLeader(ctx).Error())
+}
+
+func TestShutdownFailsPendingWork(t *testing.T) {
+	c := newCluster(t, 3, 11, nil)
+	l := c.leader()
+	c.net.Isolate(l.addr)
+	f := l.raft.Apply(context.Background(), []byte("never"))
+	require.NoError(t, l.raft.Shutdown())
+	require.ErrorIs(t, f.Error(), raft.ErrRaftShutdown)
+	require.Equal(t, raft.Shutdown, l.raft.State())
+	require.ErrorIs(t, l.raft.Apply(context.Background(), []byte("late")).Error(), raft.ErrRaftShutdown)
+	require.NoError(t, l.raft.Shutdown(), "a second Shutdown is harmless")
+}
+
+func parseUint(t *testing.T, s string) uint64 {
+	var v uint64
+	_, err := fmt.Sscan(s, &v)
+	require.NoError(t, err)
+	return v
+}
