@@ -81,6 +81,9 @@ func (a *applier) run() {
 // when it is a BatchingFSM), other entries only complete their futures.
 func (a *applier) apply(b applyBatch) {
 	responses := a.applyCommands(b.entries)
+	// Published before futures complete: a caller whose Apply returned sees
+	// AppliedIndex at or past its entry.
+	a.applied.Store(b.entries[len(b.entries)-1].Index)
 	first := b.entries[0].Index
 	for _, f := range b.futures {
 		i := f.log.Index - first
@@ -91,7 +94,6 @@ func (a *applier) apply(b applyBatch) {
 		}
 		f.respond(f.log.Index, responses[i], nil)
 	}
-	a.applied.Store(b.entries[len(b.entries)-1].Index)
 }
 
 // applyCommands applies the LogCommand entries and returns a response per

@@ -138,11 +138,13 @@ func TestScenario7Partition(t *testing.T) {
 			c.apply("a")
 			old := c.leader()
 			var minority, majority []*node
+			if leaderInMinority {
+				minority = append(minority, old)
+			}
 			for _, nd := range c.nodes {
 				switch {
-				case nd == old && leaderInMinority, nd != old && !leaderInMinority && len(minority) < 2:
-					minority = append(minority, nd)
-				case nd != old && leaderInMinority && len(minority) < 2:
+				case nd == old && leaderInMinority:
+				case nd != old && len(minority) < 2:
 					minority = append(minority, nd)
 				default:
 					majority = append(majority, nd)
