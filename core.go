@@ -195,15 +195,15 @@ func (c *core) propose(ents []Log) (uint64, error) {
 		ents[i].Term = c.term
 	}
 	c.appendLog(ents)
-	c.bcastAppend(false)
+	c.bcastAppend()
 	return first, nil
 }
 
 // persisted records that the log is durable up to (index, term).
 func (c *core) persisted(index, term uint64) {
 	c.log.persisted(index, term)
-	if c.role == roleLeader && c.maybeCommit() {
-		c.bcastAppend(true)
+	if c.role == roleLeader {
+		c.maybeCommit()
 	}
 }
 

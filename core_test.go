@@ -15,6 +15,7 @@ func TestCoreElectsOneLeader(t *testing.T) {
 		require.Len(t, net.leaders(), 1, "seed %d", seed)
 		leader := net.leaders()[0]
 		net.propose(leader, "x")
+		net.tickAll() // the heartbeat carries the commit index to followers
 		for _, id := range net.ids {
 			require.Equal(t, []string{"x"}, net.commands(id), "seed %d server %s", seed, id)
 		}

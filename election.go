@@ -123,7 +123,7 @@ func (c *core) becomeLeader() {
 		c.prs[id] = c.newProgress()
 	}
 	c.appendLog([]Log{{Index: c.log.lastIndex() + 1, Term: c.term, Type: LogNoop}})
-	c.bcastAppend(false)
+	c.bcastAppend()
 }
 
 // campaign asks every voter for its vote (or pre-vote).

@@ -4,11 +4,12 @@ package raft
 // backoff, pipelining, heartbeats and the commit rule (Raft paper §5.3,
 // §5.4.2).
 
-// sendAppend sends follower to the next append it needs, if its flow
-// control allows. An append without entries is sent only when allowEmpty is
-// set (to probe, or to carry a new commit index). It reports whether
-// anything was sent.
-func (c *core) sendAppend(to ServerID, allowEmpty bool) bool {
+// sendAppend sends a follower the next append it needs, if its flow
+// control allows. A follower in replicate state gets no empty appends: the
+// commit index reaches it with the next entries or heartbeat, which keeps a
+// commit from costing a message and an acknowledgement per follower. It
+// reports whether anything was sent.
+func (c *core) sendAppend(to ServerID) bool {
 	pr := c.prs[to]
 	if pr.paused() {
 		return false
@@ -22,7 +23,7 @@ func (c *core) sendAppend(to ServerID, allowEmpty bool) bool {
 		return false
 	}
 	ents := c.log.slice(pr.next, c.log.lastIndex()+1, c.cfg.maxAppendEntries, c.cfg.maxAppendBytes)
-	if len(ents) == 0 && !allowEmpty && pr.state == stateReplicate {
+	if len(ents) == 0 && pr.state == stateReplicate {
 		return false
 	}
 	var bytes uint64
@@ -39,25 +40,16 @@ func (c *core) sendAppend(to ServerID, allowEmpty bool) bool {
 }
 
 // fillWindow sends a follower appends until it is caught up or its window
-// is full; with commitOnly it sends at least one, to carry the commit index.
-func (c *core) fillWindow(to ServerID, commitOnly bool) {
-	sent := false
-	for c.sendAppend(to, false) {
-		sent = true
-		if c.prs[to].state == stateProbe {
-			return
-		}
-	}
-	if !sent && commitOnly {
-		c.sendAppend(to, true)
+// is full (in probe state, the window is one append).
+func (c *core) fillWindow(to ServerID) {
+	for c.sendAppend(to) && c.prs[to].state == stateReplicate {
 	}
 }
 
-// bcastAppend sends every peer what it lacks; with commitAdvanced, peers
-// with nothing new still hear the new commit index.
-func (c *core) bcastAppend(commitAdvanced bool) {
+// bcastAppend sends every peer what it lacks.
+func (c *core) bcastAppend() {
 	for _, id := range c.peers {
-		c.fillWindow(id, commitAdvanced)
+		c.fillWindow(id)
 	}
 }
 
@@ -113,7 +105,7 @@ func (c *core) handleLeaderAppendResp(m *Message) {
 			hint, _ = c.log.findConflictByTerm(m.RejectHint, m.LogTerm)
 		}
 		if pr.rejected(m.Index, hint) {
-			c.sendAppend(m.From, true)
+			c.sendAppend(m.From)
 		}
 		return
 	}
@@ -127,11 +119,8 @@ func (c *core) handleLeaderAppendResp(m *Message) {
 	if pr.state == stateProbe {
 		pr.becomeReplicate()
 	}
-	if c.maybeCommit() {
-		c.bcastAppend(true)
-		return
-	}
-	c.fillWindow(m.From, false)
+	c.maybeCommit()
+	c.fillWindow(m.From)
 }
 
 func (c *core) handleLeaderHeartbeatResp(m *Message) {
@@ -150,7 +139,7 @@ func (c *core) handleLeaderHeartbeatResp(m *Message) {
 	if pr.state == stateReplicate && pr.stallTicks >= 2*c.cfg.heartbeatTicks {
 		pr.becomeProbe()
 	}
-	c.fillWindow(m.From, pr.state == stateProbe)
+	c.fillWindow(m.From)
 }
 
 // handleFollowerAppend is AppendEntries on the receiver (Raft paper Figure

@@ -150,8 +150,8 @@ func (m *Message) validate() error {
 		if e.Index != m.Index+uint64(i)+1 {
 			return fmt.Errorf("entry %d has index %d, want %d", i, e.Index, m.Index+uint64(i)+1)
 		}
-		if e.Type > LogConfiguration {
-			return fmt.Errorf("entry %d has unknown type %d", e.Index, e.Type)
+		if err := validateEntry(e); err != nil {
+			return fmt.Errorf("entry %d: %w", e.Index, err)
 		}
 	}
 	return nil
