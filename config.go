@@ -16,10 +16,15 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	// ElectionTimeout is how long a follower waits without hearing from a
 	// leader before it campaigns; each wait is drawn at random from
-	// [ElectionTimeout, 2*ElectionTimeout). Also, with CheckQuorum, how long
-	// a leader goes on without hearing from a quorum. Must be at least
+	// [ElectionTimeout, 2*ElectionTimeout). Must be at least
 	// 2*HeartbeatInterval. Default 1s.
 	ElectionTimeout time.Duration
+	// LeaderLeaseTimeout is how long a leader goes on without hearing from
+	// a quorum before it steps down (CheckQuorum). Shorter than
+	// ElectionTimeout, an old leader cut off from the cluster stops leading
+	// before a new one can be elected. Between 2*HeartbeatInterval and
+	// ElectionTimeout; 0 means ElectionTimeout/2.
+	LeaderLeaseTimeout time.Duration
 
 	// MaxAppendEntries bounds the entries in one AppendEntries message.
 	// Default 256.
@@ -77,6 +82,9 @@ func ValidateConfig(c *Config) error {
 		return bad("HeartbeatInterval", "is %v, want at least 2ms", c.HeartbeatInterval)
 	case c.ElectionTimeout < 2*c.HeartbeatInterval:
 		return bad("ElectionTimeout", "is %v, want at least 2*HeartbeatInterval (%v)", c.ElectionTimeout, 2*c.HeartbeatInterval)
+	case c.LeaderLeaseTimeout != 0 && (c.LeaderLeaseTimeout < 2*c.HeartbeatInterval || c.LeaderLeaseTimeout > c.ElectionTimeout):
+		return bad("LeaderLeaseTimeout", "is %v, want between 2*HeartbeatInterval (%v) and ElectionTimeout (%v)",
+			c.LeaderLeaseTimeout, 2*c.HeartbeatInterval, c.ElectionTimeout)
 	case c.MaxAppendEntries < 1:
 		return bad("MaxAppendEntries", "is %d, want at least 1", c.MaxAppendEntries)
 	case c.MaxAppendBytes < 1:
@@ -90,9 +98,14 @@ func ValidateConfig(c *Config) error {
 // coreConfig derives the core's tick-based configuration.
 func (c *Config) coreConfig(rand randSource) (coreConfig, time.Duration) {
 	tick := c.HeartbeatInterval / heartbeatTicks
+	lease := c.LeaderLeaseTimeout
+	if lease == 0 {
+		lease = c.ElectionTimeout / 2
+	}
 	return coreConfig{
 		id:               c.LocalID,
 		electionTicks:    int(c.ElectionTimeout / tick),
+		leaseTicks:       max(int(lease/tick), 2*heartbeatTicks),
 		heartbeatTicks:   heartbeatTicks,
 		preVote:          !c.PreVoteDisabled,
 		checkQuorum:      !c.CheckQuorumDisabled,

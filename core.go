@@ -40,6 +40,7 @@ type coreConfig struct {
 	id               ServerID
 	electionTicks    int // base election timeout; randomized in [electionTicks, 2*electionTicks)
 	heartbeatTicks   int
+	leaseTicks       int // CheckQuorum: a leader steps down after this long without a quorum; <= electionTicks
 	preVote          bool
 	checkQuorum      bool
 	maxAppendEntries int    // entries in one MsgAppend

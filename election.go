@@ -32,7 +32,7 @@ func (c *core) tickElection() {
 }
 
 // tickLeader sends heartbeats and, with CheckQuorum, steps down when a
-// quorum has not been heard from within an election timeout.
+// quorum has not been heard from within the lease timeout.
 func (c *core) tickLeader() {
 	c.electionElapsed++
 	c.heartbeatElapsed++
@@ -42,7 +42,7 @@ func (c *core) tickLeader() {
 			pr.stallTicks++
 		}
 	}
-	if c.electionElapsed >= c.cfg.electionTicks {
+	if c.electionElapsed >= c.cfg.leaseTicks {
 		c.electionElapsed = 0
 		if c.cfg.checkQuorum {
 			if !c.quorumActive() {

@@ -31,7 +31,7 @@ type coreNode struct {
 
 func testCoreConfig(id ServerID, seed uint64) coreConfig {
 	return coreConfig{
-		id: id, electionTicks: 10, heartbeatTicks: 1,
+		id: id, electionTicks: 10, heartbeatTicks: 1, leaseTicks: 10,
 		preVote: true, checkQuorum: true,
 		maxAppendEntries: 64, maxAppendBytes: 1 << 20,
 		maxInflightMsgs: 8, maxInflightBytes: 0,

@@ -1,0 +1,42 @@
+package raft
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestValidateConfigNamesTheField(t *testing.T) {
+	ok := DefaultConfig()
+	ok.LocalID = "a"
+	require.NoError(t, ValidateConfig(ok))
+	cases := map[string]func(*Config){
+		"LocalID":            func(c *Config) { c.LocalID = "" },
+		"HeartbeatInterval":  func(c *Config) { c.HeartbeatInterval = time.Millisecond },
+		"ElectionTimeout":    func(c *Config) { c.ElectionTimeout = c.HeartbeatInterval },
+		"LeaderLeaseTimeout": func(c *Config) { c.LeaderLeaseTimeout = 2 * c.ElectionTimeout },
+		"MaxAppendEntries":   func(c *Config) { c.MaxAppendEntries = 0 },
+		"MaxAppendBytes":     func(c *Config) { c.MaxAppendBytes = 0 },
+		"MaxInflightAppends": func(c *Config) { c.MaxInflightAppends = 0 },
+	}
+	for field, breakIt := range cases {
+		c := *ok
+		breakIt(&c)
+		err := ValidateConfig(&c)
+		require.ErrorIs(t, err, ErrInvalidConfig, field)
+		require.Contains(t, err.Error(), field)
+	}
+	require.ErrorIs(t, ValidateConfig(nil), ErrInvalidConfig)
+}
+
+func TestCoreConfigTicks(t *testing.T) {
+	c := DefaultConfig()
+	c.LocalID = "a"
+	cc, tick := c.coreConfig(nil)
+	require.Equal(t, 50*time.Millisecond, tick)
+	require.Equal(t, 20, cc.electionTicks)
+	require.Equal(t, 10, cc.leaseTicks, "lease defaults to half the election timeout")
+	require.True(t, cc.preVote)
+	require.True(t, cc.checkQuorum)
+}
