@@ -124,6 +124,7 @@ func newCore(cfg coreConfig, hs hardState, snapIndex, snapTerm uint64, base conf
 	c.log = newRaftLog(snapIndex, snapTerm, entries)
 	c.confs = newConfigs(base)
 	c.trackConfigs(entries)
+	c.useConfig()
 	c.becomeFollower(c.term, "")
 	return c
 }
@@ -259,13 +260,16 @@ func (c *core) appendLog(ents []Log) {
 		return
 	}
 	c.log.append(ents...)
-	c.confs.truncateFrom(ents[0].Index)
-	c.trackConfigs(ents)
+	truncated := c.confs.truncateFrom(ents[0].Index)
+	if c.trackConfigs(ents) || truncated {
+		c.useConfig()
+	}
 }
 
-// trackConfigs records the configuration entries among ents and switches to
-// the latest configuration.
-func (c *core) trackConfigs(ents []Log) {
+// trackConfigs records the configuration entries among ents and reports
+// whether there were any.
+func (c *core) trackConfigs(ents []Log) bool {
+	found := false
 	for i := range ents {
 		if ents[i].Type != LogConfiguration {
 			continue
@@ -277,8 +281,9 @@ func (c *core) trackConfigs(ents []Log) {
 			panic(fmt.Sprintf("raft: entry %d: %v", ents[i].Index, err))
 		}
 		c.confs.add(confEntry{index: ents[i].Index, conf: conf})
+		found = true
 	}
-	c.useConfig()
+	return found
 }
 
 // useConfig derives the voter sets and peers from the latest configuration

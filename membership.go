@@ -205,13 +205,16 @@ func (cs *configs) committed(commitIndex uint64) confEntry {
 
 func (cs *configs) add(e confEntry) { cs.entries = append(cs.entries, e) }
 
-// truncateFrom drops the configurations of entries at or above index.
-func (cs *configs) truncateFrom(index uint64) {
+// truncateFrom drops the configurations of entries at or above index and
+// reports whether it dropped any.
+func (cs *configs) truncateFrom(index uint64) bool {
 	n := len(cs.entries)
 	for n > 1 && cs.entries[n-1].index >= index {
 		n--
 	}
+	dropped := n < len(cs.entries)
 	cs.entries = cs.entries[:n]
+	return dropped
 }
 
 // compact forgets configurations older than the newest committed one,

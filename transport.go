@@ -1,9 +1,9 @@
 package raft
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
 )
@@ -115,21 +115,37 @@ func msgpackHandle() *codec.MsgpackHandle {
 
 var wireHandle = msgpackHandle()
 
+// Encoders and decoders are costly to build and reusable: pool them.
+var (
+	encoderPool = sync.Pool{New: func() any { return codec.NewEncoderBytes(nil, wireHandle) }}
+	decoderPool = sync.Pool{New: func() any { return codec.NewDecoderBytes(nil, wireHandle) }}
+)
+
 // EncodeMessage encodes m in keel's wire format (msgpack). Transports use it
 // so that every server speaks the same format.
 func EncodeMessage(m *Message) ([]byte, error) {
-	var buf bytes.Buffer
-	if err := codec.NewEncoder(&buf, wireHandle).Encode(m); err != nil {
+	var b []byte
+	enc := encoderPool.Get().(*codec.Encoder)
+	enc.ResetBytes(&b)
+	err := enc.Encode(m)
+	enc.ResetBytes(nil)
+	encoderPool.Put(enc)
+	if err != nil {
 		return nil, fmt.Errorf("raft: encode %v: %w", m.Type, err)
 	}
-	return buf.Bytes(), nil
+	return b, nil
 }
 
 // DecodeMessage decodes a Message encoded by EncodeMessage. Malformed input
 // gives an error wrapping ErrMalformedMessage, never a panic.
 func DecodeMessage(b []byte) (m *Message, err error) {
 	m = new(Message)
-	if err := codec.NewDecoderBytes(b, wireHandle).Decode(m); err != nil {
+	dec := decoderPool.Get().(*codec.Decoder)
+	dec.ResetBytes(b)
+	err = dec.Decode(m)
+	dec.ResetBytes(nil)
+	decoderPool.Put(dec)
+	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformedMessage, err)
 	}
 	if err := m.validate(); err != nil {
