@@ -103,7 +103,7 @@ func TestRoundTrip(t *testing.T) {
 		Index: 10, LogTerm: 6, Commit: 9, Reject: true, RejectHint: 3,
 		Entries: []raft.Log{
 			{Index: 11, Term: 7, Type: raft.LogCommand, Data: []byte("x")},
-			{Index: 12, Term: 7, Type: raft.LogConfiguration, Data: []byte("yz")},
+			{Index: 12, Term: 7, Type: raft.LogNoop, Data: []byte("yz")},
 		},
 		Context: []byte("ctx"), Transfer: true,
 	}
