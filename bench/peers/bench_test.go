@@ -1,0 +1,78 @@
+package peers
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// proposerCounts are the numbers of concurrent proposers each library is
+// measured with.
+var proposerCounts = []int{1, 16, 128}
+
+// cmdSize is the size of every proposed command.
+const cmdSize = 128
+
+// leaderTimeout bounds the wait for a cluster to elect its first leader.
+const leaderTimeout = 15 * time.Second
+
+// cluster is a running 3-server cluster of one library with a leader.
+type cluster interface {
+	// apply proposes cmd on the leader and waits until it has been
+	// applied there.
+	apply(cmd []byte) error
+	// shutdown stops every server and frees the cluster's resources.
+	shutdown()
+}
+
+// benchApply runs, for each proposer count, a sub-benchmark in which
+// proposers goroutines share b.N Applies on a fresh cluster from start, each
+// waiting for its Apply to finish before the next.
+func benchApply(b *testing.B, start func(b *testing.B) cluster) {
+	for _, proposers := range proposerCounts {
+		b.Run(fmt.Sprintf("proposers=%d", proposers), func(b *testing.B) {
+			c := start(b)
+			defer c.shutdown()
+			cmd := make([]byte, cmdSize)
+			for i := range cmd {
+				cmd[i] = byte(i)
+			}
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			b.ReportAllocs()
+			b.ResetTimer()
+			begin := time.Now()
+			for p := 0; p < proposers; p++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for next.Add(1) <= int64(b.N) {
+						if err := c.apply(cmd); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			elapsed := time.Since(begin)
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "ops/s")
+		})
+	}
+}
+
+// waitFor polls cond every millisecond until it returns true, and fails b
+// when it has not within timeout.
+func waitFor(b *testing.B, timeout time.Duration, what string, cond func() bool) {
+	b.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			b.Fatalf("no %s within %v", what, timeout)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -1,0 +1,5 @@
+package filesnap
+
+import "encoding/binary"
+
+var le = binary.LittleEndian

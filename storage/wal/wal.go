@@ -1,0 +1,684 @@
+// Package wal is keel's durable storage: a segmented write-ahead log that
+// implements raft.LogStore, and Stable, a durable raft.StableStore.
+//
+// The promise is that an acknowledged write survives power loss. Log
+// acknowledges StoreLogs and Append only once their batch is fsynced;
+// recovery truncates a torn, never-acknowledged tail but refuses to open
+// (ErrCorrupt) when synced data fails its checksum; and any write or fsync
+// error stops the store for good (ErrFailed) instead of retrying and
+// acknowledging data the kernel may have dropped.
+//
+// Concurrent appenders share writes and fsyncs (group commit): while one
+// batch is being written and synced, the next callers queue, and the first
+// of them writes all their entries with one write and one fsync.
+//
+// The format is described in format.go. Torn writes are contained by
+// padding every batch to Options.Align bytes, so a write never rewrites a
+// disk block that holds acknowledged data.
+package wal
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+
+	"github.com/keelraft/raft"
+	"github.com/keelraft/raft/storage/internal/vfs"
+)
+
+var (
+	// ErrCorrupt is returned when stored data fails its checksum or is
+	// inconsistent. Errors wrapping it are *CorruptError, naming the file
+	// and offset.
+	ErrCorrupt = errors.New("wal: corrupt")
+	// ErrFailed is returned by every call after a write, fsync or other
+	// modifying file-system operation failed. The store must be closed and
+	// reopened; reopening recovers every acknowledged write.
+	ErrFailed = errors.New("wal: failed")
+	// ErrClosed is returned by calls on a closed store.
+	ErrClosed = errors.New("wal: closed")
+)
+
+// CorruptError says where stored data is corrupt. It matches ErrCorrupt
+// with errors.Is.
+type CorruptError struct {
+	// Segment is the ID of the damaged segment (0 for the stable file).
+	Segment uint64
+	// File is the damaged file's path.
+	File string
+	// Offset is the offset of the first damaged record or batch.
+	Offset int64
+	// Reason says what is wrong.
+	Reason string
+}
+
+// Error names the segment (or file) and offset.
+func (e *CorruptError) Error() string {
+	if e.Segment != 0 {
+		return fmt.Sprintf("wal: segment %d offset %d: %s: %v", e.Segment, e.Offset, e.Reason, ErrCorrupt)
+	}
+	return fmt.Sprintf("wal: %s offset %d: %s: %v", e.File, e.Offset, e.Reason, ErrCorrupt)
+}
+
+// Unwrap returns ErrCorrupt.
+func (e *CorruptError) Unwrap() error { return ErrCorrupt }
+
+// Options configure a Log. The zero value selects the defaults.
+type Options struct {
+	// SegmentSize is the size segment files are preallocated to; a segment
+	// is sealed and a new one started when the next batch would not fit.
+	// A batch larger than a segment gets a segment of its own. Default 64
+	// MiB; it must be a multiple of Align and at least 4 Align and 4 KiB.
+	SegmentSize int64
+	// MaxEntrySize is the largest Data StoreLogs accepts. Default 64 MiB;
+	// at most 1 GiB.
+	MaxEntrySize int
+	// Align pads every batch to a multiple of Align bytes, so that writing
+	// the next batch never rewrites a disk block holding acknowledged data.
+	// It should be the file system's block size. Default 4096; a power of
+	// two up to 65536. 1 turns padding off, which is safe only on disks
+	// whose writes never damage neighbouring bytes of the same sector.
+	Align int
+	// Logger receives recovery notices, such as a torn tail being
+	// truncated. Nil means silent.
+	Logger *slog.Logger
+
+	fs vfs.FS // the file system; tests set it
+}
+
+const (
+	defaultSegmentSize  = 64 << 20
+	defaultMaxEntrySize = 64 << 20
+	defaultAlign        = 4096
+	maxAlign            = 1 << 16
+)
+
+func (o *Options) fill() error {
+	if o.Align == 0 {
+		o.Align = defaultAlign
+	}
+	if o.Align < 1 || o.Align > maxAlign || o.Align&(o.Align-1) != 0 {
+		return fmt.Errorf("wal: Align %d is not a power of two between 1 and %d", o.Align, maxAlign)
+	}
+	if o.SegmentSize == 0 {
+		o.SegmentSize = defaultSegmentSize
+	}
+	if o.SegmentSize < 4096 || o.SegmentSize < 4*int64(o.Align) || o.SegmentSize%int64(o.Align) != 0 || o.SegmentSize > 1<<40 {
+		return fmt.Errorf("wal: SegmentSize %d must be a multiple of Align (%d), at least 4 KiB and 4 Align, and at most 1 TiB", o.SegmentSize, o.Align)
+	}
+	if o.MaxEntrySize == 0 {
+		o.MaxEntrySize = defaultMaxEntrySize
+	}
+	if o.MaxEntrySize < 1 || o.MaxEntrySize > 1<<30 {
+		return fmt.Errorf("wal: MaxEntrySize %d must be between 1 and 1 GiB", o.MaxEntrySize)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.fs == nil {
+		o.fs = vfs.OS
+	}
+	return nil
+}
+
+// dataStart is where a new segment's first batch goes.
+func (o *Options) dataStart() int { return max(segHeaderLen, o.Align) }
+
+// Log is a segmented write-ahead log. It implements raft.LogStore and is
+// safe for concurrent use.
+type Log struct {
+	fs   vfs.FS
+	dir  string
+	opts Options
+
+	mu   sync.RWMutex
+	cond *sync.Cond // on mu; signalled when a flush ends
+
+	// Durable state, changed under mu by the flusher.
+	first uint64     // index of pos[0]
+	pos   []entryPos // where each durable entry is
+	// segs are the live segments, oldest first; the last is active. Only
+	// the flusher uses them.
+	segs []*segment
+
+	// Reserved state: next is the index the next appended entry gets, and
+	// empty says the log (with pending entries) holds nothing, so that
+	// StoreLogs may start it at any index.
+	next  uint64
+	empty bool
+
+	pending  *batch // entries waiting to be written
+	spare    *batch
+	flushing bool // a goroutine is writing: the flusher
+	failed   error
+	closed   bool
+
+	batches, syncs, entries atomic.Uint64
+}
+
+type segment struct {
+	id     uint64
+	name   string
+	f      vfs.File
+	size   int64 // end of the last batch: where the next one goes
+	filled int64 // bytes before filled have been written, with data or zeros
+	sealed bool
+}
+
+type entryPos struct {
+	seg *segment
+	off int64
+	n   uint32
+}
+
+type batch struct {
+	first uint64 // index of the first entry
+	buf   []byte
+	count int // records in buf
+	ents  []batchEnt
+	reqs  []*request
+}
+
+type batchEnt struct {
+	rel int64 // offset in buf
+	n   uint32
+}
+
+type request struct {
+	done bool
+	err  error
+}
+
+// Stats counts a Log's work since it was opened.
+type Stats struct {
+	// Entries is the number of entries appended.
+	Entries uint64
+	// Batches is the number of batches written.
+	Batches uint64
+	// Syncs is the number of fsyncs of segment data, rotation included.
+	Syncs uint64
+}
+
+// Stats returns the Log's counters.
+func (l *Log) Stats() Stats {
+	return Stats{Entries: l.entries.Load(), Batches: l.batches.Load(), Syncs: l.syncs.Load()}
+}
+
+// Open opens the log in dir, creating dir and the log if needed, and
+// recovers it: a torn final batch, which was never acknowledged, is
+// truncated and logged; any other damage makes Open fail with an error
+// wrapping ErrCorrupt.
+func Open(dir string, opts Options) (*Log, error) {
+	if err := opts.fill(); err != nil {
+		return nil, err
+	}
+	l := &Log{fs: opts.fs, dir: filepath.Clean(dir), opts: opts, pending: &batch{}, spare: &batch{}}
+	l.cond = sync.NewCond(&l.mu)
+	if err := l.recoverLog(); err != nil {
+		for _, s := range l.segs {
+			s.f.Close()
+		}
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *Log) usable() error {
+	if l.closed {
+		return ErrClosed
+	}
+	return l.failed
+}
+
+// fail makes the store permanently failed. Callers hold mu.
+func (l *Log) fail(err error) {
+	if l.failed == nil {
+		l.failed = fmt.Errorf("%w: %w", ErrFailed, err)
+		l.opts.Logger.Error("wal: store failed; no more writes will be acknowledged", "dir", l.dir, "err", err)
+	}
+}
+
+// FirstIndex implements raft.LogStore.
+func (l *Log) FirstIndex() (uint64, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if err := l.usable(); err != nil {
+		return 0, err
+	}
+	if len(l.pos) == 0 {
+		return 0, nil
+	}
+	return l.first, nil
+}
+
+// LastIndex implements raft.LogStore.
+func (l *Log) LastIndex() (uint64, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if err := l.usable(); err != nil {
+		return 0, err
+	}
+	if len(l.pos) == 0 {
+		return 0, nil
+	}
+	return l.first + uint64(len(l.pos)) - 1, nil
+}
+
+// GetLog implements raft.LogStore: one index lookup and one read. The
+// record's checksum is verified; a mismatch is an error wrapping
+// ErrCorrupt.
+func (l *Log) GetLog(index uint64, log *raft.Log) error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if err := l.usable(); err != nil {
+		return err
+	}
+	if len(l.pos) == 0 || index < l.first || index-l.first >= uint64(len(l.pos)) {
+		return raft.ErrLogNotFound
+	}
+	p := l.pos[index-l.first]
+	buf := make([]byte, p.n)
+	if n, err := p.seg.f.ReadAt(buf, p.off); n < len(buf) {
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return fmt.Errorf("wal: segment %d offset %d: %w", p.seg.id, p.off, err)
+	}
+	r, why := parseRecord(buf, 0)
+	if why == "" && (r.kind != kindEntry || r.n != len(buf) || le.Uint64(r.payload) != index) {
+		why = "record is not the expected entry"
+	}
+	if why != "" {
+		return &CorruptError{Segment: p.seg.id, File: p.seg.name, Offset: p.off, Reason: why}
+	}
+	*log = raft.Log{
+		Index: index,
+		Term:  le.Uint64(r.payload[8:]),
+		Type:  raft.LogType(r.payload[16]),
+		Data:  r.payload[entryHdrLen:len(r.payload):len(r.payload)],
+	}
+	return nil
+}
+
+// StoreLogs implements raft.LogStore. The entries must follow the last
+// entry, stored or being stored by a concurrent call, or start the log
+// when it is empty. It returns once they are durable; concurrent calls
+// share one write and one fsync.
+func (l *Log) StoreLogs(logs []*raft.Log) error {
+	if len(logs) == 0 {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.usable(); err != nil {
+		return err
+	}
+	want := l.next
+	if l.empty {
+		want = logs[0].Index
+	}
+	for i, e := range logs {
+		if e.Index != want+uint64(i) || e.Index == 0 {
+			return fmt.Errorf("wal: StoreLogs: entry %d has index %d, want %d", i, e.Index, want+uint64(i))
+		}
+		if len(e.Data) > l.opts.MaxEntrySize {
+			return fmt.Errorf("wal: StoreLogs: entry %d is %d bytes, more than MaxEntrySize %d", e.Index, len(e.Data), l.opts.MaxEntrySize)
+		}
+	}
+	b := l.pending
+	for _, e := range logs {
+		b.addEntry(e.Index, e.Term, uint8(e.Type), e.Data)
+	}
+	l.next, l.empty = want+uint64(len(logs)), false
+	return l.commitLocked(b)
+}
+
+// Append appends entries after the last one, assigning their indexes
+// (the Index fields given are ignored and overwritten), and returns the
+// index of the first. It is StoreLogs for callers that do not track the
+// last index themselves, such as concurrent appenders; both share the
+// same group commit.
+func (l *Log) Append(logs []*raft.Log) (first uint64, err error) {
+	if len(logs) == 0 {
+		return 0, nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.usable(); err != nil {
+		return 0, err
+	}
+	for _, e := range logs {
+		if len(e.Data) > l.opts.MaxEntrySize {
+			return 0, fmt.Errorf("wal: Append: entry of %d bytes, more than MaxEntrySize %d", len(e.Data), l.opts.MaxEntrySize)
+		}
+	}
+	first = l.next
+	b := l.pending
+	for i, e := range logs {
+		e.Index = first + uint64(i)
+		b.addEntry(e.Index, e.Term, uint8(e.Type), e.Data)
+	}
+	l.next, l.empty = first+uint64(len(logs)), false
+	return first, l.commitLocked(b)
+}
+
+func (b *batch) addEntry(index, term uint64, typ uint8, data []byte) {
+	if len(b.ents) == 0 {
+		b.first = index
+	}
+	rel := int64(len(b.buf))
+	b.buf = appendEntry(b.buf, index, term, typ, data)
+	b.ents = append(b.ents, batchEnt{rel: rel, n: uint32(int64(len(b.buf)) - rel)})
+	b.count++
+}
+
+// commitLocked waits until the pending batch b, to which the caller added
+// its entries, is durable, flushing it itself if no one else is.
+func (l *Log) commitLocked(b *batch) error {
+	req := &request{}
+	b.reqs = append(b.reqs, req)
+	for !req.done {
+		if l.flushing {
+			l.cond.Wait()
+			continue
+		}
+		l.flushing = true
+		l.flushLocked()
+		l.flushing = false
+		l.cond.Broadcast()
+	}
+	return req.err
+}
+
+// flushLocked writes and syncs the pending batch. The caller holds mu and
+// has set flushing; mu is released during I/O.
+func (l *Log) flushLocked() {
+	b := l.pending
+	if len(b.reqs) == 0 {
+		return
+	}
+	l.pending, l.spare = l.spare, nil
+	var seg *segment
+	var base int64
+	err := l.failed
+	if err == nil {
+		l.mu.Unlock()
+		seg, base, err = l.write(b.buf, b.count)
+		l.mu.Lock()
+	}
+	if err != nil {
+		l.fail(err)
+		err = l.failed
+		// Nothing pending can be acknowledged any more.
+		for _, r := range l.pending.reqs {
+			r.done, r.err = true, err
+		}
+		l.pending.reset()
+	} else {
+		if len(l.pos) == 0 {
+			l.first = b.first
+		}
+		for _, e := range b.ents {
+			l.pos = append(l.pos, entryPos{seg: seg, off: base + e.rel, n: e.n})
+		}
+		l.entries.Add(uint64(len(b.ents)))
+	}
+	for _, r := range b.reqs {
+		r.done, r.err = true, err
+	}
+	b.reset()
+	l.spare = b
+}
+
+func (b *batch) reset() {
+	if cap(b.buf) > 4<<20 {
+		b.buf = nil // don't pin a huge buffer
+	}
+	b.buf, b.count, b.ents = b.buf[:0], 0, b.ents[:0]
+	clear(b.reqs)
+	b.reqs = b.reqs[:0]
+}
+
+// write writes buf, count records, as one batch to the active segment,
+// rotating first if it does not fit, and syncs it. Only the flusher calls
+// it, without mu.
+func (l *Log) write(buf []byte, count int) (*segment, int64, error) {
+	seg := l.segs[len(l.segs)-1]
+	need := int64(len(buf)) + int64(l.opts.Align) + 2*commitLen
+	if seg.size > int64(l.opts.dataStart()) && seg.size+need > l.opts.SegmentSize {
+		var err error
+		if seg, err = l.rotate(); err != nil {
+			return nil, 0, err
+		}
+	}
+	base := seg.size
+	buf = finishBatch(buf, base, count, l.opts.Align)
+	if err := l.writeSync(seg, buf); err != nil {
+		return nil, 0, err
+	}
+	return seg, base, nil
+}
+
+// zeroChunk is how far ahead of the data segments are filled with zeros.
+const zeroChunk = 1 << 20
+
+var zeros [zeroChunk]byte
+
+// writeSync writes a finished batch at the end of seg and syncs it.
+//
+// Before the batch reaches the zero-filled part of the segment, the next
+// zeroChunk bytes are overwritten with zeros. Preallocation reserves disk
+// space, but the file system still records on each fdatasync that blocks
+// were first written; writing them ahead, a megabyte at a time, leaves
+// most fdatasyncs with only data to flush.
+func (l *Log) writeSync(seg *segment, buf []byte) error {
+	end := seg.size + int64(len(buf))
+	if end > seg.filled {
+		to := min(end+zeroChunk, max(l.opts.SegmentSize, end))
+		if to > end {
+			if _, err := seg.f.WriteAt(zeros[:to-end], end); err != nil {
+				return fmt.Errorf("wal: segment %d: write zeros at %d: %w", seg.id, end, err)
+			}
+		}
+		seg.filled = to
+	}
+	if _, err := seg.f.WriteAt(buf, seg.size); err != nil {
+		return fmt.Errorf("wal: segment %d: write at %d: %w", seg.id, seg.size, err)
+	}
+	l.batches.Add(1)
+	l.syncs.Add(1)
+	if err := seg.f.Sync(); err != nil {
+		return fmt.Errorf("wal: segment %d: sync: %w", seg.id, err)
+	}
+	seg.size += int64(len(buf))
+	return nil
+}
+
+// rotate seals the active segment and starts the next one.
+func (l *Log) rotate() (*segment, error) {
+	old := l.segs[len(l.segs)-1]
+	if err := l.writeSync(old, finishBatch(appendRecord(nil, kindSeal, nil, nil), old.size, 1, l.opts.Align)); err != nil {
+		return nil, err
+	}
+	old.sealed = true
+	seg, err := l.createSegment(old.id + 1)
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	l.segs = append(l.segs, seg)
+	l.mu.Unlock()
+	return seg, nil
+}
+
+// createSegment creates, preallocates and durably links a new segment.
+func (l *Log) createSegment(id uint64) (*segment, error) {
+	name := filepath.Join(l.dir, segmentName(id))
+	f, err := l.fs.Create(name)
+	if err != nil {
+		return nil, fmt.Errorf("wal: create segment %d: %w", id, err)
+	}
+	seg := &segment{id: id, name: name, f: f}
+	hdr := encodeHeader(id, l.opts.dataStart())
+	err = func() error {
+		if _, err := f.WriteAt(hdr, 0); err != nil {
+			return err
+		}
+		if err := f.Allocate(l.opts.SegmentSize); err != nil {
+			return err
+		}
+		if err := f.Sync(); err != nil {
+			return err
+		}
+		l.syncs.Add(1)
+		return l.fs.SyncDir(l.dir)
+	}()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("wal: create segment %d: %w", id, err)
+	}
+	seg.size, seg.filled = int64(len(hdr)), int64(len(hdr))
+	return seg, nil
+}
+
+// DeleteRange implements raft.LogStore. It deletes a prefix (whole
+// segments are dropped once no entry in them is live), a suffix, or
+// everything; deleting from the middle is an error. Either way a record
+// saying what was deleted is synced first, so a crash leaves the old or
+// the new state.
+func (l *Log) DeleteRange(min, max uint64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.usable(); err != nil {
+		return err
+	}
+	// Become the flusher, after writing whatever is pending: the deletion
+	// is ordered after every append that was called before it.
+	for l.flushing {
+		l.cond.Wait()
+	}
+	l.flushing = true
+	defer func() {
+		l.flushing = false
+		l.cond.Broadcast()
+	}()
+	l.flushLocked()
+	if err := l.usable(); err != nil {
+		return err
+	}
+	if len(l.pos) == 0 || min > max {
+		return nil
+	}
+	first, last := l.first, l.first+uint64(len(l.pos))-1
+	if max < first || min > last {
+		return nil
+	}
+	var rec []byte
+	var newFirst, keep, deadBelow uint64
+	switch {
+	case min <= first && max >= last: // everything
+		newFirst, keep = last+1, 0
+		rec = appendU64s(nil, kindPrefix, newFirst, 0)
+		l.next, l.empty = newFirst, true
+	case min <= first: // a prefix
+		newFirst, keep = max+1, last-max
+		deadBelow = l.pos[newFirst-first].seg.id
+		rec = appendU64s(nil, kindPrefix, newFirst, deadBelow)
+	case max >= last: // a suffix
+		newFirst, keep = first, min-first
+		rec = appendU64s(nil, kindSuffix, min-1)
+		l.next = min
+	default:
+		return fmt.Errorf("wal: DeleteRange(%d, %d) would leave a gap in [%d, %d]", min, max, first, last)
+	}
+	l.mu.Unlock()
+	seg, _, err := l.write(rec, 1)
+	l.mu.Lock()
+	if err != nil {
+		l.fail(err)
+		return l.failed
+	}
+	if deadBelow == 0 && keep == 0 {
+		deadBelow = seg.id
+	}
+	// Apply to the index.
+	if newFirst != first {
+		drop := newFirst - first
+		if keep == 0 {
+			l.pos = l.pos[:0]
+		} else {
+			l.pos = append(l.pos[:0:0], l.pos[drop:]...)
+		}
+		l.first = newFirst
+	} else {
+		clear(l.pos[keep:])
+		l.pos = l.pos[:keep]
+	}
+	if len(l.pos) == 0 {
+		l.first = 0
+	}
+	// Drop dead segments, oldest first. GetLog no longer refers to them.
+	var dead []*segment
+	for len(l.segs) > 1 && l.segs[0].id < deadBelow {
+		dead = append(dead, l.segs[0])
+		l.segs = l.segs[1:]
+	}
+	if len(dead) == 0 {
+		return nil
+	}
+	l.mu.Unlock()
+	err = l.removeSegments(dead)
+	l.mu.Lock()
+	if err != nil {
+		l.fail(err)
+		return l.failed
+	}
+	return nil
+}
+
+func (l *Log) removeSegments(dead []*segment) error {
+	for _, s := range dead {
+		s.f.Close()
+		if err := l.fs.Remove(s.name); err != nil {
+			return fmt.Errorf("wal: remove segment %d: %w", s.id, err)
+		}
+	}
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		return fmt.Errorf("wal: sync %s: %w", l.dir, err)
+	}
+	return nil
+}
+
+// Close writes what is pending and closes the files. Calls after Close
+// return ErrClosed.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	for l.flushing {
+		l.cond.Wait()
+	}
+	l.flushing = true
+	for len(l.pending.reqs) > 0 {
+		l.flushLocked()
+	}
+	l.flushing = false
+	l.closed = true
+	var err error
+	for _, s := range l.segs {
+		if cerr := s.f.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}
+	l.segs, l.pos = nil, nil
+	l.cond.Broadcast()
+	return err
+}
+
+var _ raft.LogStore = (*Log)(nil)
