@@ -7,13 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/keelraft/raft"
+	"github.com/keelraft/raft/storage/filesnap"
 	storeinmem "github.com/keelraft/raft/storage/inmem"
+	"github.com/keelraft/raft/storage/wal"
 	transinmem "github.com/keelraft/raft/transport/inmem"
 	"github.com/stretchr/testify/require"
 )
@@ -72,12 +75,15 @@ func (s *testSnapshot) Persist(sink raft.SnapshotSink) error {
 
 func (s *testSnapshot) Release() {}
 
-// cluster is N servers in one process on in-memory stores and transport.
+// cluster is N servers in one process on the in-memory transport, with
+// in-memory stores or (durable) the WAL, stable store and file snapshot
+// store in a temporary directory.
 type cluster struct {
-	t     testing.TB
-	net   *transinmem.Network
-	nodes []*node
-	conf  func(*raft.Config)
+	t       testing.TB
+	net     *transinmem.Network
+	nodes   []*node
+	conf    func(*raft.Config)
+	durable bool
 }
 
 type node struct {
@@ -85,9 +91,46 @@ type node struct {
 	addr  raft.ServerAddress
 	raft  *raft.Raft // nil while crashed
 	fsm   *testFSM
-	store *storeinmem.Store
-	snaps *storeinmem.SnapshotStore
 	trans *transinmem.Transport
+
+	logs   raft.LogStore
+	stable raft.StableStore
+	snaps  raft.SnapshotStore
+
+	mem      *storeinmem.Store // in-memory mode: logs and stable
+	memSnaps *storeinmem.SnapshotStore
+	dir      string // durable mode
+	wal      *wal.Log
+	walStab  *wal.Stable
+}
+
+// openStores opens the node's stores: fresh or crashed in-memory ones, or
+// the durable ones in its directory.
+func (c *cluster) openStores(nd *node) {
+	if !c.durable {
+		if nd.mem == nil {
+			nd.mem, nd.memSnaps = storeinmem.NewStore(), storeinmem.NewSnapshotStore()
+		}
+		nd.logs, nd.stable, nd.snaps = nd.mem, nd.mem, nd.memSnaps
+		return
+	}
+	var err error
+	nd.wal, err = wal.Open(filepath.Join(nd.dir, "log"), wal.Options{SegmentSize: 1 << 20})
+	require.NoError(c.t, err)
+	nd.walStab, err = wal.OpenStable(filepath.Join(nd.dir, "stable"))
+	require.NoError(c.t, err)
+	snaps, err := filesnap.New(filepath.Join(nd.dir, "snapshots"), filesnap.Options{})
+	require.NoError(c.t, err)
+	nd.logs, nd.stable, nd.snaps = nd.wal, nd.walStab, snaps
+}
+
+func (c *cluster) closeStores(nd *node) {
+	if c.durable {
+		require.NoError(c.t, nd.wal.Close())
+		require.NoError(c.t, nd.walStab.Close())
+		return
+	}
+	nd.mem, nd.memSnaps = nd.mem.Crash(), nd.memSnaps.Crash()
 }
 
 // testConfig is fast enough for tests and slow enough for -race on two
@@ -103,19 +146,31 @@ func testConfig(id raft.ServerID) *raft.Config {
 // newCluster bootstraps and starts n servers. Shutdown is registered with
 // t.Cleanup.
 func newCluster(t testing.TB, n int, seed uint64, tweak func(*raft.Config)) *cluster {
-	c := &cluster{t: t, net: transinmem.NewNetwork(seed), conf: tweak}
+	return startCluster(&cluster{t: t, net: transinmem.NewNetwork(seed), conf: tweak}, n)
+}
+
+// newDurableCluster is newCluster on the durable stores, in t.TempDir().
+func newDurableCluster(t testing.TB, n int, seed uint64, tweak func(*raft.Config)) *cluster {
+	return startCluster(&cluster{t: t, net: transinmem.NewNetwork(seed), conf: tweak, durable: true}, n)
+}
+
+func startCluster(c *cluster, n int) *cluster {
 	var conf raft.Configuration
 	for i := 0; i < n; i++ {
 		id := raft.ServerID(fmt.Sprintf("s%d", i+1))
-		nd := &node{id: id, addr: raft.ServerAddress(id), store: storeinmem.NewStore(), snaps: storeinmem.NewSnapshotStore()}
+		nd := &node{id: id, addr: raft.ServerAddress(id)}
+		if c.durable {
+			nd.dir = filepath.Join(c.t.TempDir(), string(id))
+		}
 		c.nodes = append(c.nodes, nd)
 		conf.Servers = append(conf.Servers, raft.Server{ID: id, Address: nd.addr})
 	}
 	for _, nd := range c.nodes {
-		require.NoError(t, raft.BootstrapCluster(c.config(nd.id), nd.store, nd.store, nd.snaps, conf))
-		c.start(nd)
+		c.openStores(nd)
+		require.NoError(c.t, raft.BootstrapCluster(c.config(nd.id), nd.logs, nd.stable, nd.snaps, conf))
+		c.startRaft(nd)
 	}
-	t.Cleanup(c.shutdown)
+	c.t.Cleanup(c.shutdown)
 	return c
 }
 
@@ -127,12 +182,13 @@ func (c *cluster) config(id raft.ServerID) *raft.Config {
 	return conf
 }
 
-func (c *cluster) start(nd *node) {
+// startRaft starts a server on its open stores.
+func (c *cluster) startRaft(nd *node) {
 	var err error
 	nd.trans, err = c.net.NewTransport(nd.addr)
 	require.NoError(c.t, err)
 	nd.fsm = &testFSM{}
-	nd.raft, err = raft.NewRaft(c.config(nd.id), nd.fsm, nd.store, nd.store, nd.snaps, nd.trans)
+	nd.raft, err = raft.NewRaft(c.config(nd.id), nd.fsm, nd.logs, nd.stable, nd.snaps, nd.trans)
 	require.NoError(c.t, err)
 }
 
@@ -141,17 +197,23 @@ func (c *cluster) crash(nd *node) {
 	require.NoError(c.t, nd.raft.Shutdown())
 	nd.trans.Close()
 	nd.raft = nil
-	nd.store = nd.store.Crash()
-	nd.snaps = nd.snaps.Crash()
+	c.closeStores(nd)
 }
 
-func (c *cluster) restart(nd *node) { c.start(nd) }
+// restart brings a crashed server back on what its stores kept.
+func (c *cluster) restart(nd *node) {
+	c.openStores(nd)
+	c.startRaft(nd)
+}
 
 func (c *cluster) shutdown() {
 	for _, nd := range c.nodes {
 		if nd.raft != nil {
 			require.NoError(c.t, nd.raft.Shutdown())
 			nd.raft = nil
+			if c.durable {
+				c.closeStores(nd)
+			}
 		}
 	}
 	c.net.Close()

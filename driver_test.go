@@ -60,7 +60,8 @@ func TestSlowFSMDoesNotDelayHeartbeats(t *testing.T) {
 	var err error
 	l.trans, err = c.net.NewTransport(l.addr)
 	require.NoError(t, err)
-	l.raft, err = raft.NewRaft(c.config(l.id), slow, l.store, l.store, l.snaps, l.trans)
+	c.openStores(l)
+	l.raft, err = raft.NewRaft(c.config(l.id), slow, l.logs, l.stable, l.snaps, l.trans)
 	require.NoError(t, err)
 	defer close(slow.release)
 	leader := c.leader()
@@ -93,7 +94,7 @@ func TestStorageFailureStopsTheServer(t *testing.T) {
 	c := newCluster(t, 3, 23, nil)
 	l := c.leader()
 	boom := errors.New("disk on fire")
-	l.store.FailWhen(func(op storeinmem.Op, n int) error {
+	l.mem.FailWhen(func(op storeinmem.Op, n int) error {
 		if op == storeinmem.OpStoreLogs {
 			return boom
 		}

@@ -26,7 +26,7 @@ func (c *counter) Apply(l *raft.Log) any {
 }
 
 func (c *counter) Snapshot() (raft.FSMSnapshot, error) { return nil, fmt.Errorf("not needed here") }
-func (c *counter) Restore(rc io.ReadCloser) error    { return rc.Close() }
+func (c *counter) Restore(rc io.ReadCloser) error      { return rc.Close() }
 
 // A 3-server cluster in one process, on in-memory stores and transport.
 func Example() {

@@ -97,7 +97,11 @@ func TestScenario2WriteReachedOnlyTheLeader(t *testing.T) {
 // be finished by a leader that has it, or discarded; either way nothing
 // committed is lost and it is applied at most once.
 func TestScenario3ReplicatedToMinority(t *testing.T) {
-	c := newCluster(t, 5, 5, nil)
+	t.Run("inmem", func(t *testing.T) { testScenario3(t, newCluster(t, 5, 5, nil)) })
+	t.Run("durable", func(t *testing.T) { testScenario3(t, newDurableCluster(t, 5, 5, nil)) })
+}
+
+func testScenario3(t *testing.T, c *cluster) {
 	c.apply("committed")
 	old := c.leader()
 	var others []*node
@@ -176,7 +180,11 @@ func TestScenario7Partition(t *testing.T) {
 // A 5-server cluster commits with 2 servers down; with 3 down it stops, and
 // callers get their context's error; nothing is applied twice.
 func TestFiveServersToleratesTwoFailures(t *testing.T) {
-	c := newCluster(t, 5, 8, nil)
+	t.Run("inmem", func(t *testing.T) { testFiveServers(t, newCluster(t, 5, 8, nil)) })
+	t.Run("durable", func(t *testing.T) { testFiveServers(t, newDurableCluster(t, 5, 8, nil)) })
+}
+
+func testFiveServers(t *testing.T, c *cluster) {
 	c.apply("a")
 	c.crash(c.nodes[0])
 	c.crash(c.nodes[1])
@@ -205,9 +213,14 @@ func TestFiveServersToleratesTwoFailures(t *testing.T) {
 	require.Equal(t, 1, count(cmds, "d"))
 }
 
-// A full-cluster restart keeps every committed entry.
+// A full-cluster restart keeps every committed entry, on the in-memory
+// stores and on the durable ones.
 func TestFullClusterRestart(t *testing.T) {
-	c := newCluster(t, 3, 9, nil)
+	t.Run("inmem", func(t *testing.T) { testFullClusterRestart(t, newCluster(t, 3, 9, nil)) })
+	t.Run("durable", func(t *testing.T) { testFullClusterRestart(t, newDurableCluster(t, 3, 9, nil)) })
+}
+
+func testFullClusterRestart(t *testing.T, c *cluster) {
 	for i := 0; i < 20; i++ {
 		c.apply(fmt.Sprintf("v%d", i))
 	}
