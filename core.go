@@ -108,11 +108,11 @@ type core struct {
 	heartbeatElapsed  int // leader: ticks since the last heartbeat
 	randomizedTimeout int
 
-	hardStateDirty      bool
-	msgs, msgsAfterSync []Message
-	// violations counts messages refused because they broke the protocol
+	hardStateDirty        bool
+	msgs, msgsAfterAppend []Message
+	// violations lists messages refused because they broke the protocol
 	// (for example asking to overwrite a committed entry); the driver logs
-	// them.
+	// and clears them.
 	violations []error
 }
 
@@ -221,14 +221,14 @@ func (c *core) ready() ready {
 	rd := ready{
 		entries:         c.log.unpersisted(),
 		msgs:            c.msgs,
-		msgsAfterAppend: c.msgsAfterSync,
+		msgsAfterAppend: c.msgsAfterAppend,
 		apply:           c.log.toApply(),
 	}
 	if c.hardStateDirty {
 		rd.hardState = &hardState{Term: c.term, Vote: c.vote}
 		c.hardStateDirty = false
 	}
-	c.msgs, c.msgsAfterSync = nil, nil
+	c.msgs, c.msgsAfterAppend = nil, nil
 	return rd
 }
 
@@ -240,7 +240,7 @@ func (c *core) send(m Message) {
 // sendAfterAppend queues a message that acknowledges log entries: it may
 // leave only once they are durable.
 func (c *core) sendAfterAppend(m Message) {
-	c.msgsAfterSync = append(c.msgsAfterSync, c.stamp(m))
+	c.msgsAfterAppend = append(c.msgsAfterAppend, c.stamp(m))
 }
 
 func (c *core) stamp(m Message) Message {

@@ -60,6 +60,11 @@ func (r *Raft) run() {
 }
 
 func (r *Raft) step(m *Message) {
+	if m.To != r.conf.LocalID {
+		// Addresses can be reused by another server; IDs cannot.
+		r.logger.Debug("dropping message for another server", "to", m.To, "from", m.From, "type", m.Type)
+		return
+	}
 	if m.FromAddr != "" {
 		r.addrs[m.From] = m.FromAddr
 	}
