@@ -69,10 +69,12 @@ func benchApply(b *testing.B, start func(b *testing.B) cluster) {
 func waitFor(b *testing.B, timeout time.Duration, what string, cond func() bool) {
 	b.Helper()
 	deadline := time.Now().Add(timeout)
+	poll := time.NewTicker(time.Millisecond)
+	defer poll.Stop()
 	for !cond() {
 		if time.Now().After(deadline) {
 			b.Fatalf("no %s within %v", what, timeout)
 		}
-		time.Sleep(time.Millisecond)
+		<-poll.C
 	}
 }
