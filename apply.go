@@ -23,15 +23,25 @@ type applier struct {
 	queue   []applyBatch
 	closed  bool
 	applied atomic.Uint64
+	// changedCh is closed (and replaced) whenever applied moves, so that
+	// any number of WaitApplied callers can wait on it with a context.
+	changedCh chan struct{}
 
 	cmds []*Log // reused ApplyBatch argument
 }
 
 func newApplier(fsm FSM, applied uint64, notify func()) *applier {
-	a := &applier{fsm: fsm, notify: notify}
+	a := &applier{fsm: fsm, notify: notify, changedCh: make(chan struct{})}
 	a.cond = sync.NewCond(&a.mu)
 	a.applied.Store(applied)
 	return a
+}
+
+// changed returns a channel closed the next time applied moves.
+func (a *applier) changed() <-chan struct{} {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.changedCh
 }
 
 func (a *applier) submit(b applyBatch) {
@@ -73,6 +83,10 @@ func (a *applier) run() {
 		for _, b := range queue {
 			a.apply(b)
 		}
+		a.mu.Lock()
+		close(a.changedCh)
+		a.changedCh = make(chan struct{})
+		a.mu.Unlock()
 		a.notify()
 	}
 }

@@ -235,14 +235,25 @@ func (r *Raft) failLeaderWork() {
 		v.f.respond(0, nil, ErrLeadershipLost)
 	}
 	r.verifies = nil
+	for _, f := range r.readsAwaitingCommit {
+		f.respond(0, nil, ErrLeadershipLost)
+	}
+	r.readsAwaitingCommit = nil
 }
 
 func (r *Raft) settleVerifies() {
+	if len(r.readsAwaitingCommit) > 0 && r.core.committedInTerm() {
+		waiting := r.readsAwaitingCommit
+		r.readsAwaitingCommit = nil
+		for _, f := range waiting {
+			r.startRead(f)
+		}
+	}
 	confirmed := r.core.reads.confirmed
 	n := 0
 	for _, v := range r.verifies {
 		if v.round <= confirmed && r.core.role == roleLeader {
-			v.f.respond(0, nil, nil)
+			v.f.respond(v.index, nil, nil)
 			continue
 		}
 		r.verifies[n] = v
@@ -259,6 +270,9 @@ func (r *Raft) failAll() {
 	}
 	for _, v := range r.verifies {
 		v.f.respond(0, nil, err)
+	}
+	for _, f := range r.readsAwaitingCommit {
+		f.respond(0, nil, err)
 	}
 	for {
 		select {

@@ -58,8 +58,10 @@ type Raft struct {
 	core     *core
 	inflight []*future // proposals not yet handed to the applier, by index
 	verifies []verifyWait
-	addrs    map[ServerID]ServerAddress // learned from messages, beside the configuration
-	lastPub  published
+	// reads wait here until the leader has committed an entry of its term.
+	readsAwaitingCommit []*future
+	addrs               map[ServerID]ServerAddress // learned from messages, beside the configuration
+	lastPub             published
 
 	persister *persister
 	applier   *applier
@@ -95,8 +97,11 @@ type published struct {
 	commit     uint64
 }
 
+// verifyWait is a request waiting for a leadership confirmation round;
+// index is the read index it returns (0 for VerifyLeader).
 type verifyWait struct {
 	round uint64
+	index uint64
 	f     *future
 }
 
@@ -280,6 +285,57 @@ func (r *Raft) VerifyLeader(ctx context.Context) Future {
 		f.respond(0, nil, err)
 	}
 	return f
+}
+
+// ReadIndex returns an index such that, once this server has applied it
+// (see WaitApplied), its FSM reflects every write committed before the call:
+// a read of the FSM after that is linearizable. It needs no log write: the
+// leader records its commit index, confirms with a round of heartbeats that
+// it still leads (concurrent calls share a round), and returns. A new
+// leader answers only once an entry of its own term has committed. On a
+// follower it fails with a *NotLeaderError.
+func (r *Raft) ReadIndex(ctx context.Context) (uint64, error) {
+	f := newFuture(ctx, r.shutdownCh)
+	if err := r.do(ctx, func() { r.startRead(f) }); err != nil {
+		return 0, err
+	}
+	if err := f.Error(); err != nil {
+		return 0, err
+	}
+	return f.index, nil
+}
+
+// startRead begins a ReadIndex request on the event loop.
+func (r *Raft) startRead(f *future) {
+	if r.core.role != roleLeader {
+		f.respond(0, nil, r.notLeader())
+		return
+	}
+	if !r.core.committedInTerm() {
+		r.readsAwaitingCommit = append(r.readsAwaitingCommit, f)
+		return
+	}
+	index := r.core.log.committed
+	round, _ := r.core.requestConfirmation() // cannot fail: this server leads
+	r.verifies = append(r.verifies, verifyWait{round: round, index: index, f: f})
+}
+
+// WaitApplied waits until this server's FSM has applied index, ctx ends or
+// the server shuts down.
+func (r *Raft) WaitApplied(ctx context.Context, index uint64) error {
+	for {
+		changed := r.applier.changed()
+		if r.applier.applied.Load() >= index {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-r.shutdownCh:
+			return r.shutdownError()
+		}
+	}
 }
 
 // do runs fn on the event loop and waits until it has run.

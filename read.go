@@ -75,3 +75,11 @@ func (c *core) resetReads() {
 	c.reads.acks = nil
 	c.reads.wanted = false
 }
+
+// committedInTerm reports whether the leader has committed an entry of its
+// own term. Until it has, its commit index may lag what earlier leaders
+// committed, so it must not answer reads (Raft dissertation §6.4, step 1).
+func (c *core) committedInTerm() bool {
+	t, _ := c.log.term(c.log.committed)
+	return c.role == roleLeader && t == c.term
+}
