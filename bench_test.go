@@ -21,7 +21,7 @@ func BenchmarkApply(b *testing.B) {
 				conf.HeartbeatInterval = 100 * time.Millisecond
 				conf.ElectionTimeout = time.Second
 			})
-			l := c.leader()
+			l := c.Leader()
 			cmd := make([]byte, 128)
 			var next atomic.Int64
 			var wg sync.WaitGroup
@@ -33,7 +33,7 @@ func BenchmarkApply(b *testing.B) {
 				go func() {
 					defer wg.Done()
 					for next.Add(1) <= int64(b.N) {
-						if err := l.raft.Apply(context.Background(), cmd).Error(); err != nil {
+						if err := l.Raft().Apply(context.Background(), cmd).Error(); err != nil {
 							b.Error(err)
 							return
 						}

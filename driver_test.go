@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/keelraft/raft"
+	"github.com/keelraft/raft/rafttest"
 	storeinmem "github.com/keelraft/raft/storage/inmem"
 	"github.com/stretchr/testify/require"
 )
@@ -15,21 +16,21 @@ import (
 func TestObserverAndLeaderCh(t *testing.T) {
 	c := newCluster(t, 3, 21, nil)
 	obs := make(chan raft.Observation, 64)
-	deregister := c.nodes[0].raft.RegisterObserver(obs)
-	l := c.leader()
+	deregister := c.Servers()[0].Raft().RegisterObserver(obs)
+	l := c.Leader()
 	select {
-	case isLeader := <-l.raft.LeaderCh():
+	case isLeader := <-l.Raft().LeaderCh():
 		require.True(t, isLeader)
 	case <-time.After(5 * time.Second):
 		t.Fatal("LeaderCh did not report leadership")
 	}
 	var last raft.Observation
-	waitFor(t, 5*time.Second, "an observation naming the leader", func() bool {
+	rafttest.WaitFor(t, 5*time.Second, "an observation naming the leader", func() bool {
 		select {
 		case last = <-obs:
 		default:
 		}
-		return last.LeaderID == l.id
+		return last.LeaderID == l.ID
 	})
 	require.NotZero(t, last.Term)
 	require.Zero(t, deregister(), "nothing dropped from a roomy channel")
@@ -53,20 +54,15 @@ func (f *blockingFSM) Apply(l *raft.Log) any {
 // goroutine, so the leader keeps leading while its FSM is stuck.
 func TestSlowFSMDoesNotDelayHeartbeats(t *testing.T) {
 	c := newCluster(t, 3, 22, nil)
-	l := c.leader()
+	l := c.Leader()
 	slow := &blockingFSM{release: make(chan struct{}), entered: make(chan struct{})}
 	// Swap the leader's FSM: restart it on the same stores.
-	c.crash(l)
-	var err error
-	l.trans, err = c.net.NewTransport(l.addr)
-	require.NoError(t, err)
-	c.openStores(l)
-	l.raft, err = raft.NewRaft(c.config(l.id), slow, l.logs, l.stable, l.snaps, l.trans)
-	require.NoError(t, err)
+	c.Crash(l)
+	c.RestartWith(l, slow)
 	defer close(slow.release)
-	leader := c.leader()
-	term := leader.raft.Stats()["term"]
-	f := leader.raft.Apply(context.Background(), []byte("x"))
+	leader := c.Leader()
+	term := leader.Raft().Stats()["term"]
+	f := leader.Raft().Apply(context.Background(), []byte("x"))
 	// Whoever leads, the slow server applies x (as leader or follower) and
 	// blocks; meanwhile nobody may time out.
 	if leader == l {
@@ -80,8 +76,8 @@ func TestSlowFSMDoesNotDelayHeartbeats(t *testing.T) {
 	}
 	stuckFor := time.NewTimer(5 * 100 * time.Millisecond) // five election timeouts
 	<-stuckFor.C
-	for _, nd := range c.live() {
-		require.Equal(t, term, nd.raft.Stats()["term"], "no election while an FSM is stuck")
+	for _, nd := range c.Live() {
+		require.Equal(t, term, nd.Raft().Stats()["term"], "no election while an FSM is stuck")
 	}
 	if leader != l {
 		require.NoError(t, f.Error())
@@ -92,19 +88,19 @@ func TestSlowFSMDoesNotDelayHeartbeats(t *testing.T) {
 // as if the entry were durable, and Shutdown reports why.
 func TestStorageFailureStopsTheServer(t *testing.T) {
 	c := newCluster(t, 3, 23, nil)
-	l := c.leader()
+	l := c.Leader()
 	boom := errors.New("disk on fire")
-	l.mem.FailWhen(func(op storeinmem.Op, n int) error {
+	l.LogStore().(*storeinmem.Store).FailWhen(func(op storeinmem.Op, n int) error {
 		if op == storeinmem.OpStoreLogs {
 			return boom
 		}
 		return nil
 	})
-	err := l.raft.Apply(context.Background(), []byte("x")).Error()
+	err := l.Raft().Apply(context.Background(), []byte("x")).Error()
 	require.Error(t, err)
-	waitFor(t, 5*time.Second, "the server to stop", func() bool { return l.raft.State() == raft.Shutdown })
-	require.ErrorIs(t, l.raft.Shutdown(), boom)
-	l.raft = nil
+	rafttest.WaitFor(t, 5*time.Second, "the server to stop", func() bool { return l.Raft().State() == raft.Shutdown })
+	require.ErrorIs(t, l.Raft().Shutdown(), boom)
+	c.Crash(l)
 	// The others elect a new leader and carry on.
 	c.apply("y")
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/keelraft/raft"
+	"github.com/keelraft/raft/rafttest"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 )
@@ -18,13 +19,13 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // follows it.
 func TestScenario1OneLeaderEmerges(t *testing.T) {
 	c := newCluster(t, 3, 1, nil)
-	l := c.leader()
+	l := c.Leader()
 	var terms []uint64
-	for _, nd := range c.nodes {
-		st := nd.raft.Stats()
+	for _, nd := range c.Servers() {
+		st := nd.Raft().Stats()
 		terms = append(terms, parseUint(t, st["term"]))
 		if nd != l {
-			require.Equal(t, raft.Follower, nd.raft.State())
+			require.Equal(t, raft.Follower, nd.Raft().State())
 		}
 	}
 	require.Equal(t, terms[0], terms[1])
@@ -33,10 +34,10 @@ func TestScenario1OneLeaderEmerges(t *testing.T) {
 
 func TestApplyReplicatesInOrder(t *testing.T) {
 	c := newCluster(t, 3, 2, nil)
-	l := c.leader()
+	l := c.Leader()
 	futures := make([]raft.ApplyFuture, 50)
 	for i := range futures {
-		futures[i] = l.raft.Apply(context.Background(), []byte(fmt.Sprintf("cmd-%d", i)))
+		futures[i] = l.Raft().Apply(context.Background(), []byte(fmt.Sprintf("cmd-%d", i)))
 	}
 	for i, f := range futures {
 		require.NoError(t, f.Error())
@@ -51,17 +52,17 @@ func TestApplyReplicatesInOrder(t *testing.T) {
 
 func TestApplyOnFollowerNamesTheLeader(t *testing.T) {
 	c := newCluster(t, 3, 3, nil)
-	l := c.leader()
-	for _, nd := range c.nodes {
+	l := c.Leader()
+	for _, nd := range c.Servers() {
 		if nd == l {
 			continue
 		}
-		err := nd.raft.Apply(context.Background(), []byte("x")).Error()
+		err := nd.Raft().Apply(context.Background(), []byte("x")).Error()
 		require.ErrorIs(t, err, raft.ErrNotLeader)
 		var nl *raft.NotLeaderError
 		require.ErrorAs(t, err, &nl)
-		require.Equal(t, l.id, nl.LeaderID)
-		require.Equal(t, l.addr, nl.LeaderAddress)
+		require.Equal(t, l.ID, nl.LeaderID)
+		require.Equal(t, l.Addr, nl.LeaderAddress)
 	}
 }
 
@@ -71,24 +72,24 @@ func TestApplyOnFollowerNamesTheLeader(t *testing.T) {
 func TestScenario2WriteReachedOnlyTheLeader(t *testing.T) {
 	c := newCluster(t, 3, 4, nil)
 	c.apply("before")
-	old := c.leader()
-	c.net.Isolate(old.addr)
+	old := c.Leader()
+	c.Network().Isolate(old.Addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	err := old.raft.Apply(ctx, []byte("x")).Error()
+	err := old.Raft().Apply(ctx, []byte("x")).Error()
 	cancel()
 	require.Error(t, err, "a write that reached only the leader must not commit")
 
-	var rest []*node
-	for _, nd := range c.nodes {
+	var rest []*rafttest.Server
+	for _, nd := range c.Servers() {
 		if nd != old {
 			rest = append(rest, nd)
 		}
 	}
-	newLeader := c.leaderAmong(rest...)
-	require.NotEqual(t, old.id, newLeader.id)
-	require.NoError(t, newLeader.raft.Apply(context.Background(), []byte("x")).Error(), "the client's retry")
+	newLeader := c.WaitLeader(rest...)
+	require.NotEqual(t, old.ID, newLeader.ID)
+	require.NoError(t, newLeader.Raft().Apply(context.Background(), []byte("x")).Error(), "the client's retry")
 
-	c.net.Rejoin(old.addr)
+	c.Network().Rejoin(old.Addr)
 	cmds := c.waitConverged()
 	require.Equal(t, []string{"before", "x"}, cmds, "the old leader's copy was discarded")
 }
@@ -103,28 +104,28 @@ func TestScenario3ReplicatedToMinority(t *testing.T) {
 
 func testScenario3(t *testing.T, c *cluster) {
 	c.apply("committed")
-	old := c.leader()
-	var others []*node
-	for _, nd := range c.nodes {
+	old := c.Leader()
+	var others []*rafttest.Server
+	for _, nd := range c.Servers() {
 		if nd != old {
 			others = append(others, nd)
 		}
 	}
 	// Only others[0] hears from the leader.
 	for _, nd := range others[1:] {
-		c.net.Cut(old.addr, nd.addr)
+		c.Cut(old, nd)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	require.Error(t, old.raft.Apply(ctx, []byte("x")).Error())
+	require.Error(t, old.Raft().Apply(ctx, []byte("x")).Error())
 	cancel()
-	c.crash(old)
-	c.net.Heal()
+	c.Crash(old)
+	c.Heal()
 	c.apply("after")
 	cmds := c.waitConverged()
 	require.Equal(t, "committed", cmds[0])
 	require.LessOrEqual(t, count(cmds, "x"), 1)
 	require.Equal(t, 1, count(cmds, "after"))
-	c.restart(old)
+	c.Restart(old)
 	requireSame(t, cmds, c.waitConverged())
 }
 
@@ -140,12 +141,12 @@ func TestScenario7Partition(t *testing.T) {
 		t.Run(fmt.Sprintf("leader in minority %v", leaderInMinority), func(t *testing.T) {
 			c := newCluster(t, 5, 7, nil)
 			c.apply("a")
-			old := c.leader()
-			var minority, majority []*node
+			old := c.Leader()
+			var minority, majority []*rafttest.Server
 			if leaderInMinority {
 				minority = append(minority, old)
 			}
-			for _, nd := range c.nodes {
+			for _, nd := range c.Servers() {
 				switch {
 				case nd == old && leaderInMinority:
 				case nd != old && len(minority) < 2:
@@ -155,22 +156,22 @@ func TestScenario7Partition(t *testing.T) {
 				}
 			}
 			require.Len(t, minority, 2)
-			c.net.Partition(c.addrs(minority...), c.addrs(majority...))
+			c.Partition(minority, majority)
 
 			if leaderInMinority {
 				ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-				require.Error(t, old.raft.Apply(ctx, []byte("lost")).Error(), "the minority cannot commit")
+				require.Error(t, old.Raft().Apply(ctx, []byte("lost")).Error(), "the minority cannot commit")
 				cancel()
-				waitFor(t, 5*time.Second, "the old leader to step down (CheckQuorum)", func() bool {
-					return old.raft.State() != raft.Leader
+				rafttest.WaitFor(t, 5*time.Second, "the old leader to step down (CheckQuorum)", func() bool {
+					return old.Raft().State() != raft.Leader
 				})
 			}
-			l := c.leaderAmong(majority...)
-			require.NoError(t, l.raft.Apply(context.Background(), []byte("b")).Error())
+			l := c.WaitLeader(majority...)
+			require.NoError(t, l.Raft().Apply(context.Background(), []byte("b")).Error())
 			for _, nd := range minority {
-				require.NotEqual(t, raft.Leader, nd.raft.State())
+				require.NotEqual(t, raft.Leader, nd.Raft().State())
 			}
-			c.net.Heal()
+			c.Heal()
 			cmds := c.waitConverged()
 			require.Equal(t, []string{"a", "b"}, cmds)
 		})
@@ -186,24 +187,24 @@ func TestFiveServersToleratesTwoFailures(t *testing.T) {
 
 func testFiveServers(t *testing.T, c *cluster) {
 	c.apply("a")
-	c.crash(c.nodes[0])
-	c.crash(c.nodes[1])
+	c.Crash(c.Servers()[0])
+	c.Crash(c.Servers()[1])
 	c.apply("b")
-	c.crash(c.nodes[2])
-	l := c.live()
+	c.Crash(c.Servers()[2])
+	l := c.Live()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	var errs []error
 	for _, nd := range l {
-		errs = append(errs, nd.raft.Apply(ctx, []byte("c")).Error())
+		errs = append(errs, nd.Raft().Apply(ctx, []byte("c")).Error())
 	}
 	for _, err := range errs {
 		require.Error(t, err)
 		require.True(t, errors.Is(err, context.DeadlineExceeded) || errors.Is(err, raft.ErrNotLeader) ||
 			errors.Is(err, raft.ErrLeadershipLost), "unexpected error %v", err)
 	}
-	for _, nd := range c.nodes[:3] {
-		c.restart(nd)
+	for _, nd := range c.Servers()[:3] {
+		c.Restart(nd)
 	}
 	c.apply("d")
 	cmds := c.waitConverged()
@@ -225,11 +226,11 @@ func testFullClusterRestart(t *testing.T, c *cluster) {
 		c.apply(fmt.Sprintf("v%d", i))
 	}
 	before := c.waitConverged()
-	for _, nd := range c.nodes {
-		c.crash(nd)
+	for _, nd := range c.Servers() {
+		c.Crash(nd)
 	}
-	for _, nd := range c.nodes {
-		c.restart(nd)
+	for _, nd := range c.Servers() {
+		c.Restart(nd)
 	}
 	c.apply("after-restart")
 	after := c.waitConverged()
@@ -238,34 +239,34 @@ func testFullClusterRestart(t *testing.T, c *cluster) {
 
 func TestVerifyLeaderAndBarrier(t *testing.T) {
 	c := newCluster(t, 3, 10, nil)
-	l := c.leader()
-	require.NoError(t, l.raft.VerifyLeader(context.Background()).Error())
-	f := l.raft.Apply(context.Background(), []byte("a"))
-	require.NoError(t, l.raft.Barrier(context.Background()).Error())
+	l := c.Leader()
+	require.NoError(t, l.Raft().VerifyLeader(context.Background()).Error())
+	f := l.Raft().Apply(context.Background(), []byte("a"))
+	require.NoError(t, l.Raft().Barrier(context.Background()).Error())
 	require.NoError(t, f.Error())
-	require.GreaterOrEqual(t, l.raft.AppliedIndex(), f.Index())
-	for _, nd := range c.nodes {
+	require.GreaterOrEqual(t, l.Raft().AppliedIndex(), f.Index())
+	for _, nd := range c.Servers() {
 		if nd != l {
-			require.ErrorIs(t, nd.raft.VerifyLeader(context.Background()).Error(), raft.ErrNotLeader)
+			require.ErrorIs(t, nd.Raft().VerifyLeader(context.Background()).Error(), raft.ErrNotLeader)
 		}
 	}
 	// A leader cut off from everyone cannot confirm itself.
-	c.net.Isolate(l.addr)
+	c.Network().Isolate(l.Addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	require.Error(t, l.raft.VerifyLeader(ctx).Error())
+	require.Error(t, l.Raft().VerifyLeader(ctx).Error())
 }
 
 func TestShutdownFailsPendingWork(t *testing.T) {
 	c := newCluster(t, 3, 11, nil)
-	l := c.leader()
-	c.net.Isolate(l.addr)
-	f := l.raft.Apply(context.Background(), []byte("never"))
-	require.NoError(t, l.raft.Shutdown())
+	l := c.Leader()
+	c.Network().Isolate(l.Addr)
+	f := l.Raft().Apply(context.Background(), []byte("never"))
+	require.NoError(t, l.Raft().Shutdown())
 	require.ErrorIs(t, f.Error(), raft.ErrRaftShutdown)
-	require.Equal(t, raft.Shutdown, l.raft.State())
-	require.ErrorIs(t, l.raft.Apply(context.Background(), []byte("late")).Error(), raft.ErrRaftShutdown)
-	require.NoError(t, l.raft.Shutdown(), "a second Shutdown is harmless")
+	require.Equal(t, raft.Shutdown, l.Raft().State())
+	require.ErrorIs(t, l.Raft().Apply(context.Background(), []byte("late")).Error(), raft.ErrRaftShutdown)
+	require.NoError(t, l.Raft().Shutdown(), "a second Shutdown is harmless")
 }
 
 func parseUint(t *testing.T, s string) uint64 {
