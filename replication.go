@@ -150,7 +150,8 @@ func (c *core) handleFollowerAppend(m *Message) {
 	c.electionElapsed = 0
 	c.lead = m.From
 	if m.Index < c.log.committed {
-		// Everything up to the commit index already matches the leader.
+		// Everything up to the commit index already matches the leader;
+		// entries at or below it are never rewritten.
 		c.sendAfterAppend(Message{Type: MsgAppendResp, To: m.From, Index: c.log.committed})
 		return
 	}
@@ -163,11 +164,9 @@ func (c *core) handleFollowerAppend(m *Message) {
 		return
 	}
 	lastNew := m.Index + uint64(len(m.Entries))
+	// A conflict lies above m.Index, which is at or above the commit index
+	// (checked above): committed entries are never truncated.
 	if ci := c.log.findConflict(m.Entries); ci != 0 {
-		if ci <= c.log.committed {
-			c.violation("%s asked to overwrite committed entry %d (commit index %d)", m.From, ci, c.log.committed)
-			return
-		}
 		c.appendLog(m.Entries[ci-m.Index-1:])
 	}
 	if commit := min(m.Commit, lastNew); commit > c.log.committed {
