@@ -1,0 +1,264 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keelraft/raft"
+	"github.com/keelraft/raft/transport/tcp"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// startCluster starts size servers over TCP loopback, each in a temporary
+// directory, and stops them when the test ends.
+func startCluster(t *testing.T, size int) ([]*node, []peer) {
+	t.Helper()
+	var (
+		peers  []peer
+		transs []*tcp.Transport
+		lns    []net.Listener
+	)
+	ids := []raft.ServerID{"a", "b", "c", "d", "e"}[:size]
+	for _, id := range ids {
+		trans, err := tcp.New("127.0.0.1:0", tcp.Options{})
+		if err != nil {
+			t.Fatalf("transport: %v", err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			trans.Close()
+			t.Fatalf("listen: %v", err)
+		}
+		transs, lns = append(transs, trans), append(lns, ln)
+		peers = append(peers, peer{ID: id, RaftAddr: raft.ServerAddress(trans.Addr().String()), HTTPAddr: ln.Addr().String()})
+	}
+	var nodes []*node
+	for i, p := range peers {
+		cfg := raft.DefaultConfig()
+		cfg.LocalID = p.ID
+		cfg.HeartbeatInterval = 50 * time.Millisecond
+		cfg.ElectionTimeout = 500 * time.Millisecond
+		n, err := newNode(cfg, t.TempDir(), transs[i], lns[i], peers)
+		if err != nil {
+			for j := i + 1; j < len(peers); j++ {
+				transs[j].Close()
+				lns[j].Close()
+			}
+			t.Fatalf("start %s: %v", p.ID, err)
+		}
+		nodes = append(nodes, n)
+		t.Cleanup(func() {
+			if err := n.Close(); err != nil {
+				t.Errorf("close %s: %v", n.id, err)
+			}
+		})
+	}
+	return nodes, peers
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		<-tick.C
+	}
+}
+
+func waitLeader(t *testing.T, nodes []*node) *node {
+	t.Helper()
+	var leader *node
+	eventually(t, "a leader", func() bool {
+		for _, n := range nodes {
+			if n.raft.State() == raft.Leader {
+				leader = n
+				return true
+			}
+		}
+		return false
+	})
+	return leader
+}
+
+type response struct {
+	code     int
+	body     string
+	location string
+}
+
+func do(t *testing.T, c *http.Client, method, url, body string) response {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read body: %v", method, url, err)
+	}
+	return response{code: resp.StatusCode, body: string(b), location: resp.Header.Get("Location")}
+}
+
+func TestKV(t *testing.T) {
+	nodes, peers := startCluster(t, 3)
+	client := &http.Client{
+		Timeout:       10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	t.Cleanup(client.CloseIdleConnections) // runs before the servers close
+	url := func(n *node, path string) string { return "http://" + n.httpAddrs[n.id] + path }
+
+	leader := waitLeader(t, nodes)
+	var follower *node
+	for _, n := range nodes {
+		if n != leader {
+			follower = n
+			break
+		}
+	}
+
+	if r := do(t, client, "PUT", url(leader, "/kv/hello"), "world"); r.code != http.StatusNoContent {
+		t.Fatalf("PUT on leader: %d %q", r.code, r.body)
+	}
+	if r := do(t, client, "GET", url(leader, "/kv/hello?consistency=linearizable"), ""); r.code != 200 || r.body != "world" {
+		t.Fatalf("linearizable GET on leader: %d %q", r.code, r.body)
+	}
+
+	// A follower redirects writes and non-stale reads to the leader.
+	for _, c := range []struct{ method, path string }{
+		{"GET", "/kv/hello"},
+		{"GET", "/kv/hello?consistency=linearizable"},
+		{"PUT", "/kv/other"},
+		{"DELETE", "/kv/hello"},
+	} {
+		r := do(t, client, c.method, url(follower, c.path), "x")
+		if want := url(leader, c.path); r.code != http.StatusTemporaryRedirect || r.location != want {
+			t.Fatalf("%s %s on follower: %d Location %q, want 307 %q", c.method, c.path, r.code, r.location, want)
+		}
+	}
+	eventually(t, "a stale read on the follower", func() bool {
+		r := do(t, client, "GET", url(follower, "/kv/hello?consistency=stale"), "")
+		return r.code == 200 && r.body == "world"
+	})
+
+	if r := do(t, client, "GET", url(leader, "/kv/hello?consistency=bogus"), ""); r.code != http.StatusBadRequest {
+		t.Fatalf("GET with bad consistency: %d %q", r.code, r.body)
+	}
+	if r := do(t, client, "DELETE", url(leader, "/kv/hello"), ""); r.code != http.StatusNoContent {
+		t.Fatalf("DELETE on leader: %d %q", r.code, r.body)
+	}
+	if r := do(t, client, "GET", url(leader, "/kv/hello"), ""); r.code != http.StatusNotFound {
+		t.Fatalf("GET after DELETE: %d %q", r.code, r.body)
+	}
+
+	r := do(t, client, "GET", url(follower, "/status"), "")
+	var st status
+	if err := json.Unmarshal([]byte(r.body), &st); err != nil || r.code != 200 {
+		t.Fatalf("status: %d %q: %v", r.code, r.body, err)
+	}
+	if st.ID != follower.id || st.State != raft.Follower.String() || st.Leader.ID != leader.id ||
+		st.Leader.HTTPAddr != leader.httpAddrs[leader.id] || len(st.Configuration) != len(peers) || st.AppliedIndex == 0 {
+		t.Fatalf("status of follower %s: %+v", follower.id, st)
+	}
+
+	// Stop the leader: a new one is elected and serves what was written.
+	if r := do(t, client, "PUT", url(leader, "/kv/survivor"), "yes"); r.code != http.StatusNoContent {
+		t.Fatalf("PUT on leader: %d %q", r.code, r.body)
+	}
+	client.CloseIdleConnections()
+	if err := leader.Close(); err != nil {
+		t.Fatalf("stop leader %s: %v", leader.id, err)
+	}
+	var rest []*node
+	for _, n := range nodes {
+		if n != leader {
+			rest = append(rest, n)
+		}
+	}
+	next := waitLeader(t, rest)
+	eventually(t, "the new leader to serve the value", func() bool {
+		r := do(t, client, "GET", url(next, "/kv/survivor?consistency=linearizable"), "")
+		return r.code == 200 && r.body == "yes"
+	})
+	if r := do(t, client, "PUT", url(next, "/kv/after"), "failover"); r.code != http.StatusNoContent {
+		t.Fatalf("PUT on new leader %s: %d %q", next.id, r.code, r.body)
+	}
+}
+
+func TestParsePeers(t *testing.T) {
+	peers, err := parsePeers("a=127.0.0.1:7001=127.0.0.1:8001, b=h:2=h:3")
+	if err != nil || len(peers) != 2 || peers[1] != (peer{ID: "b", RaftAddr: "h:2", HTTPAddr: "h:3"}) {
+		t.Fatalf("parsePeers: %+v, %v", peers, err)
+	}
+	for _, bad := range []string{"", "a=b", "a=b=c=d", "a=x=y,a=x=y", "=x=y"} {
+		if _, err := parsePeers(bad); err == nil {
+			t.Errorf("parsePeers(%q) succeeded", bad)
+		}
+	}
+}
+
+// memSink is a raft.SnapshotSink in memory.
+type memSink struct {
+	strings.Builder
+	closed, canceled bool
+}
+
+func (s *memSink) Close() error  { s.closed = true; return nil }
+func (s *memSink) ID() string    { return "mem" }
+func (s *memSink) Cancel() error { s.canceled = true; return nil }
+
+func TestFSMSnapshotRestore(t *testing.T) {
+	f := newFSM()
+	for i, c := range []command{{Op: "put", Key: "a", Value: "1"}, {Op: "put", Key: "b", Value: "2"}, {Op: "delete", Key: "a"}} {
+		data, _ := json.Marshal(c)
+		if resp := f.Apply(&raft.Log{Index: uint64(i + 1), Data: data}); resp != nil {
+			t.Fatalf("Apply %+v: %v", c, resp)
+		}
+	}
+	if resp := f.Apply(&raft.Log{Index: 4, Data: []byte("junk")}); resp == nil {
+		t.Fatal("Apply of a malformed command returned nil")
+	}
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &memSink{}
+	if err := snap.Persist(sink); err != nil || !sink.closed || sink.canceled {
+		t.Fatalf("Persist: %v (closed %v, canceled %v)", err, sink.closed, sink.canceled)
+	}
+	snap.Release()
+
+	g := newFSM()
+	data, _ := json.Marshal(command{Op: "put", Key: "stale", Value: "x"})
+	g.Apply(&raft.Log{Index: 1, Data: data})
+	if err := g.Restore(io.NopCloser(strings.NewReader(sink.String()))); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	if v, ok := g.Get("b"); !ok || v != "2" {
+		t.Fatalf("b = %q, %v after restore", v, ok)
+	}
+	for _, k := range []string{"a", "stale"} {
+		if _, ok := g.Get(k); ok {
+			t.Fatalf("%s survived restore", k)
+		}
+	}
+}

@@ -1,0 +1,340 @@
+// Command kv is a replicated key-value server on keel: every server keeps
+// the same map, written through Raft and read over HTTP.
+//
+// With no flags (or -local N) it runs a whole N-server cluster (default 3)
+// in one process on loopback, raft on 127.0.0.1:7001.. and HTTP on
+// 127.0.0.1:8001.., in a temporary data directory, and prints curl commands
+// to try:
+//
+//	go run ./examples/kv
+//
+// To run one server per process, give each its ID, data directory and the
+// full peer list (id=raftaddr=httpaddr, comma-separated):
+//
+//	go run ./examples/kv -id a -dir /tmp/kv-a \
+//	    -peers a=127.0.0.1:7001=127.0.0.1:8001,b=127.0.0.1:7002=127.0.0.1:8002,c=127.0.0.1:7003=127.0.0.1:8003
+//
+// -raft and -http default to this server's addresses in -peers.
+//
+// HTTP API, on every server:
+//
+//	PUT    /kv/{key}   body = value              (leader; followers redirect)
+//	DELETE /kv/{key}                             (leader; followers redirect)
+//	GET    /kv/{key}?consistency=stale|default|linearizable
+//	GET    /status
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/keelraft/raft"
+	"github.com/keelraft/raft/storage/filesnap"
+	"github.com/keelraft/raft/storage/wal"
+	"github.com/keelraft/raft/transport/tcp"
+)
+
+// peer is one server of the cluster.
+type peer struct {
+	ID       raft.ServerID
+	RaftAddr raft.ServerAddress
+	HTTPAddr string
+}
+
+// node is one running server: its stores, transport, Raft and HTTP server.
+type node struct {
+	id        raft.ServerID
+	raft      *raft.Raft
+	fsm       *kvFSM
+	httpAddrs map[raft.ServerID]string // raft ID -> HTTP address, for redirects
+
+	trans  *tcp.Transport
+	logs   *wal.Log
+	stable *wal.Stable
+	http   *http.Server
+	served chan error // Serve's result
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+func main() {
+	if err := run(); err != nil {
+		log.Printf("kv: %v", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		id       = flag.String("id", "", "this server's raft ID (omit to run a local cluster)")
+		raftBind = flag.String("raft", "", "raft bind address (default: this server's address in -peers)")
+		httpBind = flag.String("http", "", "HTTP bind address (default: this server's address in -peers)")
+		dir      = flag.String("dir", "", "data directory (log, stable store, snapshots)")
+		peerList = flag.String("peers", "", "all servers, id=raftaddr=httpaddr,...")
+		local    = flag.Int("local", 3, "without -id: run a local cluster of this many servers")
+	)
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+
+	if *id == "" {
+		if *raftBind != "" || *httpBind != "" || *dir != "" || *peerList != "" {
+			return errors.New("-raft, -http, -dir and -peers need -id")
+		}
+		return runLocal(ctx, *local, logger)
+	}
+	if *dir == "" || *peerList == "" {
+		return errors.New("-id needs -dir and -peers")
+	}
+	peers, err := parsePeers(*peerList)
+	if err != nil {
+		return err
+	}
+	self, ok := findPeer(peers, raft.ServerID(*id))
+	if !ok {
+		return fmt.Errorf("-peers does not name this server %q", *id)
+	}
+	if *raftBind == "" {
+		*raftBind = string(self.RaftAddr)
+	}
+	if *httpBind == "" {
+		*httpBind = self.HTTPAddr
+	}
+	n, err := startNode(self.ID, *dir, *raftBind, self.RaftAddr, *httpBind, peers, logger)
+	if err != nil {
+		return err
+	}
+	logger.Info("serving", "id", self.ID, "raft", *raftBind, "http", *httpBind, "dir", *dir)
+	return wait(ctx, []*node{n}, logger)
+}
+
+// runLocal runs a cluster of size servers in this process.
+func runLocal(ctx context.Context, size int, logger *slog.Logger) (err error) {
+	if size < 1 || size > 9 {
+		return fmt.Errorf("-local %d: want 1 to 9 servers", size)
+	}
+	base, err := os.MkdirTemp("", "keel-kv-")
+	if err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	defer func() {
+		if rerr := os.RemoveAll(base); rerr != nil && err == nil {
+			err = fmt.Errorf("remove data directory: %w", rerr)
+		}
+	}()
+	var peers []peer
+	for i := 1; i <= size; i++ {
+		peers = append(peers, peer{
+			ID:       raft.ServerID(fmt.Sprintf("s%d", i)),
+			RaftAddr: raft.ServerAddress(fmt.Sprintf("127.0.0.1:%d", 7000+i)),
+			HTTPAddr: fmt.Sprintf("127.0.0.1:%d", 8000+i),
+		})
+	}
+	var nodes []*node
+	for _, p := range peers {
+		n, err := startNode(p.ID, filepath.Join(base, string(p.ID)), string(p.RaftAddr), p.RaftAddr, p.HTTPAddr,
+			peers, logger.With("server", p.ID))
+		if err != nil {
+			for _, n := range nodes {
+				n.Close()
+			}
+			return err
+		}
+		nodes = append(nodes, n)
+	}
+	fmt.Printf("kv: %d servers running, data in %s; try:\n\n", size, base)
+	fmt.Printf("  curl -L -X PUT --data-binary world http://%s/kv/hello\n", peers[0].HTTPAddr)
+	fmt.Printf("  curl -L http://%s/kv/hello\n", peers[0].HTTPAddr)
+	fmt.Printf("  curl 'http://%s/kv/hello?consistency=stale'\n", peers[len(peers)-1].HTTPAddr)
+	fmt.Printf("  curl -L -X DELETE http://%s/kv/hello\n", peers[0].HTTPAddr)
+	fmt.Printf("  curl http://%s/status\n\n", peers[0].HTTPAddr)
+	fmt.Printf("Ctrl-C stops the cluster.\n")
+	return wait(ctx, nodes, logger)
+}
+
+// wait runs until ctx ends or an HTTP server fails, then closes every node.
+func wait(ctx context.Context, nodes []*node, logger *slog.Logger) error {
+	failed := make(chan error, len(nodes))
+	for _, n := range nodes {
+		go func() {
+			if err := <-n.served; err != nil {
+				failed <- fmt.Errorf("%s: serve HTTP: %w", n.id, err)
+			}
+		}()
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case err = <-failed:
+	}
+	var errs []error
+	errs = append(errs, err)
+	for _, n := range nodes {
+		errs = append(errs, n.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// startNode opens the stores in dir, listens for raft on raftBind
+// (advertised as advertise) and for HTTP on httpBind, bootstraps a new
+// cluster of peers if dir holds no state, and starts serving.
+func startNode(id raft.ServerID, dir, raftBind string, advertise raft.ServerAddress, httpBind string,
+	peers []peer, logger *slog.Logger) (*node, error) {
+	trans, err := tcp.New(raftBind, tcp.Options{Advertise: advertise})
+	if err != nil {
+		return nil, fmt.Errorf("%s: raft transport on %s: %w", id, raftBind, err)
+	}
+	ln, err := net.Listen("tcp", httpBind)
+	if err != nil {
+		trans.Close()
+		return nil, fmt.Errorf("%s: HTTP listener on %s: %w", id, httpBind, err)
+	}
+	cfg := raft.DefaultConfig()
+	cfg.LocalID = id
+	cfg.Logger = logger
+	return newNode(cfg, dir, trans, ln, peers)
+}
+
+// newNode starts a server on a transport and HTTP listener the caller
+// opened; it takes ownership of both, closing them if it fails.
+func newNode(cfg *raft.Config, dir string, trans *tcp.Transport, ln net.Listener, peers []peer) (_ *node, err error) {
+	n := &node{
+		id:        cfg.LocalID,
+		fsm:       newFSM(),
+		httpAddrs: make(map[raft.ServerID]string),
+		trans:     trans,
+		served:    make(chan error, 1),
+	}
+	defer func() {
+		if err != nil {
+			ln.Close()
+			n.closeStores()
+		}
+	}()
+	for _, p := range peers {
+		n.httpAddrs[p.ID] = p.HTTPAddr
+	}
+	if n.logs, err = wal.Open(filepath.Join(dir, "log"), wal.Options{}); err != nil {
+		return nil, fmt.Errorf("%s: open log: %w", n.id, err)
+	}
+	if n.stable, err = wal.OpenStable(filepath.Join(dir, "stable")); err != nil {
+		return nil, fmt.Errorf("%s: open stable store: %w", n.id, err)
+	}
+	snaps, err := filesnap.New(filepath.Join(dir, "snapshots"), filesnap.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("%s: open snapshot store: %w", n.id, err)
+	}
+	exists, err := raft.HasExistingState(n.logs, n.stable, snaps)
+	if err != nil {
+		return nil, fmt.Errorf("%s: check existing state: %w", n.id, err)
+	}
+	if !exists {
+		var conf raft.Configuration
+		for _, p := range peers {
+			conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: p.ID, Address: p.RaftAddr})
+		}
+		if err := raft.BootstrapCluster(cfg, n.logs, n.stable, snaps, conf); err != nil {
+			return nil, fmt.Errorf("%s: bootstrap: %w", n.id, err)
+		}
+	}
+	if n.raft, err = raft.NewRaft(cfg, n.fsm, n.logs, n.stable, snaps, trans); err != nil {
+		return nil, fmt.Errorf("%s: start raft: %w", n.id, err)
+	}
+	n.http = &http.Server{Handler: n.handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		err := n.http.Serve(ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		n.served <- err
+	}()
+	return n, nil
+}
+
+// Close stops the HTTP server, then Raft, then the transport and stores.
+// It is safe to call more than once.
+func (n *node) Close() error {
+	n.closeOnce.Do(func() {
+		var errs []error
+		if n.http != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := n.http.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("%s: stop HTTP: %w", n.id, err))
+				n.http.Close()
+			}
+			cancel()
+		}
+		if n.raft != nil {
+			if err := n.raft.Shutdown(); err != nil {
+				errs = append(errs, fmt.Errorf("%s: stop raft: %w", n.id, err))
+			}
+		}
+		errs = append(errs, n.closeStores())
+		n.closeErr = errors.Join(errs...)
+	})
+	return n.closeErr
+}
+
+// closeStores closes the transport and whichever stores are open.
+func (n *node) closeStores() error {
+	var errs []error
+	if err := n.trans.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("%s: close transport: %w", n.id, err))
+	}
+	if n.logs != nil {
+		if err := n.logs.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: close log: %w", n.id, err))
+		}
+	}
+	if n.stable != nil {
+		if err := n.stable.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: close stable store: %w", n.id, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// parsePeers parses "id=raftaddr=httpaddr,...".
+func parsePeers(s string) ([]peer, error) {
+	var peers []peer
+	seen := make(map[raft.ServerID]bool)
+	for _, item := range strings.Split(s, ",") {
+		parts := strings.Split(strings.TrimSpace(item), "=")
+		if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+			return nil, fmt.Errorf("-peers: %q is not id=raftaddr=httpaddr", item)
+		}
+		p := peer{ID: raft.ServerID(parts[0]), RaftAddr: raft.ServerAddress(parts[1]), HTTPAddr: parts[2]}
+		if seen[p.ID] {
+			return nil, fmt.Errorf("-peers: %q appears twice", p.ID)
+		}
+		seen[p.ID] = true
+		peers = append(peers, p)
+	}
+	return peers, nil
+}
+
+func findPeer(peers []peer, id raft.ServerID) (peer, bool) {
+	for _, p := range peers {
+		if p.ID == id {
+			return p, true
+		}
+	}
+	return peer{}, false
+}
