@@ -49,3 +49,24 @@ func TestProgressIgnoresStaleAnswers(t *testing.T) {
 	require.True(t, p.acked(10))
 	require.False(t, p.paused(), "acknowledging frees the window")
 }
+
+// An entry is applied only once it is committed and durable locally, and
+// a follower acknowledges entries only once they are durable.
+func TestApplyAndAckWaitForDurability(t *testing.T) {
+	net := electedNet(t, nil)
+	f := net.nodes["s2"].c
+	last := f.log.lastIndex()
+	f.step(&Message{Type: MsgAppend, From: "s1", To: "s2", Term: f.term, Index: last, LogTerm: f.log.lastTerm(),
+		Entries: []Log{{Index: last + 1, Term: f.term, Type: LogCommand, Data: []byte("x")}}, Commit: last + 1})
+	rd := f.ready()
+	require.Len(t, rd.entries, 1, "the entry goes to the persister")
+	require.Empty(t, rd.msgs, "no acknowledgement before the entry is durable")
+	require.Len(t, rd.msgsAfterAppend, 1)
+	for _, e := range rd.apply {
+		require.Less(t, e.Index, last+1, "committed but not durable: not applied")
+	}
+	f.persisted(last+1, f.term)
+	rd = f.ready()
+	require.Len(t, rd.apply, 1)
+	require.Equal(t, last+1, rd.apply[0].Index)
+}
