@@ -164,7 +164,7 @@ func finishBatch(buf []byte, base int64, count int, align int) []byte {
 			if pad < recHeaderLen {
 				pad += int64(align)
 			}
-			buf = appendRecord(buf, kindPad, make([]byte, pad-recHeaderLen), nil)
+			buf = appendRecord(buf, kindPad, zeros[:pad-recHeaderLen], nil)
 			count++
 		}
 	}

@@ -407,7 +407,9 @@ func (l *Log) flushLocked() {
 	err := l.failed
 	if err == nil {
 		l.mu.Unlock()
-		seg, base, err = l.write(b.buf, b.count)
+		// write returns the buffer grown by the batch's padding and commit
+		// record; keeping it lets the next batch reuse the memory.
+		seg, base, b.buf, err = l.write(b.buf, b.count)
 		l.mu.Lock()
 	}
 	if err != nil {
@@ -446,21 +448,21 @@ func (b *batch) reset() {
 // write writes buf, count records, as one batch to the active segment,
 // rotating first if it does not fit, and syncs it. Only the flusher calls
 // it, without mu.
-func (l *Log) write(buf []byte, count int) (*segment, int64, error) {
+func (l *Log) write(buf []byte, count int) (*segment, int64, []byte, error) {
 	seg := l.segs[len(l.segs)-1]
 	need := int64(len(buf)) + int64(l.opts.Align) + 2*commitLen
 	if seg.size > int64(l.opts.dataStart()) && seg.size+need > l.opts.SegmentSize {
 		var err error
 		if seg, err = l.rotate(); err != nil {
-			return nil, 0, err
+			return nil, 0, buf, err
 		}
 	}
 	base := seg.size
 	buf = finishBatch(buf, base, count, l.opts.Align)
 	if err := l.writeSync(seg, buf); err != nil {
-		return nil, 0, err
+		return nil, 0, buf, err
 	}
-	return seg, base, nil
+	return seg, base, buf, nil
 }
 
 // zeroChunk is how far ahead of the data segments are filled with zeros.
@@ -596,7 +598,7 @@ func (l *Log) DeleteRange(min, max uint64) error {
 		return fmt.Errorf("wal: DeleteRange(%d, %d) would leave a gap in [%d, %d]", min, max, first, last)
 	}
 	l.mu.Unlock()
-	seg, _, err := l.write(rec, 1)
+	seg, _, _, err := l.write(rec, 1)
 	l.mu.Lock()
 	if err != nil {
 		l.fail(err)
