@@ -410,7 +410,8 @@ func (r *Raft) Stats() map[string]string {
 // Shutdown stops the server and waits until every goroutine it started has
 // exited. Operations under way fail with ErrRaftShutdown. It is safe to
 // call more than once; it returns the storage error that stopped the
-// server, if one did.
+// server, if one did. It must not be called from the FSM's methods, which
+// run on one of the goroutines it waits for.
 func (r *Raft) Shutdown() error {
 	r.close(nil)
 	r.wg.Wait()
