@@ -69,6 +69,9 @@ func (r *Raft) step(m *Message) {
 		r.addrs[m.From] = m.FromAddr
 	}
 	r.core.step(m)
+	if (m.Type == MsgAppend || m.Type == MsgHeartbeat) && r.core.lead == m.From {
+		r.lastContact.Store(time.Now().UnixNano())
+	}
 }
 
 // proposeBatch proposes f and every proposal queued behind it (up to

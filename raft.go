@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -76,6 +77,9 @@ type Raft struct {
 
 	pubMu sync.RWMutex
 	pub   published
+	// lastContact is when a message from the current leader last arrived
+	// (Unix nanoseconds; 0 before the first).
+	lastContact atomic.Int64
 
 	obsMu     sync.Mutex
 	observers map[*observer]struct{}
@@ -378,6 +382,21 @@ func (r *Raft) LastIndex() uint64 {
 	return r.pub.lastIndex
 }
 
+// LastContact returns when this server last heard from the leader it
+// follows, or the zero time if it never has. With AppliedIndex it bounds how
+// stale a read of this server's FSM can be. A leader reports the current
+// time: its own state is as fresh as the cluster's.
+func (r *Raft) LastContact() time.Time {
+	if r.State() == Leader {
+		return time.Now()
+	}
+	ns := r.lastContact.Load()
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
 // AppliedIndex returns the index of the last entry applied to the FSM.
 func (r *Raft) AppliedIndex() uint64 { return r.applier.applied.Load() }
 
@@ -405,6 +424,13 @@ func (r *Raft) Stats() map[string]string {
 		"commit_index":   u(p.commit),
 		"applied_index":  u(r.AppliedIndex()),
 	}
+}
+
+func lastContactString(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return time.Since(t).Round(time.Millisecond).String()
 }
 
 // Shutdown stops the server and waits until every goroutine it started has

@@ -86,3 +86,20 @@ func TestWaitAppliedHonoursContext(t *testing.T) {
 	defer cancel()
 	require.ErrorIs(t, l.Raft().WaitApplied(ctx, 1<<40), context.DeadlineExceeded)
 }
+
+// Stale reads: a follower reports when it last heard from the leader, so a
+// caller can bound staleness; a cut-off follower's contact ages.
+func TestLastContact(t *testing.T) {
+	c := newCluster(t, 3, 34, nil)
+	l := c.Leader()
+	f := c.Others(l)[0]
+	rafttest.WaitFor(t, 5*time.Second, "the follower to hear from the leader", func() bool {
+		return time.Since(f.Raft().LastContact()) < 50*time.Millisecond
+	})
+	require.WithinDuration(t, time.Now(), l.Raft().LastContact(), time.Second, "a leader is always current")
+	c.Network().Isolate(f.Addr)
+	rafttest.WaitFor(t, 5*time.Second, "the cut-off follower's contact to age", func() bool {
+		return time.Since(f.Raft().LastContact()) > 300*time.Millisecond
+	})
+	require.NotEqual(t, "never", f.Raft().Stats()["last_contact"])
+}
