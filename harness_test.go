@@ -2,6 +2,8 @@ package raft
 
 import (
 	"fmt"
+	"hash"
+	"hash/fnv"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -18,6 +20,9 @@ type coreNet struct {
 	// drop, when set, decides which messages are lost.
 	drop func(m *Message) bool
 	rng  *rand.Rand
+	// trace hashes every message taken off the queue, in order: two runs
+	// of one seed must produce the same hash.
+	trace hash.Hash64
 }
 
 // coreNode is one server: its core and what it made durable.
@@ -59,7 +64,7 @@ func bootstrapConfig(ids []ServerID) Configuration {
 // each with its own seeded random source.
 func newCoreNet(t testing.TB, n int, seed uint64, tweak func(*coreConfig)) *coreNet {
 	ids := serverIDs(n)
-	net := &coreNet{t: t, ids: ids, nodes: map[ServerID]*coreNode{}, rng: rand.New(rand.NewPCG(seed, 0))}
+	net := &coreNet{t: t, ids: ids, nodes: map[ServerID]*coreNode{}, rng: rand.New(rand.NewPCG(seed, 0)), trace: fnv.New64a()}
 	boot := Log{Index: 1, Term: 1, Type: LogConfiguration, Data: encodeConfiguration(bootstrapConfig(ids))}
 	for i, id := range ids {
 		nd := &coreNode{hs: hardState{Term: 1}, durable: []Log{boot}}
@@ -122,6 +127,9 @@ func (net *coreNet) deliverOne() bool {
 	}
 	m := net.queue[0]
 	net.queue = net.queue[1:]
+	if b, err := EncodeMessage(&m); err == nil {
+		net.trace.Write(b)
+	}
 	to := net.nodes[m.To]
 	if to == nil || to.down || net.nodes[m.From].down || (net.drop != nil && net.drop(&m)) {
 		return true
