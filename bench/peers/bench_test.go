@@ -2,6 +2,7 @@ package peers
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -29,7 +30,8 @@ type cluster interface {
 
 // benchApply runs, for each proposer count, a sub-benchmark in which
 // proposers goroutines share b.N Applies on a fresh cluster from start, each
-// waiting for its Apply to finish before the next.
+// waiting for its Apply to finish before the next. It reports ops/s and the
+// 50th and 99th percentile latency of one Apply.
 func benchApply(b *testing.B, start func(b *testing.B) cluster) {
 	for _, proposers := range proposerCounts {
 		b.Run(fmt.Sprintf("proposers=%d", proposers), func(b *testing.B) {
@@ -38,6 +40,10 @@ func benchApply(b *testing.B, start func(b *testing.B) cluster) {
 			cmd := make([]byte, cmdSize)
 			for i := range cmd {
 				cmd[i] = byte(i)
+			}
+			lat := make([][]time.Duration, proposers)
+			for p := range lat {
+				lat[p] = make([]time.Duration, 0, b.N/proposers+1)
 			}
 			var next atomic.Int64
 			var wg sync.WaitGroup
@@ -49,17 +55,28 @@ func benchApply(b *testing.B, start func(b *testing.B) cluster) {
 				go func() {
 					defer wg.Done()
 					for next.Add(1) <= int64(b.N) {
+						t0 := time.Now()
 						if err := c.apply(cmd); err != nil {
 							b.Error(err)
 							return
 						}
+						lat[p] = append(lat[p], time.Since(t0))
 					}
 				}()
 			}
 			wg.Wait()
 			elapsed := time.Since(begin)
 			b.StopTimer()
+			all := slices.Concat(lat...)
+			slices.Sort(all)
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "ops/s")
+			if len(all) > 0 {
+				pct := func(q float64) float64 {
+					return float64(all[min(len(all)-1, int(q*float64(len(all))))].Nanoseconds()) / 1e3
+				}
+				b.ReportMetric(pct(0.50), "p50-µs")
+				b.ReportMetric(pct(0.99), "p99-µs")
+			}
 		})
 	}
 }

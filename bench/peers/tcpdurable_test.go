@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,64 +20,13 @@ import (
 // BenchmarkKeelTCPDurable measures keel with DefaultConfig over
 // transport/tcp on 127.0.0.1, storage/wal Log and Stable and
 // storage/filesnap snapshots, all with default options, in b.TempDir().
-func BenchmarkKeelTCPDurable(b *testing.B) { benchApplyLatency(b, startKeelTCPDurable) }
+func BenchmarkKeelTCPDurable(b *testing.B) { benchApply(b, startKeelTCPDurable) }
 
 // BenchmarkHashicorpTCPDurable measures hashicorp/raft v1.8.0 with its
 // DefaultConfig and a silent logger over NewTCPTransport on 127.0.0.1
 // (maxPool 3, timeout 10s), hashicorp/raft-wal v0.4.0 as LogStore and
 // StableStore and a FileSnapshotStore (retain 2), in b.TempDir().
-func BenchmarkHashicorpTCPDurable(b *testing.B) { benchApplyLatency(b, startHashicorpTCPDurable) }
-
-// benchApplyLatency is benchApply that also times every Apply and reports
-// the 50th and 99th percentiles.
-func benchApplyLatency(b *testing.B, start func(b *testing.B) cluster) {
-	for _, proposers := range proposerCounts {
-		b.Run(fmt.Sprintf("proposers=%d", proposers), func(b *testing.B) {
-			c := start(b)
-			defer c.shutdown()
-			cmd := make([]byte, cmdSize)
-			for i := range cmd {
-				cmd[i] = byte(i)
-			}
-			lat := make([][]time.Duration, proposers)
-			for p := range lat {
-				lat[p] = make([]time.Duration, 0, b.N/proposers+1)
-			}
-			var next atomic.Int64
-			var wg sync.WaitGroup
-			b.ReportAllocs()
-			b.ResetTimer()
-			begin := time.Now()
-			for p := 0; p < proposers; p++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for next.Add(1) <= int64(b.N) {
-						t0 := time.Now()
-						if err := c.apply(cmd); err != nil {
-							b.Error(err)
-							return
-						}
-						lat[p] = append(lat[p], time.Since(t0))
-					}
-				}()
-			}
-			wg.Wait()
-			elapsed := time.Since(begin)
-			b.StopTimer()
-			all := slices.Concat(lat...)
-			slices.Sort(all)
-			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "ops/s")
-			if len(all) > 0 {
-				pct := func(q float64) float64 {
-					return float64(all[min(len(all)-1, int(q*float64(len(all))))].Nanoseconds()) / 1e3
-				}
-				b.ReportMetric(pct(0.50), "p50-µs")
-				b.ReportMetric(pct(0.99), "p99-µs")
-			}
-		})
-	}
-}
+func BenchmarkHashicorpTCPDurable(b *testing.B) { benchApply(b, startHashicorpTCPDurable) }
 
 type keelTCPNode struct {
 	trans  *tcp.Transport
