@@ -18,21 +18,19 @@ type applier struct {
 	fsm    FSM
 	notify func() // tells the event loop that applied moved
 
-	mu      sync.Mutex
-	cond    *sync.Cond
-	queue   []applyBatch
-	closed  bool
+	queue   *workQueue[applyBatch]
 	applied atomic.Uint64
+
 	// changedCh is closed (and replaced) whenever applied moves, so that
 	// any number of WaitApplied callers can wait on it with a context.
+	mu        sync.Mutex
 	changedCh chan struct{}
 
 	cmds []*Log // reused ApplyBatch argument
 }
 
 func newApplier(fsm FSM, applied uint64, notify func()) *applier {
-	a := &applier{fsm: fsm, notify: notify, changedCh: make(chan struct{})}
-	a.cond = sync.NewCond(&a.mu)
+	a := &applier{fsm: fsm, notify: notify, queue: newWorkQueue[applyBatch](), changedCh: make(chan struct{})}
 	a.applied.Store(applied)
 	return a
 }
@@ -44,42 +42,23 @@ func (a *applier) changed() <-chan struct{} {
 	return a.changedCh
 }
 
-func (a *applier) submit(b applyBatch) {
-	a.mu.Lock()
-	a.queue = append(a.queue, b)
-	a.mu.Unlock()
-	a.cond.Signal()
-}
+func (a *applier) submit(b applyBatch) { a.queue.push(b) }
 
 // close stops the applier; futures of batches not yet applied fail with
 // ErrRaftShutdown.
-func (a *applier) close() {
-	a.mu.Lock()
-	a.closed = true
-	a.mu.Unlock()
-	a.cond.Signal()
-}
+func (a *applier) close() { a.queue.close() }
 
 func (a *applier) run() {
 	for {
-		a.mu.Lock()
-		for len(a.queue) == 0 && !a.closed {
-			a.cond.Wait()
-		}
-		if a.closed {
-			for _, b := range a.queue {
+		queue, open := a.queue.takeAll()
+		if !open {
+			for _, b := range queue {
 				for _, f := range b.futures {
 					f.respond(0, nil, ErrRaftShutdown)
 				}
 			}
-			a.queue = nil
-			a.mu.Unlock()
 			return
 		}
-		queue := a.queue
-		a.queue = nil
-		a.mu.Unlock()
-
 		for _, b := range queue {
 			a.apply(b)
 		}

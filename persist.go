@@ -1,9 +1,6 @@
 package raft
 
-import (
-	"fmt"
-	"sync"
-)
+import "fmt"
 
 // outMsg is a message and the address it goes to, resolved by the event
 // loop (which owns the address book) before it leaves the loop.
@@ -32,48 +29,28 @@ type persister struct {
 	// acknowledging anything (fail-stop).
 	fail func(error)
 
-	mu     sync.Mutex
-	cond   *sync.Cond
-	jobs   []persistJob
-	closed bool
+	jobs *workQueue[persistJob]
 
 	lastOnDisk uint64 // the LogStore's last index; persister goroutine only
 	batch      []*Log // reused StoreLogs argument
 }
 
 func newPersister(logs LogStore, lastOnDisk uint64, send func(outMsg), notify func(uint64, uint64), fail func(error)) *persister {
-	p := &persister{logs: logs, lastOnDisk: lastOnDisk, send: send, notify: notify, fail: fail}
-	p.cond = sync.NewCond(&p.mu)
-	return p
+	return &persister{logs: logs, lastOnDisk: lastOnDisk, send: send, notify: notify, fail: fail, jobs: newWorkQueue[persistJob]()}
 }
 
-func (p *persister) submit(j persistJob) {
-	p.mu.Lock()
-	p.jobs = append(p.jobs, j)
-	p.mu.Unlock()
-	p.cond.Signal()
-}
+func (p *persister) submit(j persistJob) { p.jobs.push(j) }
 
-func (p *persister) close() {
-	p.mu.Lock()
-	p.closed = true
-	p.mu.Unlock()
-	p.cond.Signal()
-}
+// close stops the persister; jobs not yet written are dropped, and nothing
+// they would have acknowledged is sent.
+func (p *persister) close() { p.jobs.close() }
 
 func (p *persister) run() {
 	for {
-		p.mu.Lock()
-		for len(p.jobs) == 0 && !p.closed {
-			p.cond.Wait()
-		}
-		if p.closed {
-			p.mu.Unlock()
+		jobs, open := p.jobs.takeAll()
+		if !open {
 			return
 		}
-		jobs := p.jobs
-		p.jobs = nil
-		p.mu.Unlock()
 
 		last, err := p.write(jobs)
 		if err != nil {
