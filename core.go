@@ -48,6 +48,7 @@ type coreConfig struct {
 	maxInflightMsgs  int    // appends in flight per follower
 	maxInflightBytes uint64 // bytes in flight per follower; 0 means no bound
 	rand             randSource
+	bugs             plantedBugs // test-only: see bugs.go
 }
 
 // hardState is what must be durable before any message that depends on it
@@ -72,11 +73,13 @@ type ready struct {
 	msgsAfterAppend []Message
 	// apply are committed, durable entries for the FSM, in order.
 	apply []Log
+	// reads answers read requests (requestRead).
+	reads []readResult
 }
 
 func (rd *ready) empty() bool {
 	return rd.hardState == nil && len(rd.entries) == 0 && len(rd.msgs) == 0 &&
-		len(rd.msgsAfterAppend) == 0 && len(rd.apply) == 0
+		len(rd.msgsAfterAppend) == 0 && len(rd.apply) == 0 && len(rd.reads) == 0
 }
 
 var (
@@ -110,6 +113,7 @@ type core struct {
 
 	hardStateDirty        bool
 	msgs, msgsAfterAppend []Message
+	readResults           []readResult
 	// violations lists messages refused because they broke the protocol
 	// (for example asking to overwrite a committed entry); the driver logs
 	// and clears them.
@@ -218,17 +222,19 @@ func (c *core) appliedTo(index uint64) {
 
 // ready hands out the outputs collected since the last call.
 func (c *core) ready() ready {
+	c.settleReads()
 	rd := ready{
 		entries:         c.log.unpersisted(),
 		msgs:            c.msgs,
 		msgsAfterAppend: c.msgsAfterAppend,
 		apply:           c.log.toApply(),
+		reads:           c.readResults,
 	}
 	if c.hardStateDirty {
 		rd.hardState = &hardState{Term: c.term, Vote: c.vote}
 		c.hardStateDirty = false
 	}
-	c.msgs, c.msgsAfterAppend = nil, nil
+	c.msgs, c.msgsAfterAppend, c.readResults = nil, nil, nil
 	return rd
 }
 

@@ -31,6 +31,7 @@ type coreNode struct {
 	hs      hardState
 	durable []Log // the LogStore: entries 1..n
 	applied []Log
+	reads   []readResult // answers to read requests, in order
 	down    bool
 }
 
@@ -112,6 +113,7 @@ func (net *coreNet) process(id ServerID) bool {
 		last := rd.entries[len(rd.entries)-1]
 		nd.c.persisted(last.Index, last.Term)
 	}
+	nd.reads = append(nd.reads, rd.reads...)
 	if len(rd.apply) > 0 {
 		nd.applied = append(nd.applied, rd.apply...)
 		nd.c.appliedTo(rd.apply[len(rd.apply)-1].Index)

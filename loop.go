@@ -137,6 +137,15 @@ func (r *Raft) flush() error {
 	for i := range rd.msgs {
 		r.sendNow(r.route(&rd.msgs[i]))
 	}
+	for _, res := range rd.reads {
+		f := r.reads[res.id]
+		delete(r.reads, res.id)
+		if res.err != nil {
+			f.respond(0, nil, ErrLeadershipLost)
+		} else {
+			f.respond(res.index, nil, nil)
+		}
+	}
 	if len(rd.apply) > 0 {
 		r.applier.submit(applyBatch{entries: rd.apply, futures: r.takeInflight(rd.apply[len(rd.apply)-1].Index)})
 	}
@@ -217,7 +226,6 @@ func (r *Raft) publish() {
 	if old.state == Leader && p.state != Leader || old.term != p.term && len(r.inflight) > 0 {
 		r.failLeaderWork()
 	}
-	r.settleVerifies()
 	if old.state != p.state || old.term != p.term || old.leaderID != p.leaderID {
 		if (old.state == Leader) != (p.state == Leader) {
 			r.setLeaderCh(p.state == Leader)
@@ -226,43 +234,14 @@ func (r *Raft) publish() {
 	}
 }
 
-// failLeaderWork fails what only a leader can finish: proposals not yet
-// committed (they may still commit under the next leader: the outcome is
-// unknown) and leadership confirmations.
+// failLeaderWork fails proposals not yet committed, which only a leader
+// can finish: they may still commit under the next leader, so the outcome
+// is unknown. (The core fails read requests itself.)
 func (r *Raft) failLeaderWork() {
 	for _, f := range r.inflight {
 		f.respond(0, nil, ErrLeadershipLost)
 	}
 	r.inflight = nil
-	for _, v := range r.verifies {
-		v.f.respond(0, nil, ErrLeadershipLost)
-	}
-	r.verifies = nil
-	for _, f := range r.readsAwaitingCommit {
-		f.respond(0, nil, ErrLeadershipLost)
-	}
-	r.readsAwaitingCommit = nil
-}
-
-func (r *Raft) settleVerifies() {
-	if len(r.readsAwaitingCommit) > 0 && r.core.committedInTerm() {
-		waiting := r.readsAwaitingCommit
-		r.readsAwaitingCommit = nil
-		for _, f := range waiting {
-			r.startRead(f)
-		}
-	}
-	confirmed := r.core.reads.confirmed
-	n := 0
-	for _, v := range r.verifies {
-		if v.round <= confirmed && r.core.role == roleLeader {
-			v.f.respond(v.index, nil, nil)
-			continue
-		}
-		r.verifies[n] = v
-		n++
-	}
-	r.verifies = r.verifies[:n]
 }
 
 // failAll fails every operation the loop holds, at shutdown.
@@ -271,10 +250,7 @@ func (r *Raft) failAll() {
 	for _, f := range r.inflight {
 		f.respond(0, nil, err)
 	}
-	for _, v := range r.verifies {
-		v.f.respond(0, nil, err)
-	}
-	for _, f := range r.readsAwaitingCommit {
+	for _, f := range r.reads {
 		f.respond(0, nil, err)
 	}
 	for {

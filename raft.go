@@ -57,12 +57,11 @@ type Raft struct {
 
 	// Owned by the event loop.
 	core     *core
-	inflight []*future // proposals not yet handed to the applier, by index
-	verifies []verifyWait
-	// reads wait here until the leader has committed an entry of its term.
-	readsAwaitingCommit []*future
-	addrs               map[ServerID]ServerAddress // learned from messages, beside the configuration
-	lastPub             published
+	inflight []*future                  // proposals not yet handed to the applier, by index
+	reads    map[uint64]*future         // VerifyLeader and ReadIndex requests the core holds, by request ID
+	lastRead uint64                     // the last request ID given out
+	addrs    map[ServerID]ServerAddress // learned from messages, beside the configuration
+	lastPub  published
 
 	persister *persister
 	applier   *applier
@@ -101,14 +100,6 @@ type published struct {
 	commit     uint64
 }
 
-// verifyWait is a request waiting for a leadership confirmation round;
-// index is the read index it returns (0 for VerifyLeader).
-type verifyWait struct {
-	round uint64
-	index uint64
-	f     *future
-}
-
 // NewRaft starts a server on the given stores and transport. The stores
 // must hold state written by BootstrapCluster or an earlier run; a server
 // with empty stores waits as a follower until a leader adds it. The FSM is
@@ -144,6 +135,7 @@ func NewRaft(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 		stable:        stable,
 		tick:          tick,
 		addrs:         map[ServerID]ServerAddress{},
+		reads:         map[uint64]*future{},
 		applyCh:       make(chan *future, 4*conf.MaxAppendEntries),
 		opCh:          make(chan func()),
 		persistNotify: make(chan struct{}, 1),
@@ -277,15 +269,7 @@ func (r *Raft) propose(ctx context.Context, l Log) *future {
 // round.
 func (r *Raft) VerifyLeader(ctx context.Context) Future {
 	f := newFuture(ctx, r.shutdownCh)
-	err := r.do(ctx, func() {
-		round, err := r.core.requestConfirmation()
-		if err != nil {
-			f.respond(0, nil, r.notLeader())
-			return
-		}
-		r.verifies = append(r.verifies, verifyWait{round: round, f: f})
-	})
-	if err != nil {
+	if err := r.do(ctx, func() { r.requestRead(f, false) }); err != nil {
 		f.respond(0, nil, err)
 	}
 	return f
@@ -300,7 +284,7 @@ func (r *Raft) VerifyLeader(ctx context.Context) Future {
 // follower it fails with a *NotLeaderError.
 func (r *Raft) ReadIndex(ctx context.Context) (uint64, error) {
 	f := newFuture(ctx, r.shutdownCh)
-	if err := r.do(ctx, func() { r.startRead(f) }); err != nil {
+	if err := r.do(ctx, func() { r.requestRead(f, true) }); err != nil {
 		return 0, err
 	}
 	if err := f.Error(); err != nil {
@@ -309,19 +293,15 @@ func (r *Raft) ReadIndex(ctx context.Context) (uint64, error) {
 	return f.index, nil
 }
 
-// startRead begins a ReadIndex request on the event loop.
-func (r *Raft) startRead(f *future) {
-	if r.core.role != roleLeader {
+// requestRead hands a VerifyLeader (read false) or ReadIndex request to the
+// core, on the event loop; flush answers it.
+func (r *Raft) requestRead(f *future, read bool) {
+	r.lastRead++
+	if err := r.core.requestRead(r.lastRead, read); err != nil {
 		f.respond(0, nil, r.notLeader())
 		return
 	}
-	if !r.core.committedInTerm() {
-		r.readsAwaitingCommit = append(r.readsAwaitingCommit, f)
-		return
-	}
-	index := r.core.log.committed
-	round, _ := r.core.requestConfirmation() // cannot fail: this server leads
-	r.verifies = append(r.verifies, verifyWait{round: round, index: index, f: f})
+	r.reads[r.lastRead] = f
 }
 
 // WaitApplied waits until this server's FSM has applied index, ctx ends or

@@ -1,0 +1,30 @@
+package raft
+
+// plantedBugs switches on known protocol bugs, one per field, so that the
+// simulator can prove its checkers catch them (sim_bugs_test.go). It is
+// test-only: nothing outside tests sets it, and no public API reaches it.
+// Each switch is checked at the one place the correct rule is enforced.
+type plantedBugs struct {
+	// CommitOldTerm counts an entry of an earlier term as committed once
+	// a majority stores it (Raft paper Figure 8).
+	CommitOldTerm bool
+	// DoubleVote grants a vote to any candidate, even after voting for
+	// another in the same term.
+	DoubleVote bool
+	// SkipUpToDateCheck grants votes without the election restriction.
+	SkipUpToDateCheck bool
+	// TruncateCommitted lets a follower overwrite entries below its commit
+	// index when a leader's append conflicts with them.
+	TruncateCommitted bool
+	// AcceptStaleAppend lets a follower accept an append from an earlier
+	// term.
+	AcceptStaleAppend bool
+	// NoNoop drops the entry a new leader appends at the start of its term.
+	NoNoop bool
+	// CountUndurable lets the leader count its own entries toward commit,
+	// and apply them, before they are durable.
+	CountUndurable bool
+	// ReadBeforeCommitInTerm lets a new leader answer ReadIndex before an
+	// entry of its own term has committed.
+	ReadBeforeCommitInTerm bool
+}
