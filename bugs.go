@@ -21,8 +21,9 @@ type plantedBugs struct {
 	AcceptStaleAppend bool
 	// NoNoop drops the entry a new leader appends at the start of its term.
 	NoNoop bool
-	// CountUndurable lets the leader count its own entries toward commit,
-	// and apply them, before they are durable.
+	// CountUndurable lets the leader count its own entries toward commit
+	// before they are durable, so a commit can be reported (and applied by
+	// followers) on a copy a crash loses: apply-before-persist.
 	CountUndurable bool
 	// ReadBeforeCommitInTerm lets a new leader answer ReadIndex before an
 	// entry of its own term has committed.

@@ -142,6 +142,10 @@ func (c *core) step(m *Message) {
 			return
 		}
 	case m.Term < c.term:
+		if c.cfg.bugs.AcceptStaleAppend && m.Type == MsgAppend && c.role == roleFollower {
+			c.handleFollowerAppend(m)
+			return
+		}
 		c.stepLowerTerm(m)
 		return
 	}

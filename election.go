@@ -122,7 +122,9 @@ func (c *core) becomeLeader() {
 	for _, id := range c.peers {
 		c.prs[id] = c.newProgress()
 	}
-	c.appendLog([]Log{{Index: c.log.lastIndex() + 1, Term: c.term, Type: LogNoop}})
+	if !c.cfg.bugs.NoNoop {
+		c.appendLog([]Log{{Index: c.log.lastIndex() + 1, Term: c.term, Type: LogNoop}})
+	}
 	c.bcastAppend()
 }
 
@@ -192,7 +194,10 @@ func (c *core) handleVoteRequest(m *Message) {
 		// but it is refused while a leader is alive.
 		canVote = m.Term > c.term && (m.Transfer || !c.heardFromLeader())
 	}
-	if !canVote || !c.log.isUpToDate(m.Index, m.LogTerm) {
+	if m.Type == MsgVote && c.cfg.bugs.DoubleVote {
+		canVote = true
+	}
+	if !canVote || !(c.log.isUpToDate(m.Index, m.LogTerm) || c.cfg.bugs.SkipUpToDateCheck) {
 		c.send(Message{Type: respType, To: m.From, Term: c.term, Reject: true})
 		return
 	}

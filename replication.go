@@ -66,6 +66,9 @@ func (c *core) bcastHeartbeat(ctx []byte) {
 // The leader counts only what it has made durable itself.
 func (c *core) matchOf(id ServerID) uint64 {
 	if id == c.id() {
+		if c.cfg.bugs.CountUndurable {
+			return c.log.lastIndex()
+		}
 		return c.log.stable
 	}
 	if pr, ok := c.prs[id]; ok {
@@ -83,7 +86,7 @@ func (c *core) maybeCommit() bool {
 	if mci <= c.log.committed || mci > c.log.lastIndex() {
 		return false
 	}
-	if t, _ := c.log.term(mci); t != c.term {
+	if t, _ := c.log.term(mci); t != c.term && !c.cfg.bugs.CommitOldTerm {
 		return false
 	}
 	c.log.committed = mci
@@ -149,7 +152,7 @@ func (c *core) handleLeaderHeartbeatResp(m *Message) {
 func (c *core) handleFollowerAppend(m *Message) {
 	c.electionElapsed = 0
 	c.lead = m.From
-	if m.Index < c.log.committed {
+	if m.Index < c.log.committed && !c.cfg.bugs.TruncateCommitted {
 		// Everything up to the commit index already matches the leader;
 		// entries at or below it are never rewritten.
 		c.sendAfterAppend(Message{Type: MsgAppendResp, To: m.From, Index: c.log.committed})
@@ -168,6 +171,8 @@ func (c *core) handleFollowerAppend(m *Message) {
 	// (checked above): committed entries are never truncated.
 	if ci := c.log.findConflict(m.Entries); ci != 0 {
 		c.appendLog(m.Entries[ci-m.Index-1:])
+	} else if c.cfg.bugs.TruncateCommitted && len(m.Entries) > 0 {
+		c.appendLog(m.Entries) // the naive "replace everything from here on"
 	}
 	if commit := min(m.Commit, lastNew); commit > c.log.committed {
 		c.log.committed = commit

@@ -1,0 +1,211 @@
+package raft
+
+// The simulator's safety checkers run on every output of every server and
+// fail the seed at the first violation:
+//
+//   - election safety: at most one leader per term;
+//   - leader append-only: a leader never overwrites or removes its entries;
+//   - log matching: two logs with an entry of the same index and term hold
+//     the same entries up to it;
+//   - leader completeness: a leader holds every entry known committed;
+//   - committed entries agree: no two servers commit different entries at
+//     one index (which implies state machine safety for what they apply);
+//   - a server applies only committed entries, each exactly once and in
+//     order, and its commit index never goes backwards (in one life).
+//
+// Logs are compared by chained hashes (each entry's hash covers every
+// entry before it), so each check costs O(1) per new entry.
+
+// simMirror follows one server's log as the checkers see it: the term and
+// the chained hash of each entry, index i at [i-1].
+type simMirror struct {
+	terms []uint64
+	chain []uint64
+}
+
+func (m *simMirror) reset(ents []Log) {
+	m.terms, m.chain = m.terms[:0], m.chain[:0]
+	m.append(ents)
+}
+
+// append replaces the entries from ents[0].Index on.
+func (m *simMirror) append(ents []Log) {
+	if len(ents) == 0 {
+		return
+	}
+	first := ents[0].Index
+	m.terms, m.chain = m.terms[:first-1], m.chain[:first-1]
+	for i := range ents {
+		prev := uint64(0)
+		if len(m.chain) > 0 {
+			prev = m.chain[len(m.chain)-1]
+		}
+		m.terms = append(m.terms, ents[i].Term)
+		m.chain = append(m.chain, chainHash(prev, &ents[i]))
+	}
+}
+
+func (m *simMirror) last() uint64 { return uint64(len(m.chain)) }
+
+// chainHash is FNV-1a over the previous hash and the entry, written out so
+// that it allocates nothing: the checkers hash every entry of every log.
+func chainHash(prev uint64, e *Log) uint64 {
+	const prime = 1099511628211
+	h := uint64(14695981039346656037)
+	for _, x := range [4]uint64{prev, e.Index, e.Term, uint64(e.Type)} {
+		for i := 0; i < 8; i++ {
+			h = (h ^ (x & 0xff)) * prime
+			x >>= 8
+		}
+	}
+	for _, b := range e.Data {
+		h = (h ^ uint64(b)) * prime
+	}
+	return h
+}
+
+type simChecker struct {
+	s        *simCluster
+	leaderOf map[uint64]ServerID
+	entries  map[[2]uint64]uint64 // (index, term) -> chained hash, for log matching
+	// committed holds the chained hash and term of every entry known
+	// committed, index i at [i-1].
+	committed     []uint64
+	committedTerm []uint64
+	lives         map[ServerID]*simLife
+}
+
+// simLife is what the checkers remember about one server in one life.
+type simLife struct {
+	commit     uint64
+	applied    uint64
+	leaderTerm uint64 // the term it leads, 0 if it does not
+	leaderLast uint64 // its last index as leader of leaderTerm
+}
+
+func newSimChecker(s *simCluster) *simChecker {
+	return &simChecker{s: s, leaderOf: map[uint64]ServerID{}, entries: map[[2]uint64]uint64{}, lives: map[ServerID]*simLife{}}
+}
+
+func (k *simChecker) restarted(n *simNode) {
+	k.lives[n.id] = &simLife{}
+}
+
+// appended checks entries a server just added to its log.
+func (k *simChecker) appended(n *simNode, ents []Log) {
+	if len(ents) == 0 {
+		return
+	}
+	life := k.lives[n.id]
+	if life.leaderTerm != 0 && life.leaderTerm == n.c.term && ents[0].Index <= life.leaderLast {
+		k.s.fail("leader append-only: %s, leader of term %d, rewrote its log from index %d (its last was %d)",
+			n.id, life.leaderTerm, ents[0].Index, life.leaderLast)
+		return
+	}
+	n.mirror.append(ents)
+	for i := ents[0].Index; i <= n.mirror.last(); i++ {
+		key := [2]uint64{i, n.mirror.terms[i-1]}
+		h := n.mirror.chain[i-1]
+		if prev, ok := k.entries[key]; ok && prev != h {
+			k.s.fail("log matching: %s holds entry (index %d, term %d) with a history other servers' copies do not have", n.id, i, key[1])
+			return
+		}
+		k.entries[key] = h
+	}
+}
+
+// afterStep checks a server's role and commit index after it acted.
+func (k *simChecker) afterStep(n *simNode) {
+	c, life := n.c, k.lives[n.id]
+	if c.role == roleLeader {
+		if l, ok := k.leaderOf[c.term]; ok && l != n.id {
+			k.s.fail("election safety: %s and %s both lead term %d", l, n.id, c.term)
+			return
+		}
+		if life.leaderTerm != c.term {
+			k.leaderOf[c.term] = n.id
+			life.leaderTerm, life.leaderLast = c.term, c.log.lastIndex()
+			k.s.record(n, "leader", "", c.term, c.log.lastIndex())
+			k.completeness(n)
+		}
+		if c.log.lastIndex() < life.leaderLast {
+			k.s.fail("leader append-only: %s, leader of term %d, shrank its log from %d to %d", n.id, c.term, life.leaderLast, c.log.lastIndex())
+			return
+		}
+		life.leaderLast = c.log.lastIndex()
+	} else {
+		life.leaderTerm = 0
+	}
+	if c.log.committed < life.commit {
+		k.s.fail("%s's commit index went back from %d to %d", n.id, life.commit, c.log.committed)
+		return
+	}
+	if c.log.committed > n.mirror.last() {
+		k.s.fail("%s committed %d beyond its last entry %d", n.id, c.log.committed, n.mirror.last())
+		return
+	}
+	for i := life.commit + 1; i <= c.log.committed; i++ {
+		k.commit(n, i)
+	}
+	life.commit = c.log.committed
+}
+
+// commit records that server n holds index i committed.
+func (k *simChecker) commit(n *simNode, i uint64) {
+	h, t := n.mirror.chain[i-1], n.mirror.terms[i-1]
+	if i <= uint64(len(k.committed)) {
+		if k.committed[i-1] != h {
+			k.s.fail("committed entries disagree: %s committed (index %d, term %d), another server committed a different entry there (term %d)",
+				n.id, i, t, k.committedTerm[i-1])
+		}
+		return
+	}
+	if i != uint64(len(k.committed))+1 {
+		// Everything below a committed entry is committed: n's log
+		// matches up to i, so take its entries for the gap too.
+		for j := uint64(len(k.committed)) + 1; j < i; j++ {
+			k.commit(n, j)
+		}
+	}
+	k.committed = append(k.committed, h)
+	k.committedTerm = append(k.committedTerm, t)
+	// Leaders of later terms must already hold it.
+	for _, o := range k.s.nodes {
+		if o.up() && o.c.role == roleLeader && o.c.term > t {
+			if o.mirror.last() < i || o.mirror.chain[i-1] != h {
+				k.s.fail("leader completeness: %s leads term %d without committed entry (index %d, term %d)", o.id, o.c.term, i, t)
+			}
+		}
+	}
+}
+
+// completeness checks that a new leader holds every entry known committed.
+func (k *simChecker) completeness(n *simNode) {
+	last := uint64(len(k.committed))
+	if last == 0 {
+		return
+	}
+	if n.mirror.last() < last || n.mirror.chain[last-1] != k.committed[last-1] {
+		k.s.fail("leader completeness: %s became leader of term %d without committed entry %d (term %d)",
+			n.id, n.c.term, last, k.committedTerm[last-1])
+	}
+}
+
+// applied checks an entry a server applies: the next in order, and the
+// entry committed at its index.
+func (k *simChecker) applied(n *simNode, e *Log) {
+	life := k.lives[n.id]
+	if e.Index != life.applied+1 {
+		k.s.fail("%s applied index %d after %d", n.id, e.Index, life.applied)
+		return
+	}
+	life.applied = e.Index
+	if e.Index > uint64(len(k.committed)) {
+		k.s.fail("%s applied index %d, which is not known committed (highest %d)", n.id, e.Index, len(k.committed))
+		return
+	}
+	if n.mirror.chain[e.Index-1] != k.committed[e.Index-1] {
+		k.s.fail("state machine safety: %s applied (index %d, term %d), not the entry committed there (term %d)",
+			n.id, e.Index, e.Term, k.committedTerm[e.Index-1])
+	}
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package raft
+
+const simDefaultSeeds = 1000

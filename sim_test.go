@@ -1,0 +1,525 @@
+package raft
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+
+	"github.com/keelraft/raft/internal/sim"
+)
+
+// The simulator: whole clusters of cores driven from one goroutine in
+// virtual time, with faults drawn from a seed, safety checkers after every
+// event (sim_check_test.go), clients whose history porcupine checks
+// (sim_client_test.go), and a liveness phase. A failing seed prints its
+// fault plan, the last events and the command that replays it.
+//
+// Each simulated server does what the driver (loop.go, persist.go) does
+// with the core's outputs, in the same order: the hard state is durable
+// before any message leaves; log writes complete one by one after a
+// random disk latency, and only then do the acknowledgements that depend
+// on them leave; committed durable entries are applied at once. A crash
+// loses the writes still queued.
+
+const (
+	simTick          = 50 * sim.Millisecond // the driver's default: HeartbeatInterval/2
+	simElectionTicks = 20
+	simET            = simElectionTicks * simTick
+)
+
+// simOptions configures one run.
+type simOptions struct {
+	seed    uint64
+	servers int
+	ticks   int // the fault phase lasts at least this many ticks over all servers
+	ops     int // and at least this many client operations
+	clients int
+	bugs    plantedBugs
+	// lazyHardState is a planted driver bug: term and vote are written
+	// with the next log write instead of before any message leaves.
+	lazyHardState bool
+	// src, when set, replaces the seed's random source (fuzzing).
+	src rand.Source
+}
+
+// simResult sums up a run.
+type simResult struct {
+	err                      error
+	ticks, ops, done, unsure int
+	committed, terms         int
+	crashes, partitions      int
+	trace                    uint64
+}
+
+type simCluster struct {
+	opt    simOptions
+	rand   *rand.Rand
+	sched  sim.Scheduler
+	net    *sim.Network
+	faults sim.Faults
+	trace  *sim.Trace
+	hist   sim.History
+	writes map[uint64]*simWriteOp // puts by client and request
+	check  *simChecker
+
+	ids     []ServerID
+	names   []string
+	nodes   []*simNode
+	clients []*simClient
+	keys    []string
+
+	calm    bool // the liveness phase: no new faults, no new client ops
+	err     error
+	res     simResult
+	dataDir string // where a failed linearizability check writes its visualisation
+}
+
+// simNode is one server: its core (nil while down), what it made durable,
+// and the writes still queued to its disk.
+type simNode struct {
+	s      *simCluster
+	id     ServerID
+	cfg    coreConfig
+	period sim.Time // this server's tick: ±25 % of simTick, so clocks disagree
+	c      *core
+	inc    int // incarnation; events scheduled by an earlier one are void
+
+	hs      hardState
+	durable []Log
+	writes  []simWrite
+	lazyHS  *hardState
+
+	mirror simMirror // the core's log as the checkers see it
+	fsm    simFSM
+	// Client work this server holds as leader.
+	props     map[uint64]simPending // proposals by log index
+	reads     map[uint64]simPending // read requests by ID
+	readWaits []simPending          // reads waiting for their index to apply
+	lastRead  uint64
+	wasLeader bool
+	term      uint64
+}
+
+// simWrite is one log write in the disk queue, with the messages that wait
+// for it.
+type simWrite struct {
+	entries []Log
+	msgs    []Message
+	hs      *hardState
+}
+
+func newSimCluster(opt simOptions, dataDir string) *simCluster {
+	src := opt.src
+	if src == nil {
+		src = rand.NewPCG(opt.seed, 0x5eed)
+	}
+	r := rand.New(src)
+	if opt.servers == 0 {
+		opt.servers = []int{3, 5, 7}[r.IntN(3)]
+	}
+	duration := 4 * sim.Time(opt.ticks/opt.servers+1) * simTick
+	s := &simCluster{
+		opt:     opt,
+		rand:    r,
+		faults:  sim.DrawFaults(r, simET, duration),
+		trace:   sim.NewTrace(80),
+		writes:  map[uint64]*simWriteOp{},
+		dataDir: dataDir,
+	}
+	s.net = sim.NewNetwork(r, s.faults)
+	s.check = newSimChecker(s)
+	s.ids = serverIDs(opt.servers)
+	boot := Log{Index: 1, Term: 1, Type: LogConfiguration, Data: encodeConfiguration(bootstrapConfig(s.ids))}
+	for i, id := range s.ids {
+		cfg := coreConfig{
+			id: id, electionTicks: simElectionTicks, heartbeatTicks: 2, leaseTicks: simElectionTicks / 2,
+			preVote: r.IntN(4) != 0, checkQuorum: true,
+			maxAppendEntries: 1 + r.IntN(64), maxAppendBytes: 1 << 20,
+			maxInflightMsgs: 1 + r.IntN(16),
+			rand:            rand.New(rand.NewPCG(r.Uint64(), uint64(i))),
+			bugs:            opt.bugs,
+		}
+		n := &simNode{
+			s: s, id: id, cfg: cfg,
+			period:  simTick * sim.Time(75+r.IntN(51)) / 100,
+			hs:      hardState{Term: 1},
+			durable: []Log{boot},
+		}
+		s.nodes = append(s.nodes, n)
+		s.names = append(s.names, string(id))
+	}
+	for i := 0; i < 1+r.IntN(4); i++ {
+		s.keys = append(s.keys, fmt.Sprintf("k%d", i))
+	}
+	for i := 0; i < opt.clients; i++ {
+		s.clients = append(s.clients, &simClient{s: s, id: i, target: s.ids[r.IntN(len(s.ids))]})
+	}
+	return s
+}
+
+// runSim runs one seed: the fault phase, then the liveness phase, then the
+// linearizability check.
+func runSim(opt simOptions, dataDir string) simResult {
+	s := newSimCluster(opt, dataDir)
+	for _, n := range s.nodes {
+		n.start()
+	}
+	for _, c := range s.clients {
+		c.next()
+	}
+	// The fault phase ends once the servers have ticked opt.ticks times
+	// and the clients have started opt.ops operations; faults are drawn
+	// over four times the time the ticks take without downtime.
+	duration := 4 * sim.Time(s.opt.ticks/s.opt.servers+1) * simTick
+	s.scheduleFaults(duration)
+	s.sched.RunUntil(duration, func() bool {
+		return s.err != nil || s.res.ticks >= s.opt.ticks && s.hist.Len() >= s.opt.ops
+	})
+	if s.err == nil {
+		s.liveness()
+	}
+	if s.err == nil {
+		s.res.ops = s.hist.Len()
+		s.settleUnknownWrites()
+		if err := s.hist.Check(simCheckTimeout, s.dataDir); err != nil {
+			s.fail("%v", err)
+		}
+	}
+	s.res.err = s.err
+	s.res.committed = len(s.check.committed)
+	s.res.terms = len(s.check.leaderOf)
+	s.res.trace = s.trace.Hash()
+	return s.res
+}
+
+// fail records the run's first failure, with what it takes to replay it.
+func (s *simCluster) fail(format string, args ...any) {
+	if s.err != nil {
+		return
+	}
+	s.err = fmt.Errorf("seed %d at %v: %s\nservers %d, faults: %v\nreplay: go test -run 'TestSimulator$' -sim.seed=%d\nlast events:\n%s",
+		s.opt.seed, s.sched.Now(), fmt.Sprintf(format, args...), len(s.nodes), s.faults, s.opt.seed, s.trace.Tail())
+}
+
+func (s *simCluster) record(n *simNode, kind, detail string, nums ...uint64) {
+	r := sim.Record{At: s.sched.Now(), Kind: kind, Detail: detail}
+	if n != nil {
+		r.Node = string(n.id)
+	}
+	copy(r.Nums[:], nums)
+	s.trace.Add(r)
+}
+
+func (s *simCluster) node(id ServerID) *simNode {
+	i, ok := slices.BinarySearch(s.ids, id)
+	if !ok {
+		return nil
+	}
+	return s.nodes[i]
+}
+
+// start boots (or reboots) a server from its durable state.
+func (n *simNode) start() {
+	n.inc++
+	n.c = newCore(n.cfg, n.hs, 0, 0, confEntry{}, slices.Clone(n.durable))
+	n.mirror.reset(n.durable)
+	n.fsm.reset()
+	n.props, n.reads, n.readWaits = map[uint64]simPending{}, map[uint64]simPending{}, nil
+	n.wasLeader, n.term = false, n.c.term
+	n.s.check.restarted(n)
+	n.scheduleTick()
+}
+
+// crash stops a server: its core, its FSM and its queued writes are gone;
+// what it synced stays.
+func (n *simNode) crash() {
+	n.s.record(n, "crash", "", uint64(len(n.writes)))
+	n.s.res.crashes++
+	n.c = nil
+	n.inc++
+	n.writes, n.lazyHS = nil, nil
+}
+
+func (n *simNode) up() bool { return n.c != nil }
+
+func (n *simNode) scheduleTick() {
+	inc := n.inc
+	n.s.sched.After(n.period, func() {
+		if n.inc != inc {
+			return
+		}
+		n.s.res.ticks++
+		n.c.tick()
+		n.flush()
+		n.scheduleTick()
+	})
+}
+
+// flush acts on the core's outputs as the driver does.
+func (n *simNode) flush() {
+	s := n.s
+	rd := n.c.ready()
+	for _, err := range n.c.violations {
+		s.fail("%s refused a message: %v", n.id, err)
+	}
+	n.c.violations = nil
+	if rd.hardState != nil {
+		hs := *rd.hardState
+		if s.opt.lazyHardState {
+			n.lazyHS = &hs
+		} else {
+			n.hs = hs
+		}
+	}
+	if len(rd.entries) > 0 || len(rd.msgsAfterAppend) > 0 || n.lazyHS != nil {
+		n.writes = append(n.writes, simWrite{entries: rd.entries, msgs: rd.msgsAfterAppend, hs: n.lazyHS})
+		n.lazyHS = nil
+		if len(n.writes) == 1 {
+			n.scheduleSync()
+		}
+	}
+	s.check.appended(n, rd.entries)
+	for i := range rd.msgs {
+		s.send(rd.msgs[i])
+	}
+	s.check.afterStep(n)
+	for i := range rd.apply {
+		n.apply(&rd.apply[i])
+	}
+	if len(rd.apply) > 0 {
+		n.c.appliedTo(rd.apply[len(rd.apply)-1].Index)
+	}
+	for _, r := range rd.reads {
+		n.readAnswered(r)
+	}
+	n.serveReads()
+	n.leadershipChanged()
+}
+
+// scheduleSync completes the oldest queued write after a disk latency.
+func (n *simNode) scheduleSync() {
+	inc := n.inc
+	n.s.sched.After(sim.Time(100+n.s.rand.IntN(3000)), func() {
+		if n.inc != inc {
+			return
+		}
+		w := n.writes[0]
+		n.writes = n.writes[1:]
+		if w.hs != nil {
+			n.hs = *w.hs
+		}
+		if len(w.entries) > 0 {
+			first := w.entries[0].Index
+			n.durable = append(n.durable[:first-1], w.entries...)
+			last := w.entries[len(w.entries)-1]
+			n.c.persisted(last.Index, last.Term)
+		}
+		for i := range w.msgs {
+			n.s.send(w.msgs[i])
+		}
+		if len(n.writes) > 0 {
+			n.scheduleSync()
+		}
+		n.flush()
+	})
+}
+
+// send hands a message to the network, which may lose, duplicate or delay
+// it.
+func (s *simCluster) send(m Message) {
+	for _, d := range s.net.Send(string(m.From), string(m.To)) {
+		s.sched.After(d, func() { s.deliver(m) })
+	}
+}
+
+func (s *simCluster) deliver(m Message) {
+	to := s.node(m.To)
+	if to == nil || !to.up() {
+		return
+	}
+	s.record(to, m.Type.String(), string(m.From), m.Term, m.Index, m.LogTerm, uint64(len(m.Entries))<<32|m.Commit)
+	to.c.step(&m)
+	to.flush()
+}
+
+// scheduleFaults draws the fault events of the fault phase.
+func (s *simCluster) scheduleFaults(duration sim.Time) {
+	f := s.faults
+	s.sched.At(f.LeaderCrashAt, s.crashLeader)
+	if f.Crash {
+		for t := s.exp(f.CrashEvery); t < duration; t += s.exp(f.CrashEvery) {
+			s.sched.At(t, func() { s.crashOne(s.nodes[s.rand.IntN(len(s.nodes))]) })
+		}
+	}
+	if f.Partition || f.OneWay || f.IsolateLeader {
+		for t := s.exp(f.PartitionEvery); t < duration; t += s.exp(f.PartitionEvery) {
+			s.sched.At(t, s.partition)
+		}
+	}
+}
+
+// exp draws an exponential interval with the given mean.
+func (s *simCluster) exp(mean sim.Time) sim.Time {
+	return sim.Time(s.rand.ExpFloat64()*float64(mean)) + 1
+}
+
+// crashLeader crashes the leader, or tries again shortly if there is none.
+func (s *simCluster) crashLeader() {
+	if s.calm {
+		return
+	}
+	for _, n := range s.nodes {
+		if n.up() && n.c.role == roleLeader {
+			s.crashOne(n)
+			return
+		}
+	}
+	s.sched.After(simET/2, s.crashLeader)
+}
+
+func (s *simCluster) crashOne(n *simNode) {
+	if s.calm || !n.up() {
+		return
+	}
+	n.crash()
+	down := s.faults.MaxDowntime/10 + sim.Time(s.rand.Int64N(int64(s.faults.MaxDowntime)))
+	s.sched.After(down, func() {
+		if !n.up() {
+			s.record(n, "restart", "")
+			n.start()
+		}
+	})
+}
+
+// partition replaces the current partition with a new one of a kind the
+// seed allows, healed after a while.
+func (s *simCluster) partition() {
+	if s.calm {
+		return
+	}
+	f := s.faults
+	var kinds []string
+	if f.Partition {
+		kinds = append(kinds, "split")
+	}
+	if f.OneWay {
+		kinds = append(kinds, "oneway")
+	}
+	if f.IsolateLeader {
+		kinds = append(kinds, "isolate")
+	}
+	kind := kinds[s.rand.IntN(len(kinds))]
+	s.net.Heal()
+	switch kind {
+	case "split":
+		var side []string
+		for _, name := range s.names {
+			if s.rand.IntN(2) == 0 {
+				side = append(side, name)
+			}
+		}
+		s.net.Split(side, s.names)
+		s.record(nil, "partition", fmt.Sprint(side))
+	case "oneway":
+		for i := 0; i < 1+s.rand.IntN(len(s.names)); i++ {
+			a, b := s.names[s.rand.IntN(len(s.names))], s.names[s.rand.IntN(len(s.names))]
+			s.net.Cut(a, b)
+			s.record(nil, "cut", a+"->"+b)
+		}
+	case "isolate":
+		for _, n := range s.nodes {
+			if n.up() && n.c.role == roleLeader {
+				s.net.Split([]string{string(n.id)}, s.names)
+				s.record(n, "isolate", "")
+			}
+		}
+	}
+	s.res.partitions++
+	heal := f.MaxPartition/10 + sim.Time(s.rand.Int64N(int64(f.MaxPartition)))
+	gen := s.res.partitions
+	s.sched.After(heal, func() {
+		if gen == s.res.partitions && !s.calm {
+			s.net.Heal()
+			s.record(nil, "heal", "")
+		}
+	})
+}
+
+// liveness ends the faults — every link healed, message faults off, every
+// server restarted — and requires that a leader emerges within 10
+// election timeouts and that every server's FSM converges to the leader's
+// whole log within 100.
+func (s *simCluster) liveness() {
+	s.calm = true
+	s.net.Calm()
+	s.record(nil, "calm", "")
+	for _, n := range s.nodes {
+		if !n.up() {
+			n.start()
+		}
+	}
+	start := s.sched.Now()
+	if s.sched.RunUntil(start+10*simET, func() bool { return s.err != nil || s.leader() != nil }) {
+		s.fail("liveness: no leader within 10 election timeouts of healing")
+		return
+	}
+	if s.err != nil {
+		return
+	}
+	if s.sched.RunUntil(start+100*simET, func() bool { return s.err != nil || s.converged() }) {
+		s.fail("liveness: servers did not converge within 100 election timeouts of healing: %s", s.progress())
+	}
+}
+
+// leader returns the leader every server follows, if there is one.
+func (s *simCluster) leader() *simNode {
+	var l *simNode
+	for _, n := range s.nodes {
+		if n.up() && n.c.role == roleLeader {
+			l = n
+		}
+	}
+	if l == nil {
+		return nil
+	}
+	for _, n := range s.nodes {
+		if !n.up() || n.c.term != l.c.term || n.c.lead != l.id {
+			return nil
+		}
+	}
+	return l
+}
+
+// converged reports whether every server has applied the leader's whole
+// log, with equal FSMs.
+func (s *simCluster) converged() bool {
+	l := s.leader()
+	if l == nil {
+		return false
+	}
+	last := l.c.log.lastIndex()
+	for _, n := range s.nodes {
+		if n.c.log.applied != last || n.fsm.applied != last {
+			return false
+		}
+	}
+	for _, n := range s.nodes {
+		if n.fsm.hash() != l.fsm.hash() {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *simCluster) progress() string {
+	var out string
+	for _, n := range s.nodes {
+		if !n.up() {
+			out += fmt.Sprintf("%s down; ", n.id)
+			continue
+		}
+		out += fmt.Sprintf("%s %v term %d lead %s last %d commit %d applied %d; ",
+			n.id, n.c.role, n.c.term, n.c.lead, n.c.log.lastIndex(), n.c.log.committed, n.c.log.applied)
+	}
+	return out
+}
