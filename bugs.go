@@ -16,8 +16,9 @@ type plantedBugs struct {
 	// TruncateCommitted lets a follower overwrite entries below its commit
 	// index when a leader's append conflicts with them.
 	TruncateCommitted bool
-	// AcceptStaleAppend lets a follower accept an append from an earlier
-	// term.
+	// AcceptStaleAppend lets a follower skip the term check of
+	// AppendEntries: it handles an append from an earlier term and
+	// answers in that term, so a deposed leader counts its answers.
 	AcceptStaleAppend bool
 	// NoNoop drops the entry a new leader appends at the start of its term.
 	NoNoop bool
@@ -28,4 +29,16 @@ type plantedBugs struct {
 	// ReadBeforeCommitInTerm lets a new leader answer ReadIndex before an
 	// entry of its own term has committed.
 	ReadBeforeCommitInTerm bool
+}
+
+// acceptStaleAppend is the AcceptStaleAppend bug.
+func (c *core) acceptStaleAppend(m *Message) {
+	n, nAfter := len(c.msgs), len(c.msgsAfterAppend)
+	c.handleFollowerAppend(m)
+	for i := n; i < len(c.msgs); i++ {
+		c.msgs[i].Term = m.Term
+	}
+	for i := nAfter; i < len(c.msgsAfterAppend); i++ {
+		c.msgsAfterAppend[i].Term = m.Term
+	}
 }

@@ -143,7 +143,7 @@ func (c *core) step(m *Message) {
 		}
 	case m.Term < c.term:
 		if c.cfg.bugs.AcceptStaleAppend && m.Type == MsgAppend && c.role == roleFollower {
-			c.handleFollowerAppend(m)
+			c.acceptStaleAppend(m)
 			return
 		}
 		c.stepLowerTerm(m)

@@ -225,6 +225,15 @@ func (c *core) stepHigherTerm(m *Message) bool {
 		// A granted pre-vote carries the term we would campaign in.
 	case m.Type == MsgAppend || m.Type == MsgHeartbeat:
 		c.becomeFollower(m.Term, m.From)
+	case m.Type == MsgVote:
+		// Only a granted vote resets the election timer (Raft paper
+		// Figure 2; handleVoteRequest does it). Resetting it for every
+		// newer candidate lets candidates with stale logs and fast
+		// clocks keep the up-to-date servers from ever campaigning: a
+		// livelock the simulator found (TestSimulatorRegressions).
+		elapsed := c.electionElapsed
+		c.becomeFollower(m.Term, "")
+		c.electionElapsed = elapsed
 	default:
 		c.becomeFollower(m.Term, "")
 	}

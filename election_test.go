@@ -168,3 +168,26 @@ func TestScenario4CommittedBeforeFollowersKnew(t *testing.T) {
 		require.Equal(t, []string{"x"}, net.commands(id), "%s applied x once", id)
 	}
 }
+
+// Figure 2: only a granted vote resets a follower's election timer. A
+// candidate whose log is behind must not keep an up-to-date server from
+// timing out, or stale candidates with fast clocks stop elections forever
+// (the livelock of TestSimulatorRegressions, seed 394).
+func TestRejectedVoteDoesNotResetTimer(t *testing.T) {
+	net := newCoreNet(t, 3, 1, func(c *coreConfig) { c.preVote = false })
+	v := net.nodes["s3"].c
+	for i := 0; i < 5; i++ {
+		v.tick()
+	}
+	require.Equal(t, 5, v.electionElapsed)
+	// A stale log: the candidate has nothing, s3 has the bootstrap entry.
+	v.step(&Message{Type: MsgVote, From: "s2", To: "s3", Term: v.term + 1})
+	rd := v.ready()
+	require.True(t, rd.msgs[0].Reject)
+	require.Equal(t, 5, v.electionElapsed, "a rejected candidate reset the timer")
+
+	v.step(&Message{Type: MsgVote, From: "s1", To: "s3", Term: v.term + 1, Index: 1, LogTerm: 1})
+	rd = v.ready()
+	require.False(t, rd.msgs[0].Reject)
+	require.Equal(t, 0, v.electionElapsed, "a granted vote resets the timer")
+}

@@ -2,4 +2,4 @@
 
 package raft
 
-const simDefaultSeeds = 1000
+const simDefaultSeeds = 600

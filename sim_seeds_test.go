@@ -14,17 +14,13 @@ import (
 var (
 	simSeeds = flag.Int("sim.seeds", simDefaultSeeds, "seeds TestSimulator runs (the race build runs fewer by default)")
 	simSeed  = flag.Uint64("sim.seed", 0, "run only this seed, and print its run (replays a failure)")
-	simLong  = flag.Bool("sim.long", false, "release mode: 20,000 seeds, each 5 times longer")
+	simLong  = flag.Bool("sim.long", false, "release mode: 20,000 seeds")
 )
 
 // simDefaultOptions are the options of a CI seed: at least 10,000 ticks and
 // 1,000 client operations.
 func simDefaultOptions(seed uint64) simOptions {
-	opt := simOptions{seed: seed, ticks: 10_000, ops: 1_000, clients: 8}
-	if *simLong {
-		opt.ticks, opt.ops = 5*opt.ticks, 5*opt.ops
-	}
-	return opt
+	return simOptions{seed: seed, ticks: 10_000, ops: 1_000, clients: 5}
 }
 
 // TestSimulator runs the simulator over many seeds: each a 3-, 5- or
@@ -60,6 +56,7 @@ func TestSimulator(t *testing.T) {
 					}
 					require.GreaterOrEqual(t, res.ticks, 10_000, "seed %d ran too few ticks", seed)
 					require.GreaterOrEqual(t, res.ops, 1_000, "seed %d ran too few client operations", seed)
+					require.GreaterOrEqual(t, res.leaderCrashes, 1, "seed %d never crashed a leader", seed)
 					mu.Lock()
 					total.add(res)
 					mu.Unlock()
@@ -68,9 +65,9 @@ func TestSimulator(t *testing.T) {
 		}
 	})
 	n := int(last - first + 1)
-	t.Logf("%d seeds in %v: per seed %d ticks, %d operations (%d acknowledged, %d unknown), %d committed, %d terms with a leader, %d crashes, %d partitions",
+	t.Logf("%d seeds in %v: per seed %d ticks, %d operations (%d acknowledged, %d unknown), %d committed, %d terms with a leader, %d crashes (%d of a leader), %d partitions",
 		n, time.Since(start).Round(time.Millisecond), total.ticks/n, total.ops/n, total.done/n, total.unsure/n,
-		total.committed/n, total.terms/n, total.crashes/n, total.partitions/n)
+		total.committed/n, total.terms/n, total.crashes/n, total.leaderCrashes/n, total.partitions/n)
 }
 
 func (r *simResult) add(o simResult) {
@@ -82,6 +79,7 @@ func (r *simResult) add(o simResult) {
 	r.terms += o.terms
 	r.crashes += o.crashes
 	r.partitions += o.partitions
+	r.leaderCrashes += o.leaderCrashes
 }
 
 // TestSimulatorReplays runs 50 seeds twice and compares the hashes of
@@ -98,6 +96,6 @@ func TestSimulatorReplays(t *testing.T) {
 }
 
 func (r simResult) String() string {
-	return fmt.Sprintf("ticks=%d ops=%d done=%d unsure=%d committed=%d terms=%d crashes=%d partitions=%d",
-		r.ticks, r.ops, r.done, r.unsure, r.committed, r.terms, r.crashes, r.partitions)
+	return fmt.Sprintf("ticks=%d ops=%d done=%d unsure=%d committed=%d terms=%d crashes=%d leaderCrashes=%d partitions=%d",
+		r.ticks, r.ops, r.done, r.unsure, r.committed, r.terms, r.crashes, r.leaderCrashes, r.partitions)
 }

@@ -48,6 +48,7 @@ type simResult struct {
 	ticks, ops, done, unsure int
 	committed, terms         int
 	crashes, partitions      int
+	leaderCrashes            int
 	trace                    uint64
 }
 
@@ -81,6 +82,7 @@ type simNode struct {
 	id     ServerID
 	cfg    coreConfig
 	period sim.Time // this server's tick: ±25 % of simTick, so clocks disagree
+	disk   sim.Time // the longest a log write takes
 	c      *core
 	inc    int // incarnation; events scheduled by an earlier one are void
 
@@ -117,11 +119,11 @@ func newSimCluster(opt simOptions, dataDir string) *simCluster {
 	if opt.servers == 0 {
 		opt.servers = []int{3, 5, 7}[r.IntN(3)]
 	}
-	duration := 4 * sim.Time(opt.ticks/opt.servers+1) * simTick
+	nominal := sim.Time(opt.ticks/opt.servers+1) * simTick
 	s := &simCluster{
 		opt:     opt,
 		rand:    r,
-		faults:  sim.DrawFaults(r, simET, duration),
+		faults:  sim.DrawFaults(r, opt.servers, simET, nominal),
 		trace:   sim.NewTrace(80),
 		writes:  map[uint64]*simWriteOp{},
 		dataDir: dataDir,
@@ -133,15 +135,18 @@ func newSimCluster(opt simOptions, dataDir string) *simCluster {
 	for i, id := range s.ids {
 		cfg := coreConfig{
 			id: id, electionTicks: simElectionTicks, heartbeatTicks: 2, leaseTicks: simElectionTicks / 2,
-			preVote: r.IntN(4) != 0, checkQuorum: true,
-			maxAppendEntries: 1 + r.IntN(64), maxAppendBytes: 1 << 20,
-			maxInflightMsgs: 1 + r.IntN(16),
+			preVote: r.IntN(2) == 0, checkQuorum: true,
+			// Small batches and windows split what a leader sends, which
+			// opens the windows some bugs need.
+			maxAppendEntries: []int{1, 2, 3, 8, 64}[r.IntN(5)], maxAppendBytes: 1 << 20,
+			maxInflightMsgs: []int{1, 2, 4, 16}[r.IntN(4)],
 			rand:            rand.New(rand.NewPCG(r.Uint64(), uint64(i))),
 			bugs:            opt.bugs,
 		}
 		n := &simNode{
 			s: s, id: id, cfg: cfg,
 			period:  simTick * sim.Time(75+r.IntN(51)) / 100,
+			disk:    s.faults.DiskDelay[i],
 			hs:      hardState{Term: 1},
 			durable: []Log{boot},
 		}
@@ -169,8 +174,9 @@ func runSim(opt simOptions, dataDir string) simResult {
 	}
 	// The fault phase ends once the servers have ticked opt.ticks times
 	// and the clients have started opt.ops operations; faults are drawn
-	// over four times the time the ticks take without downtime.
-	duration := 4 * sim.Time(s.opt.ticks/s.opt.servers+1) * simTick
+	// over ten times the time the ticks take without downtime, room for
+	// seeds whose faults keep the cluster down most of the time.
+	duration := 10 * sim.Time(s.opt.ticks/s.opt.servers+1) * simTick
 	s.scheduleFaults(duration)
 	s.sched.RunUntil(duration, func() bool {
 		return s.err != nil || s.res.ticks >= s.opt.ticks && s.hist.Len() >= s.opt.ops
@@ -235,6 +241,9 @@ func (n *simNode) start() {
 func (n *simNode) crash() {
 	n.s.record(n, "crash", "", uint64(len(n.writes)))
 	n.s.res.crashes++
+	if n.c.role == roleLeader {
+		n.s.res.leaderCrashes++
+	}
 	n.c = nil
 	n.inc++
 	n.writes, n.lazyHS = nil, nil
@@ -245,7 +254,7 @@ func (n *simNode) up() bool { return n.c != nil }
 func (n *simNode) scheduleTick() {
 	inc := n.inc
 	n.s.sched.After(n.period, func() {
-		if n.inc != inc {
+		if n.inc != inc || !n.up() {
 			return
 		}
 		n.s.res.ticks++
@@ -293,13 +302,20 @@ func (n *simNode) flush() {
 		n.readAnswered(r)
 	}
 	n.serveReads()
+	if !s.calm && !n.wasLeader && n.c.role == roleLeader && s.rand.Float64() < s.faults.Churn {
+		s.churn(n)
+	}
 	n.leadershipChanged()
+	if !s.calm && (rd.hardState != nil && s.faults.CrashAfterVote > 0 && s.rand.Float64() < s.faults.CrashAfterVote ||
+		len(rd.entries) > 0 && s.faults.CrashAfterWrite > 0 && s.rand.Float64() < s.faults.CrashAfterWrite) {
+		s.crashOne(n)
+	}
 }
 
 // scheduleSync completes the oldest queued write after a disk latency.
 func (n *simNode) scheduleSync() {
 	inc := n.inc
-	n.s.sched.After(sim.Time(100+n.s.rand.IntN(3000)), func() {
+	n.s.sched.After(1+sim.Time(n.s.rand.Int64N(int64(n.disk))), func() {
 		if n.inc != inc {
 			return
 		}
@@ -387,6 +403,38 @@ func (s *simCluster) crashOne(n *simNode) {
 		if !n.up() {
 			s.record(n, "restart", "")
 			n.start()
+		}
+	})
+}
+
+// churn crashes or cuts off a new leader within a few heartbeats.
+func (s *simCluster) churn(n *simNode) {
+	inc, term := n.inc, n.c.term
+	s.sched.After(sim.Time(s.rand.Int64N(int64(5*simTick))), func() {
+		if s.calm || n.inc != inc || n.c.role != roleLeader || n.c.term != term {
+			return
+		}
+		if s.rand.IntN(2) == 0 {
+			s.crashOne(n)
+			return
+		}
+		s.isolate(n)
+	})
+}
+
+// isolate cuts a server off from every other until the next partition
+// change or heal.
+func (s *simCluster) isolate(n *simNode) {
+	s.net.Heal()
+	s.net.Split([]string{string(n.id)}, s.names)
+	s.record(n, "isolate", "")
+	s.res.partitions++
+	gen := s.res.partitions
+	heal := s.faults.MaxPartition/10 + sim.Time(s.rand.Int64N(int64(s.faults.MaxPartition)))
+	s.sched.After(heal, func() {
+		if gen == s.res.partitions && !s.calm {
+			s.net.Heal()
+			s.record(nil, "heal", "")
 		}
 	})
 }

@@ -15,11 +15,27 @@ type Faults struct {
 	CrashEvery     Time
 	MaxDowntime    Time
 	LeaderCrashAt  Time // the leader crashes at least once, at this time
+	// CrashAfterWrite is the probability that a server crashes right
+	// after it has acted on an input — voted, appended, sent — while
+	// its latest writes may still be queued: where durability bugs live.
+	CrashAfterWrite float64
+	// CrashAfterVote is the probability that a server crashes right after
+	// its term or vote changed: elections are where term and vote must be
+	// durable before the answer leaves.
+	CrashAfterVote float64
+	// DiskDelay is, per server, the longest a log write takes: servers
+	// with slow disks build a backlog of writes that a crash loses.
+	DiskDelay []Time
 	Partition      bool // symmetric splits into two sides
 	OneWay         bool // links cut in one direction
 	IsolateLeader  bool // the leader cut off from everyone
 	PartitionEvery Time // mean time between partition changes
 	MaxPartition   Time // the longest a partition lasts
+
+	// Churn is the probability that a new leader is crashed or cut off
+	// within a few heartbeats of its election: many short terms leave
+	// logs with entries from several terms, the ground of Figure 8.
+	Churn float64
 
 	Loss      float64 // probability a message is lost
 	Duplicate float64 // probability a message is delivered twice
@@ -29,9 +45,10 @@ type Faults struct {
 	MaxLong   Time
 }
 
-// DrawFaults draws a seed's fault plan for a run whose fault phase lasts
-// duration, with the given election timeout.
-func DrawFaults(r *rand.Rand, electionTimeout, duration Time) Faults {
+// DrawFaults draws a seed's fault plan for servers servers with the given
+// election timeout; duration is how long the fault phase is expected to
+// last (the leader crash falls in its first half).
+func DrawFaults(r *rand.Rand, servers int, electionTimeout, duration Time) Faults {
 	et := electionTimeout
 	f := Faults{
 		Crash:         r.IntN(10) < 8,
@@ -46,6 +63,23 @@ func DrawFaults(r *rand.Rand, electionTimeout, duration Time) Faults {
 	f.MaxDowntime = et/2 + Time(r.Int64N(int64(5*et)))
 	f.PartitionEvery = et * Time(2+r.IntN(12))
 	f.MaxPartition = et + Time(r.Int64N(int64(8*et)))
+	if r.IntN(10) < 5 {
+		f.CrashAfterWrite = 0.0005 + r.Float64()*0.005
+	}
+	if r.IntN(10) < 5 {
+		f.CrashAfterVote = r.Float64() * 0.3
+	}
+	if r.IntN(10) < 4 {
+		f.Churn = r.Float64()
+	}
+	slow := r.IntN(10) < 4
+	for i := 0; i < servers; i++ {
+		d := Time(200 + r.IntN(3000))
+		if slow && r.IntN(2) == 0 {
+			d = Time(r.Int64N(int64(30 * Millisecond)))
+		}
+		f.DiskDelay = append(f.DiskDelay, d)
+	}
 	if r.IntN(10) < 6 {
 		f.Loss = r.Float64() * 0.3
 	}
@@ -61,8 +95,8 @@ func DrawFaults(r *rand.Rand, electionTimeout, duration Time) Faults {
 
 // String summarises the plan for a failure report.
 func (f Faults) String() string {
-	return fmt.Sprintf("crash=%v/%v down<=%v leaderCrash@%v partition=%v oneway=%v isolate=%v every %v for<=%v loss=%.3f dup=%.3f delay=[%v,%v] long=%.3f<=%v",
-		f.Crash, f.CrashEvery, f.MaxDowntime, f.LeaderCrashAt, f.Partition, f.OneWay, f.IsolateLeader,
+	return fmt.Sprintf("crash=%v/%v afterWrite=%.4f afterVote=%.3f churn=%.2f down<=%v disk<=%v leaderCrash@%v partition=%v oneway=%v isolate=%v every %v for<=%v loss=%.3f dup=%.3f delay=[%v,%v] long=%.3f<=%v",
+		f.Crash, f.CrashEvery, f.CrashAfterWrite, f.CrashAfterVote, f.Churn, f.MaxDowntime, f.DiskDelay, f.LeaderCrashAt, f.Partition, f.OneWay, f.IsolateLeader,
 		f.PartitionEvery, f.MaxPartition, f.Loss, f.Duplicate, f.MinDelay, f.MaxDelay, f.LongDelay, f.MaxLong)
 }
 
