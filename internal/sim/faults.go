@@ -11,10 +11,10 @@ import (
 type Faults struct {
 	// Crashes: mean time between crashes and the longest a server stays
 	// down. A server restarts with only what it synced.
-	Crash          bool
-	CrashEvery     Time
-	MaxDowntime    Time
-	LeaderCrashAt  Time // the leader crashes at least once, at this time
+	Crash         bool
+	CrashEvery    Time
+	MaxDowntime   Time
+	LeaderCrashAt Time // the leader crashes at least once, at this time
 	// CrashAfterWrite is the probability that a server crashes right
 	// after it has acted on an input — voted, appended, sent — while
 	// its latest writes may still be queued: where durability bugs live.
@@ -25,7 +25,7 @@ type Faults struct {
 	CrashAfterVote float64
 	// DiskDelay is, per server, the longest a log write takes: servers
 	// with slow disks build a backlog of writes that a crash loses.
-	DiskDelay []Time
+	DiskDelay      []Time
 	Partition      bool // symmetric splits into two sides
 	OneWay         bool // links cut in one direction
 	IsolateLeader  bool // the leader cut off from everyone
