@@ -10,6 +10,9 @@ package raft
 //   - leader completeness: a leader holds every entry known committed;
 //   - committed entries agree: no two servers commit different entries at
 //     one index (which implies state machine safety for what they apply);
+//   - the commit rule: a leader moves its commit index only onto an entry
+//     of its own term (Figure 8; the consequence, a committed entry lost,
+//     needs a rare sequence of elections to show);
 //   - a server applies only committed entries, each exactly once and in
 //     order, and its commit index never goes backwards (in one life).
 //
@@ -117,6 +120,12 @@ func (k *simChecker) appended(n *simNode, ents []Log) {
 // afterStep checks a server's role and commit index after it acted.
 func (k *simChecker) afterStep(n *simNode) {
 	c, life := n.c, k.lives[n.id]
+	led := c.role == roleLeader && life.leaderTerm == c.term
+	if led && c.log.committed > life.commit && n.mirror.terms[c.log.committed-1] != c.term {
+		k.s.fail("commit rule: %s, leader of term %d, advanced its commit index to %d, an entry of term %d (Raft paper Figure 8)",
+			n.id, c.term, c.log.committed, n.mirror.terms[c.log.committed-1])
+		return
+	}
 	if c.role == roleLeader {
 		if l, ok := k.leaderOf[c.term]; ok && l != n.id {
 			k.s.fail("election safety: %s and %s both lead term %d", l, n.id, c.term)
