@@ -143,7 +143,9 @@ type growSchedule struct {
 	seed  uint64
 }
 
-func (g growSchedule) String() string { return fmt.Sprintf("phase %c recv %04b seed %d", g.phase, g.recv, g.seed) }
+func (g growSchedule) String() string {
+	return fmt.Sprintf("phase %c recv %04b seed %d", g.phase, g.recv, g.seed)
+}
 
 // runGrow runs one schedule with every safety check on, then lets the
 // cluster run (elections, proposals, s1 restarting, lossy links) and checks
