@@ -378,7 +378,8 @@ func sameServers(a, b []Server) bool {
 }
 
 // tickPromotions counts how long each server waiting for promotion has been
-// caught up, and appends the final step once all of them have been for
+// caught up (holding the latest configuration entry, and within
+// promotionMaxLag entries of the leader's last index), and appends the final step once all of them have been for
 // promotionStableTicks ticks (at least one). Catching up counts only while
 // the latest configuration is committed.
 func (c *core) tickPromotions() {
@@ -393,7 +394,9 @@ func (c *core) tickPromotions() {
 	for i := range ch.promote {
 		p := &ch.promote[i]
 		pr := c.prs[p.id]
-		if settled && pr != nil && pr.match+c.cfg.promotionMaxLag >= last {
+		// Caught up: it holds the configuration that made it a member (so
+		// it has answered since), and is within promotionMaxLag entries.
+		if settled && pr != nil && pr.match >= latest.index && pr.match+c.cfg.promotionMaxLag >= last {
 			p.stable++
 		} else {
 			p.stable = 0

@@ -312,7 +312,7 @@ func suffrageOf(c Configuration, id ServerID) (ServerSuffrage, bool) {
 // caught up for promotionStableTicks ticks; the change is done when C_new
 // commits.
 func TestCorePromotionAfterCatchUp(t *testing.T) {
-	net := newGrowNet(t, 3, 1, 1, func(c *coreConfig) { c.promotionStableTicks, c.promotionMaxLag = 5, 2 })
+	net := newGrowNet(t, 3, 1, 1, func(c *coreConfig) { c.promotionStableTicks, c.promotionMaxLag = 5, 1000 })
 	net.elect("s1")
 	l := net.nodes["s1"].c
 	net.nodes["s4"].down = true

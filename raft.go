@@ -62,6 +62,7 @@ type Raft struct {
 	// reads wait here until the leader has committed an entry of its term.
 	readsAwaitingCommit []*future
 	addrs               map[ServerID]ServerAddress // learned from messages, beside the configuration
+	member              memberWaits                // membership_api.go: changes and transfers under way
 	lastPub             published
 
 	persister *persister
@@ -401,7 +402,8 @@ func (r *Raft) LastContact() time.Time {
 func (r *Raft) AppliedIndex() uint64 { return r.applier.applied.Load() }
 
 // GetConfiguration returns the latest configuration in this server's log
-// (which, during a change, may not be committed yet).
+// (which, during a change, may not be committed yet, and may be joint). See
+// GetConfigurations for the committed one too.
 func (r *Raft) GetConfiguration(ctx context.Context) (Configuration, error) {
 	var c Configuration
 	err := r.do(ctx, func() { c = r.core.confs.latest().conf.Clone() })
