@@ -12,13 +12,13 @@ func TestValidateConfigNamesTheField(t *testing.T) {
 	ok.LocalID = "a"
 	require.NoError(t, ValidateConfig(ok))
 	cases := map[string]func(*Config){
-		"LocalID":            func(c *Config) { c.LocalID = "" },
-		"HeartbeatInterval":  func(c *Config) { c.HeartbeatInterval = time.Millisecond },
-		"ElectionTimeout":    func(c *Config) { c.ElectionTimeout = c.HeartbeatInterval },
-		"LeaderLeaseTimeout": func(c *Config) { c.LeaderLeaseTimeout = 2 * c.ElectionTimeout },
-		"MaxAppendEntries":   func(c *Config) { c.MaxAppendEntries = 0 },
-		"MaxAppendBytes":     func(c *Config) { c.MaxAppendBytes = 0 },
-		"MaxInflightAppends": func(c *Config) { c.MaxInflightAppends = 0 },
+		"LocalID":             func(c *Config) { c.LocalID = "" },
+		"HeartbeatInterval":   func(c *Config) { c.HeartbeatInterval = time.Millisecond },
+		"ElectionTimeout":     func(c *Config) { c.ElectionTimeout = c.HeartbeatInterval },
+		"LeaderLeaseTimeout":  func(c *Config) { c.LeaderLeaseTimeout = 2 * c.ElectionTimeout },
+		"MaxAppendEntries":    func(c *Config) { c.MaxAppendEntries = 0 },
+		"MaxAppendBytes":      func(c *Config) { c.MaxAppendBytes = 0 },
+		"MaxInflightAppends":  func(c *Config) { c.MaxInflightAppends = 0 },
 		"PromotionMaxLag":     func(c *Config) { c.PromotionMaxLag = 0 },
 		"PromotionStableTime": func(c *Config) { c.PromotionStableTime = -time.Second },
 	}

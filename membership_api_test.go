@@ -191,7 +191,9 @@ func TestReplaceAllServersAtOnce(t *testing.T) {
 	target := voters("s4", "s5", "s6")
 	c.ChangeMembership("replace all",
 		func(ctx context.Context, r *raft.Raft) raft.IndexFuture { return r.ChangeConfiguration(ctx, target) },
-		func(conf raft.Configuration) bool { return !conf.Joint() && len(conf.Servers) == 3 && conf.Servers[0].ID == "s4" })
+		func(conf raft.Configuration) bool {
+			return !conf.Joint() && len(conf.Servers) == 3 && conf.Servers[0].ID == "s4"
+		})
 	for _, s := range olds {
 		c.Crash(s)
 	}

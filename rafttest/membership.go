@@ -111,4 +111,3 @@ func (c *Cluster) Configurations() raft.Configurations {
 	}
 	return cs
 }
-
