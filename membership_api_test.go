@@ -20,9 +20,10 @@ import (
 // retries a command whose outcome is unknown, so a command applied twice is
 // a bug, not the load's doing.
 type writeLoad struct {
-	c    *cluster
-	stop chan struct{}
-	wg   sync.WaitGroup
+	c        *cluster
+	stop     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
 
 	mu         sync.Mutex
 	acked      map[string]bool
@@ -30,8 +31,9 @@ type writeLoad struct {
 	unexpected []error
 }
 
-func startLoad(c *cluster, writers int) *writeLoad {
+func startLoad(t *testing.T, c *cluster, writers int) *writeLoad {
 	l := &writeLoad{c: c, stop: make(chan struct{}), acked: map[string]bool{}, maybe: map[string]bool{}}
+	t.Cleanup(l.halt) // before the cluster's shutdown and leak check
 	for w := range writers {
 		l.wg.Add(1)
 		go func() { defer l.wg.Done(); l.run(w) }()
@@ -103,6 +105,11 @@ func (l *writeLoad) run(w int) {
 	}
 }
 
+func (l *writeLoad) halt() {
+	l.stopOnce.Do(func() { close(l.stop) })
+	l.wg.Wait()
+}
+
 func (l *writeLoad) ackedCount() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -120,8 +127,7 @@ func (l *writeLoad) waitMore(t *testing.T, n int) {
 // acknowledged write exactly once, nothing twice, and nothing never written.
 func (l *writeLoad) stopAndCheck(t *testing.T) {
 	t.Helper()
-	close(l.stop)
-	l.wg.Wait()
+	l.halt()
 	require.Empty(t, l.unexpected)
 	l.c.apply("final") // commits everything before it on the final cluster
 	cmds := l.c.waitConverged()
@@ -161,7 +167,7 @@ func requireCommittedVoters(t *testing.T, c *cluster, ids ...raft.ServerID) {
 func TestReplaceServersOneAtATime(t *testing.T) {
 	c := newCluster(t, 3, 71, nil)
 	c.Leader()
-	load := startLoad(c, 2)
+	load := startLoad(t, c, 2)
 	load.waitMore(t, 20)
 	for i, old := range c.Servers() {
 		s := c.AddServer(raft.ServerID(fmt.Sprintf("s%d", i+4)))
@@ -182,7 +188,7 @@ func TestReplaceAllServersAtOnce(t *testing.T) {
 	l := c.Leader()
 	obs := make(chan raft.Observation, 1024)
 	defer l.Raft().RegisterObserver(obs)()
-	load := startLoad(c, 2)
+	load := startLoad(t, c, 2)
 	load.waitMore(t, 20)
 	olds := c.Servers()
 	for i := range 3 {

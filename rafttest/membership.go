@@ -61,7 +61,9 @@ func (c *Cluster) RemoveServer(s *Server) {
 }
 
 // ChangeMembership runs change on the leader until want holds for the
-// leader's committed configuration. It retries (on the leader of the
+// leader's committed configuration. It does not call change again while
+// want holds for the leader's latest configuration, so a change whose
+// earlier attempt had an unknown outcome is not made twice. It retries (on the leader of the
 // moment) while there is no leader, another change or a leadership transfer
 // is under way, or leadership changes under it. Other errors fail the test.
 func (c *Cluster) ChangeMembership(what string, change func(ctx context.Context, r *raft.Raft) raft.IndexFuture, want func(raft.Configuration) bool) {
@@ -76,9 +78,15 @@ func (c *Cluster) ChangeMembership(what string, change func(ctx context.Context,
 		}
 		ctx, cancel := context.WithDeadline(context.Background(), deadline)
 		cs, err := r.GetConfigurations(ctx)
-		if err == nil && r.State() == raft.Leader && want(cs.Committed) && !cs.Latest.Joint() && cs.LatestIndex == cs.CommittedIndex {
+		if err == nil && want(cs.Latest) && !cs.Latest.Joint() {
+			// Done, or about to be (an earlier attempt whose outcome was
+			// unknown went through): wait for it to commit.
 			cancel()
-			return
+			if r.State() == raft.Leader && cs.LatestIndex == cs.CommittedIndex {
+				return
+			}
+			poll(5*time.Millisecond, func() bool { return false })
+			continue
 		}
 		if err == nil {
 			err = change(ctx, r).Error()
