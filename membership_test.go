@@ -336,6 +336,8 @@ func TestCorePromotionAfterCatchUp(t *testing.T) {
 	require.Equal(t, Nonvoter, sf, "an unreachable server is never promoted")
 	done, _ := l.changeStatus(seq)
 	require.False(t, done)
+	_, err = l.changeConfig(votersConf("s1", "s2"))
+	require.ErrorIs(t, err, ErrConfigChangeInProgress, "the change waiting for a promotion is still under way")
 
 	net.nodes["s4"].down = false
 	for i := 0; ; i++ {
