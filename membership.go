@@ -484,3 +484,23 @@ func (c *core) mostUpToDateVoter() ServerID {
 	}
 	return best
 }
+
+// canCampaign reports whether this server may start an election: it is a
+// voter of its latest configuration, or the latest is not known to be
+// committed and it is a voter of the committed one. The second case is the
+// Raft dissertation's §4.2.2: a server that a pending C_new leaves out may
+// still be needed to commit it (say the leader that appended C_new lost
+// leadership and the only servers with C_new in their logs are ones it
+// removes); it then campaigns under its latest configuration, where its
+// own vote does not count. Once it knows C_new is committed, it never
+// campaigns again.
+func (c *core) canCampaign() bool {
+	if c.isVoter(c.id()) {
+		return true
+	}
+	if c.confs.latest().index <= c.log.committed {
+		return false
+	}
+	committed := c.confs.committed(c.log.committed).conf
+	return slices.Contains(voterIDs(committed.Servers), c.id()) || slices.Contains(voterIDs(committed.Old), c.id())
+}
