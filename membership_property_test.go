@@ -50,7 +50,22 @@ func TestPropertyMembershipCatchesPlantedBug(t *testing.T) {
 	t.Fatal("no seed caught the planted bug")
 }
 
-type membershipStats struct{ changes, transfers int }
+// TestPropertyMembershipReplays: a seed of the membership run replays
+// exactly (membership.go and transfer.go add no nondeterminism).
+func TestPropertyMembershipReplays(t *testing.T) {
+	for seed := uint64(1); seed <= 20; seed++ {
+		a, err := runMembershipFaults(t, seed, plantedBugs{})
+		require.NoError(t, err)
+		b, err := runMembershipFaults(t, seed, plantedBugs{})
+		require.NoError(t, err)
+		require.Equal(t, a, b, "seed %d", seed)
+	}
+}
+
+type membershipStats struct {
+	changes, transfers int
+	trace              uint64 // hash of the randomly delivered messages
+}
 
 func runMembershipFaults(t *testing.T, seed uint64, bugs plantedBugs) (membershipStats, error) {
 	var st membershipStats
@@ -221,5 +236,6 @@ func runMembershipFaults(t *testing.T, seed uint64, bugs plantedBugs) (membershi
 	if err := converged(); err != nil {
 		return st, err
 	}
+	st.trace = net.trace.Sum64()
 	return st, nil
 }
