@@ -29,6 +29,10 @@ type plantedBugs struct {
 	// ReadBeforeCommitInTerm lets a new leader answer ReadIndex before an
 	// entry of its own term has committed.
 	ReadBeforeCommitInTerm bool
+	// SingleMajorityWhileJoint makes a joint configuration count only its
+	// incoming half (C_new) for commits, elections and leadership checks,
+	// as if it were not joint.
+	SingleMajorityWhileJoint bool
 }
 
 // acceptStaleAppend is the AcceptStaleAppend bug.

@@ -47,6 +47,19 @@ type Config struct {
 	// it, a leader cut off from a quorum keeps believing it leads.
 	CheckQuorumDisabled bool
 
+	// PromotionMaxLag and PromotionStableTime decide when a server that is
+	// to become a voter (AddVoter, or a ChangeConfiguration that makes a
+	// nonvoter a voter) is caught up: the leader first adds it as a
+	// nonvoter, and promotes it once its log has stayed within
+	// PromotionMaxLag entries of the leader's last index for
+	// PromotionStableTime. A server that never catches up is never
+	// promoted, so a slow or unreachable new server cannot cost the
+	// cluster its quorum. PromotionMaxLag must be at least 1 (default
+	// 256); PromotionStableTime must not be negative (default 1s; 0 means
+	// the first heartbeat tick it is within PromotionMaxLag).
+	PromotionMaxLag     uint64
+	PromotionStableTime time.Duration
+
 	// Logger receives keel's logs. Nil means silent.
 	Logger *slog.Logger
 }
@@ -61,6 +74,9 @@ func DefaultConfig() *Config {
 		MaxAppendBytes:     1 << 20,
 		MaxInflightAppends: 64,
 		MaxInflightBytes:   32 << 20,
+
+		PromotionMaxLag:     256,
+		PromotionStableTime: time.Second,
 	}
 }
 
@@ -91,6 +107,10 @@ func ValidateConfig(c *Config) error {
 		return bad("MaxAppendBytes", "is %d, want at least 1", c.MaxAppendBytes)
 	case c.MaxInflightAppends < 1:
 		return bad("MaxInflightAppends", "is %d, want at least 1", c.MaxInflightAppends)
+	case c.PromotionMaxLag < 1:
+		return bad("PromotionMaxLag", "is %d, want at least 1", c.PromotionMaxLag)
+	case c.PromotionStableTime < 0:
+		return bad("PromotionStableTime", "is %v, want at least 0", c.PromotionStableTime)
 	}
 	return nil
 }
@@ -114,5 +134,8 @@ func (c *Config) coreConfig(rand randSource) (coreConfig, time.Duration) {
 		maxInflightMsgs:  c.MaxInflightAppends,
 		maxInflightBytes: c.MaxInflightBytes,
 		rand:             rand,
+
+		promotionMaxLag:      c.PromotionMaxLag,
+		promotionStableTicks: int((c.PromotionStableTime + tick - 1) / tick),
 	}, tick
 }

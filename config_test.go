@@ -12,13 +12,15 @@ func TestValidateConfigNamesTheField(t *testing.T) {
 	ok.LocalID = "a"
 	require.NoError(t, ValidateConfig(ok))
 	cases := map[string]func(*Config){
-		"LocalID":            func(c *Config) { c.LocalID = "" },
-		"HeartbeatInterval":  func(c *Config) { c.HeartbeatInterval = time.Millisecond },
-		"ElectionTimeout":    func(c *Config) { c.ElectionTimeout = c.HeartbeatInterval },
-		"LeaderLeaseTimeout": func(c *Config) { c.LeaderLeaseTimeout = 2 * c.ElectionTimeout },
-		"MaxAppendEntries":   func(c *Config) { c.MaxAppendEntries = 0 },
-		"MaxAppendBytes":     func(c *Config) { c.MaxAppendBytes = 0 },
-		"MaxInflightAppends": func(c *Config) { c.MaxInflightAppends = 0 },
+		"LocalID":             func(c *Config) { c.LocalID = "" },
+		"HeartbeatInterval":   func(c *Config) { c.HeartbeatInterval = time.Millisecond },
+		"ElectionTimeout":     func(c *Config) { c.ElectionTimeout = c.HeartbeatInterval },
+		"LeaderLeaseTimeout":  func(c *Config) { c.LeaderLeaseTimeout = 2 * c.ElectionTimeout },
+		"MaxAppendEntries":    func(c *Config) { c.MaxAppendEntries = 0 },
+		"MaxAppendBytes":      func(c *Config) { c.MaxAppendBytes = 0 },
+		"MaxInflightAppends":  func(c *Config) { c.MaxInflightAppends = 0 },
+		"PromotionMaxLag":     func(c *Config) { c.PromotionMaxLag = 0 },
+		"PromotionStableTime": func(c *Config) { c.PromotionStableTime = -time.Second },
 	}
 	for field, breakIt := range cases {
 		c := *ok
@@ -39,4 +41,6 @@ func TestCoreConfigTicks(t *testing.T) {
 	require.Equal(t, 10, cc.leaseTicks, "lease defaults to half the election timeout")
 	require.True(t, cc.preVote)
 	require.True(t, cc.checkQuorum)
+	require.Equal(t, 20, cc.promotionStableTicks, "PromotionStableTime in ticks")
+	require.Equal(t, uint64(256), cc.promotionMaxLag)
 }

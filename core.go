@@ -48,7 +48,10 @@ type coreConfig struct {
 	maxInflightMsgs  int    // appends in flight per follower
 	maxInflightBytes uint64 // bytes in flight per follower; 0 means no bound
 	rand             randSource
-	bugs             plantedBugs // test-only: see bugs.go
+
+	promotionMaxLag      uint64 // a nonvoter is caught up within this many entries of the leader's last index
+	promotionStableTicks int    // ... for this many consecutive ticks before it is promoted
+	bugs                 plantedBugs
 }
 
 // hardState is what must be durable before any message that depends on it
@@ -106,6 +109,9 @@ type core struct {
 	votes map[ServerID]bool      // candidate: granted or rejected
 
 	reads readState // leader: leadership confirmation rounds
+
+	member   memberState  // membership.go: the change under way
+	transfer leadTransfer // transfer.go: leadership transfer
 
 	electionElapsed   int // ticks since the last election timeout reset
 	heartbeatElapsed  int // leader: ticks since the last heartbeat
@@ -186,7 +192,9 @@ var handlers = [numRoles][msgTypeEnd]func(*core, *Message){
 
 // tick advances the core's clock by one tick.
 func (c *core) tick() {
+	c.tickTransfer()
 	if c.role == roleLeader {
+		c.tickPromotions()
 		c.tickLeader()
 		return
 	}
@@ -198,6 +206,9 @@ func (c *core) tick() {
 func (c *core) propose(ents []Log) (uint64, error) {
 	if c.role != roleLeader {
 		return 0, errNotLeader
+	}
+	if err := c.transferBlocks(); err != nil {
+		return 0, err
 	}
 	first := c.log.lastIndex() + 1
 	for i := range ents {
@@ -226,6 +237,7 @@ func (c *core) appliedTo(index uint64) {
 
 // ready hands out the outputs collected since the last call.
 func (c *core) ready() ready {
+	c.advanceMembership()
 	c.settleReads()
 	rd := ready{
 		entries:         c.log.unpersisted(),
@@ -302,6 +314,9 @@ func (c *core) useConfig() {
 	latest := c.confs.latest().conf
 	c.incoming = voterIDs(latest.Servers)
 	c.outgoing = voterIDs(latest.Old)
+	if c.cfg.bugs.SingleMajorityWhileJoint {
+		c.outgoing = nil // planted bug (tests only): count C_new alone
+	}
 	c.peers = c.peers[:0]
 	for _, id := range latest.memberIDs() {
 		if id != c.id() {

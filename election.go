@@ -20,7 +20,7 @@ func (c *core) resetRandomizedTimeout() {
 // leader has been heard from for a randomized election timeout.
 func (c *core) tickElection() {
 	c.electionElapsed++
-	if c.electionElapsed < c.randomizedTimeout || !c.isVoter(c.id()) {
+	if c.electionElapsed < c.randomizedTimeout || !c.canCampaign() {
 		return
 	}
 	c.electionElapsed = 0
@@ -130,7 +130,7 @@ func (c *core) becomeLeader() {
 
 // campaign asks every voter for its vote (or pre-vote).
 func (c *core) campaign(kind campaignKind) {
-	if !c.isVoter(c.id()) {
+	if !c.canCampaign() {
 		return
 	}
 	msgType, term := MsgVote, c.term+1

@@ -23,6 +23,33 @@ var (
 	// ErrCorruptState means durable state (stable store, log store or
 	// snapshot) cannot be trusted; the server refuses to start on it.
 	ErrCorruptState = errors.New("raft: corrupt durable state")
+
+	// ErrConfigChangeInProgress means a membership change was refused
+	// because another is under way (or the latest configuration is not
+	// committed yet, or the leader has not committed an entry of its term
+	// yet): one change at a time. Retry once the earlier one is done.
+	ErrConfigChangeInProgress = errors.New("raft: a configuration change is in progress")
+	// ErrInvalidConfiguration means a requested configuration is not valid
+	// (no voter, duplicate IDs or addresses, empty fields); the error says
+	// what is wrong.
+	ErrInvalidConfiguration = errors.New("raft: invalid configuration")
+	// ErrUnknownServer means a call named a server that is not in the
+	// latest configuration.
+	ErrUnknownServer = errors.New("raft: unknown server")
+	// ErrLeadershipTransferInProgress means the leader refused a proposal
+	// or a change because it is handing leadership over; retry on the new
+	// leader (or on this one if the transfer times out).
+	ErrLeadershipTransferInProgress = errors.New("raft: leadership transfer in progress")
+	// ErrNoTransferTarget means a leadership transfer has no server to go
+	// to: the target is not a voter of the latest configuration, or there
+	// is no other voter.
+	ErrNoTransferTarget = errors.New("raft: no leadership transfer target")
+	// ErrLeadershipTransferTimeout means the target did not take over within
+	// an election timeout; a leader that still leads resumes.
+	ErrLeadershipTransferTimeout = errors.New("raft: leadership transfer timed out")
+	// ErrLeadershipTransferFailed means another server than the target won
+	// the election the transfer started.
+	ErrLeadershipTransferFailed = errors.New("raft: leadership transfer failed")
 )
 
 // NotLeaderError is returned when a call needs the leader. errors.Is(err,

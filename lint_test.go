@@ -14,7 +14,8 @@ import (
 // must produce the same outputs, so a seed can replay a run.
 var coreFiles = []string{
 	"core.go", "election.go", "replication.go", "read.go",
-	"progress.go", "quorum.go", "log.go", "membership.go", "bugs.go",
+	"progress.go", "quorum.go", "log.go", "membership.go",
+	"transfer.go", "bugs.go",
 }
 
 // forbiddenInCore are packages that bring time, I/O, concurrency or

@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"errors"
 	"time"
 )
 
@@ -102,9 +103,11 @@ func (r *Raft) proposeBatch(f *future) {
 	}
 	first, err := r.core.propose(ents)
 	if err != nil {
-		nl := r.notLeader()
+		if errors.Is(err, errNotLeader) {
+			err = r.notLeader()
+		}
 		for _, f := range live {
-			f.respond(0, nil, nl)
+			f.respond(0, nil, err)
 		}
 		return
 	}
@@ -226,6 +229,7 @@ func (r *Raft) publish() {
 	if old.state == Leader && p.state != Leader || old.term != p.term && len(r.inflight) > 0 {
 		r.failLeaderWork()
 	}
+	r.settleMembership()
 	if old.state != p.state || old.term != p.term || old.leaderID != p.leaderID {
 		if (old.state == Leader) != (p.state == Leader) {
 			r.setLeaderCh(p.state == Leader)

@@ -224,3 +224,283 @@ func (cs *configs) compact(commitIndex uint64) {
 		cs.entries = cs.entries[1:]
 	}
 }
+
+// The leader's side of membership changes (Raft dissertation §4.3, joint
+// consensus). A change request names the whole configuration wanted. Servers
+// that are to become voters but are not voters yet are first added (or kept)
+// as nonvoters; once every one of them has stayed within promotionMaxLag
+// entries of the leader's last index for promotionStableTicks ticks, the
+// leader appends the requested configuration. When that changes the set of
+// voters, it goes through C_old,new: the leader appends
+// Configuration{Servers: new, Old: old}, and once that entry commits (by a
+// majority of each half) it appends C_new on its own. A change that leaves
+// the voters as they are (adding or removing a nonvoter, a new address) is
+// appended directly. One change is under way at a time.
+
+// confChange is the membership change a leader is carrying out.
+type confChange struct {
+	seq    uint64
+	term   uint64        // the leader's term when it accepted the change
+	target Configuration // what the change ends with; never joint
+	// promote lists the servers that must catch up before the final step.
+	promote []promotion
+	// final: the step to target has been appended, at finalIndex.
+	final      bool
+	finalIndex uint64
+}
+
+// promotion tracks a nonvoter that the leader will make a voter once it has
+// caught up.
+type promotion struct {
+	id     ServerID
+	stable int // consecutive ticks within promotionMaxLag of the leader
+}
+
+// memberState is the core's bookkeeping of membership changes.
+type memberState struct {
+	change *confChange // the change under way, on the leader
+	seq    uint64      // changes accepted so far
+	done   uint64      // the seq of the last change completed
+}
+
+// confChangeAllowed reports why a change cannot start now, if it cannot:
+// one change at a time, none during a leadership transfer, and none before
+// the leader has committed an entry of its term (until then it may not know
+// the latest committed configuration: etcd's rule, see the Raft mailing
+// list's "bug in single-server membership changes").
+func (c *core) confChangeAllowed() error {
+	latest := c.confs.latest()
+	switch {
+	case c.role != roleLeader:
+		return errNotLeader
+	case c.transfer.active:
+		return fmt.Errorf("%w: no configuration change during a leadership transfer to %s", ErrLeadershipTransferInProgress, c.transfer.target)
+	case c.member.change != nil:
+		return fmt.Errorf("%w: an earlier change is under way", ErrConfigChangeInProgress)
+	case latest.conf.Joint() || latest.index > c.log.committed:
+		return fmt.Errorf("%w: the configuration at index %d is not committed yet", ErrConfigChangeInProgress, latest.index)
+	case !c.committedInTerm():
+		return fmt.Errorf("%w: the leader has not committed an entry of its term yet", ErrConfigChangeInProgress)
+	}
+	return nil
+}
+
+// changeConfig starts a change to target and returns its sequence number,
+// with which changeStatus reports when it is done.
+func (c *core) changeConfig(target Configuration) (uint64, error) {
+	if err := c.confChangeAllowed(); err != nil {
+		return 0, err
+	}
+	if target.Joint() {
+		return 0, fmt.Errorf("%w: the requested configuration is joint (Old is set)", ErrInvalidConfiguration)
+	}
+	if err := target.Validate(); err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrInvalidConfiguration, err)
+	}
+	target = target.Clone()
+	cur := c.confs.latest().conf
+	c.member.seq++
+	ch := &confChange{seq: c.member.seq, term: c.term, target: target}
+	// Servers that are to vote but do not yet join (or stay) as nonvoters.
+	first := cur.Clone()
+	for _, s := range target.Servers {
+		if s.Suffrage != Voter {
+			continue
+		}
+		i := slices.IndexFunc(first.Servers, func(o Server) bool { return o.ID == s.ID })
+		switch {
+		case i < 0:
+			first.Servers = append(first.Servers, Server{Suffrage: Nonvoter, ID: s.ID, Address: s.Address})
+		case first.Servers[i].Suffrage == Voter:
+			continue
+		}
+		ch.promote = append(ch.promote, promotion{id: s.ID})
+	}
+	c.member.change = ch
+	switch {
+	case len(ch.promote) > 0:
+		if !sameServers(first.Servers, cur.Servers) {
+			if err := first.Validate(); err != nil {
+				// An address of a new server clashes with a current one.
+				c.member.change = nil
+				return 0, fmt.Errorf("%w: %w", ErrInvalidConfiguration, err)
+			}
+			c.appendConfStep(first)
+		}
+	case sameServers(target.Servers, cur.Servers):
+		// Nothing to change.
+		c.member.done, c.member.change = ch.seq, nil
+	default:
+		c.finalStep(ch)
+	}
+	return ch.seq, nil
+}
+
+// finalStep appends the change's target configuration.
+func (c *core) finalStep(ch *confChange) {
+	ch.final = true
+	ch.finalIndex = c.appendConfStep(ch.target)
+}
+
+// appendConfStep appends next: directly when it has the same voters as the
+// latest configuration, else as the joint C_old,new. It returns the entry's
+// index.
+func (c *core) appendConfStep(next Configuration) uint64 {
+	cur := c.confs.latest().conf
+	entry := Configuration{Servers: next.Servers}
+	if !slices.Equal(voterIDs(cur.Servers), voterIDs(next.Servers)) {
+		entry.Old = cur.Servers
+	}
+	return c.appendConfEntry(entry)
+}
+
+// appendConfEntry appends a configuration entry to the leader's log and
+// sends it.
+func (c *core) appendConfEntry(conf Configuration) uint64 {
+	index := c.log.lastIndex() + 1
+	c.appendLog([]Log{{Index: index, Term: c.term, Type: LogConfiguration, Data: encodeConfiguration(conf)}})
+	c.bcastAppend()
+	return index
+}
+
+// sameServers reports whether two server lists hold the same servers, in
+// any order.
+func sameServers(a, b []Server) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, s := range a {
+		if !slices.Contains(b, s) {
+			return false
+		}
+	}
+	return true
+}
+
+// tickPromotions counts how long each server waiting for promotion has been
+// caught up (holding the latest configuration entry, and within
+// promotionMaxLag entries of the leader's last index), and appends the final step once all of them have been for
+// promotionStableTicks ticks (at least one). Catching up counts only while
+// the latest configuration is committed.
+func (c *core) tickPromotions() {
+	ch := c.member.change
+	if ch == nil || ch.final || ch.term != c.term {
+		return
+	}
+	latest := c.confs.latest()
+	settled := latest.index <= c.log.committed && !latest.conf.Joint()
+	last := c.log.lastIndex()
+	ready := true
+	for i := range ch.promote {
+		p := &ch.promote[i]
+		pr := c.prs[p.id]
+		// Caught up: it holds the configuration that made it a member (so
+		// it has answered since), and is within promotionMaxLag entries.
+		if settled && pr != nil && pr.match >= latest.index && pr.match+c.cfg.promotionMaxLag >= last {
+			p.stable++
+		} else {
+			p.stable = 0
+		}
+		if p.stable < max(1, c.cfg.promotionStableTicks) {
+			ready = false
+		}
+	}
+	if ready {
+		c.finalStep(ch)
+	}
+}
+
+// abortChange gives up the change seq if its final step has not been
+// appended yet (the caller stopped waiting for a server to catch up). It
+// reports whether it did.
+func (c *core) abortChange(seq uint64) bool {
+	if ch := c.member.change; ch != nil && ch.seq == seq && !ch.final {
+		c.member.change = nil
+		return true
+	}
+	return false
+}
+
+// changeStatus reports whether change seq is over and, if so, its error: nil
+// when the configuration it asked for is committed, ErrLeadershipLost when
+// this server stopped leading before that.
+func (c *core) changeStatus(seq uint64) (done bool, err error) {
+	switch {
+	case c.member.done >= seq:
+		return true, nil
+	case c.member.change == nil || c.member.change.seq != seq:
+		return true, ErrLeadershipLost
+	}
+	return false, nil
+}
+
+// advanceMembership applies the rules that follow from what the last inputs
+// committed; ready runs it first. On a leader: a committed C_old,new is
+// followed by C_new; a committed change completes; a leader that is no
+// voter of its committed configuration hands over and steps down.
+func (c *core) advanceMembership() {
+	c.checkTransfer()
+	if ch := c.member.change; ch != nil && (c.role != roleLeader || ch.term != c.term) {
+		c.member.change = nil // leadership lost: the driver fails the request
+	}
+	if c.role != roleLeader {
+		return
+	}
+	latest := c.confs.latest()
+	if latest.index > c.log.committed {
+		return
+	}
+	if latest.conf.Joint() {
+		c.appendConfEntry(Configuration{Servers: latest.conf.Servers})
+		return
+	}
+	if ch := c.member.change; ch != nil && ch.final && latest.index >= ch.finalIndex {
+		c.member.done, c.member.change = ch.seq, nil
+	}
+	if !c.isVoter(c.id()) {
+		// Removed (or demoted) by the committed configuration: let the
+		// most up-to-date voter campaign at once instead of waiting for an
+		// election timeout, then step down.
+		if to := c.mostUpToDateVoter(); to != "" && c.prs[to].match >= c.log.lastIndex() {
+			c.send(Message{Type: MsgTimeoutNow, To: to})
+		}
+		c.becomeFollower(c.term, "")
+	}
+}
+
+// mostUpToDateVoter returns the voter of the latest configuration (other
+// than this server) whose log matches the leader's furthest, the first in ID
+// order on ties, or "" when there is none.
+func (c *core) mostUpToDateVoter() ServerID {
+	var best ServerID
+	for _, id := range c.incoming {
+		pr, ok := c.prs[id]
+		if id == c.id() || !ok {
+			continue
+		}
+		if best == "" || pr.match > c.prs[best].match {
+			best = id
+		}
+	}
+	return best
+}
+
+// canCampaign reports whether this server may start an election: it is a
+// voter of its latest configuration, or the latest is not known to be
+// committed and it is a voter of the committed one. The second case is the
+// Raft dissertation's §4.2.2: a server that a pending C_new leaves out may
+// still be needed to commit it (say the leader that appended C_new lost
+// leadership and the only servers with C_new in their logs are ones it
+// removes); it then campaigns under its latest configuration, where its
+// own vote does not count. Once it knows C_new is committed, it never
+// campaigns again.
+func (c *core) canCampaign() bool {
+	if c.isVoter(c.id()) {
+		return true
+	}
+	if c.confs.latest().index <= c.log.committed {
+		return false
+	}
+	committed := c.confs.committed(c.log.committed).conf
+	return slices.Contains(voterIDs(committed.Servers), c.id()) || slices.Contains(voterIDs(committed.Old), c.id())
+}

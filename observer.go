@@ -2,12 +2,18 @@ package raft
 
 import "sync/atomic"
 
-// Observation reports a change of this server's role, term or known leader.
+// Observation reports a change of this server's role, term or known
+// leader, or of its configurations. The role fields always hold the current
+// values.
 type Observation struct {
 	State      RaftState
 	Term       uint64
 	LeaderID   ServerID
 	LeaderAddr ServerAddress
+	// Configurations is set, and only then, when the observation reports a
+	// configuration change: a configuration entry appended to this
+	// server's log (or rolled back by a truncation), or one committed.
+	Configurations *Configurations
 }
 
 type observer struct {
@@ -16,7 +22,7 @@ type observer struct {
 }
 
 // RegisterObserver sends an Observation to ch on every change of role,
-// term or leader, without ever blocking the server: when ch is full the
+// term or leader and of configuration, without ever blocking the server: when ch is full the
 // observation is dropped and counted. Call the returned function to deregister; it returns how many
 // observations were dropped.
 func (r *Raft) RegisterObserver(ch chan<- Observation) (deregister func() (dropped uint64)) {

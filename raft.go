@@ -61,6 +61,7 @@ type Raft struct {
 	reads    map[uint64]*future         // VerifyLeader and ReadIndex requests the core holds, by request ID
 	lastRead uint64                     // the last request ID given out
 	addrs    map[ServerID]ServerAddress // learned from messages, beside the configuration
+	member   memberWaits                // membership_api.go: changes and transfers under way
 	lastPub  published
 
 	persister *persister
@@ -381,7 +382,8 @@ func (r *Raft) LastContact() time.Time {
 func (r *Raft) AppliedIndex() uint64 { return r.applier.applied.Load() }
 
 // GetConfiguration returns the latest configuration in this server's log
-// (which, during a change, may not be committed yet).
+// (which, during a change, may not be committed yet, and may be joint). See
+// GetConfigurations for the committed one too.
 func (r *Raft) GetConfiguration(ctx context.Context) (Configuration, error) {
 	var c Configuration
 	err := r.do(ctx, func() { c = r.core.confs.latest().conf.Clone() })

@@ -178,9 +178,11 @@ func (k *simChecker) commit(n *simNode, i uint64) {
 	}
 	k.committed = append(k.committed, h)
 	k.committedTerm = append(k.committedTerm, t)
-	// Leaders of later terms must already hold it.
+	// It was committed in a term no later than n's: leaders of later
+	// terms must already hold it. (A leader of an earlier term, cut off
+	// without CheckQuorum, need not.)
 	for _, o := range k.s.nodes {
-		if o.up() && o.c.role == roleLeader && o.c.term > t {
+		if o.up() && o.c.role == roleLeader && o.c.term > n.c.term {
 			if o.mirror.last() < i || o.mirror.chain[i-1] != h {
 				k.s.fail("leader completeness: %s leads term %d without committed entry (index %d, term %d)", o.id, o.c.term, i, t)
 			}

@@ -36,7 +36,8 @@ type options struct {
 
 // WithConfig lets f adjust every server's configuration after the kit's
 // defaults are set: raft.DefaultConfig with LocalID set, HeartbeatInterval
-// 10ms and ElectionTimeout 100ms (fast, yet robust under -race on two cores).
+// 10ms, ElectionTimeout 100ms (fast, yet robust under -race on two cores)
+// and PromotionStableTime 50ms.
 func WithConfig(f func(*raft.Config)) Option { return func(o *options) { o.config = f } }
 
 // WithSeed seeds the in-memory network's random fault choices. The default
@@ -58,6 +59,7 @@ type Cluster struct {
 	t       testing.TB
 	opts    options
 	net     *transinmem.Network
+	smu     sync.Mutex // guards servers, which AddServer appends to
 	servers []*Server
 	newFSM  func() raft.FSM
 	leaks   *leakCheck
@@ -194,6 +196,7 @@ func (c *Cluster) config(id raft.ServerID) *raft.Config {
 	conf.LocalID = id
 	conf.HeartbeatInterval = 10 * time.Millisecond
 	conf.ElectionTimeout = 100 * time.Millisecond
+	conf.PromotionStableTime = 50 * time.Millisecond
 	if c.opts.config != nil {
 		c.opts.config(conf)
 	}
@@ -262,7 +265,7 @@ func (c *Cluster) start(s *Server, fsm raft.FSM) {
 }
 
 func (c *Cluster) shutdown() {
-	for _, s := range c.servers {
+	for _, s := range c.Servers() {
 		r := s.Raft()
 		if r == nil {
 			continue
@@ -287,12 +290,16 @@ func (c *Cluster) shutdown() {
 }
 
 // Servers returns every server, crashed or not, in ID order.
-func (c *Cluster) Servers() []*Server { return append([]*Server(nil), c.servers...) }
+func (c *Cluster) Servers() []*Server {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	return append([]*Server(nil), c.servers...)
+}
 
 // Live returns the servers that are not crashed.
 func (c *Cluster) Live() []*Server {
 	var out []*Server
-	for _, s := range c.servers {
+	for _, s := range c.Servers() {
 		if !s.Crashed() {
 			out = append(out, s)
 		}
@@ -303,7 +310,7 @@ func (c *Cluster) Live() []*Server {
 // Others returns every server except the given ones, crashed or not.
 func (c *Cluster) Others(except ...*Server) []*Server {
 	var out []*Server
-	for _, s := range c.servers {
+	for _, s := range c.Servers() {
 		if !containsServer(except, s) {
 			out = append(out, s)
 		}
@@ -482,11 +489,12 @@ func (c *Cluster) Apply(cmd []byte) (resp any, index uint64) {
 		}
 		lastErr = err
 		if !errors.Is(err, raft.ErrNotLeader) && !errors.Is(err, raft.ErrLeadershipLost) &&
+			!errors.Is(err, raft.ErrLeadershipTransferInProgress) &&
 			!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, raft.ErrRaftShutdown) {
 			c.t.Fatalf("rafttest: Apply %q: %v", cmd, err)
 		}
 	}
-	c.t.Fatalf("rafttest: Apply %q: no leader applied it within %v (last error: %v)\n%s", cmd, c.opts.timeout, lastErr, describe(c.servers))
+	c.t.Fatalf("rafttest: Apply %q: no leader applied it within %v (last error: %v)\n%s", cmd, c.opts.timeout, lastErr, describe(c.Servers()))
 	return nil, 0
 }
 
