@@ -48,6 +48,8 @@ type coreConfig struct {
 	maxInflightMsgs  int    // appends in flight per follower
 	maxInflightBytes uint64 // bytes in flight per follower; 0 means no bound
 	rand             randSource
+	trailingLogs     uint64       // entries kept behind a snapshot when compacting
+	snapBugs         snapshotBugs // planted bugs; never set outside tests
 }
 
 // hardState is what must be durable before any message that depends on it
@@ -72,11 +74,14 @@ type ready struct {
 	msgsAfterAppend []Message
 	// apply are committed, durable entries for the FSM, in order.
 	apply []Log
+	// snapReady: snapshots to send, chunks to write, a snapshot to restore
+	// (before apply) and log compaction (see snapshot.go).
+	snapReady
 }
 
 func (rd *ready) empty() bool {
 	return rd.hardState == nil && len(rd.entries) == 0 && len(rd.msgs) == 0 &&
-		len(rd.msgsAfterAppend) == 0 && len(rd.apply) == 0
+		len(rd.msgsAfterAppend) == 0 && len(rd.apply) == 0 && rd.emptySnap()
 }
 
 var (
@@ -104,6 +109,8 @@ type core struct {
 
 	reads readState // leader: leadership confirmation rounds
 
+	snapState // snapshots, compaction and install (snapshot.go)
+
 	electionElapsed   int // ticks since the last election timeout reset
 	heartbeatElapsed  int // leader: ticks since the last heartbeat
 	randomizedTimeout int
@@ -122,6 +129,7 @@ type core struct {
 func newCore(cfg coreConfig, hs hardState, snapIndex, snapTerm uint64, base confEntry, entries []Log) *core {
 	c := &core{cfg: cfg, term: hs.Term, vote: hs.Vote}
 	c.log = newRaftLog(snapIndex, snapTerm, entries)
+	c.snapIndex, c.snapTerm = snapIndex, snapTerm
 	c.confs = newConfigs(base)
 	c.trackConfigs(entries)
 	c.useConfig()
@@ -159,20 +167,24 @@ var handlers = [numRoles][msgTypeEnd]func(*core, *Message){
 		MsgAppend:     (*core).handleFollowerAppend,
 		MsgHeartbeat:  (*core).handleFollowerHeartbeat,
 		MsgTimeoutNow: (*core).handleFollowerTimeoutNow,
+		MsgSnapshot:   (*core).handleFollowerSnapshot,
 	},
 	rolePreCandidate: {
 		MsgAppend:      (*core).handleCandidateAppend,
 		MsgHeartbeat:   (*core).handleCandidateHeartbeat,
 		MsgPreVoteResp: (*core).handleCandidateVoteResp,
+		MsgSnapshot:    (*core).handleCandidateSnapshot,
 	},
 	roleCandidate: {
 		MsgAppend:    (*core).handleCandidateAppend,
 		MsgHeartbeat: (*core).handleCandidateHeartbeat,
 		MsgVoteResp:  (*core).handleCandidateVoteResp,
+		MsgSnapshot:  (*core).handleCandidateSnapshot,
 	},
 	roleLeader: {
 		MsgAppendResp:    (*core).handleLeaderAppendResp,
 		MsgHeartbeatResp: (*core).handleLeaderHeartbeatResp,
+		MsgSnapshotResp:  (*core).handleLeaderSnapshotResp,
 	},
 }
 
@@ -224,6 +236,7 @@ func (c *core) ready() ready {
 		msgsAfterAppend: c.msgsAfterAppend,
 		apply:           c.log.toApply(),
 	}
+	c.takeSnapReady(&rd)
 	if c.hardStateDirty {
 		rd.hardState = &hardState{Term: c.term, Vote: c.vote}
 		c.hardStateDirty = false

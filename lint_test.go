@@ -15,6 +15,7 @@ import (
 var coreFiles = []string{
 	"core.go", "election.go", "replication.go", "read.go",
 	"progress.go", "quorum.go", "log.go", "membership.go",
+	"snapshot.go", "bugs_snapshot.go",
 }
 
 // forbiddenInCore are packages that bring time, I/O, concurrency or
