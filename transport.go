@@ -55,7 +55,7 @@ var msgTypeNames = [...]string{
 	MsgVote: "MsgVote", MsgVoteResp: "MsgVoteResp",
 	MsgPreVote: "MsgPreVote", MsgPreVoteResp: "MsgPreVoteResp",
 	MsgTimeoutNow: "MsgTimeoutNow",
-	MsgSnapshot: "MsgSnapshot", MsgSnapshotResp: "MsgSnapshotResp",
+	MsgSnapshot:   "MsgSnapshot", MsgSnapshotResp: "MsgSnapshotResp",
 }
 
 // String returns the message type's name.
