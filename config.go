@@ -47,6 +47,24 @@ type Config struct {
 	// it, a leader cut off from a quorum keeps believing it leads.
 	CheckQuorumDisabled bool
 
+	// SnapshotThreshold is how many applied entries since the last snapshot
+	// make the server take a new one (checked every SnapshotInterval).
+	// Default 8192.
+	SnapshotThreshold uint64
+	// SnapshotInterval is how often the server checks SnapshotThreshold;
+	// each wait is drawn at random from [SnapshotInterval,
+	// 2*SnapshotInterval) so that servers do not snapshot in step. Default
+	// 2 minutes.
+	SnapshotInterval time.Duration
+	// TrailingLogs is how many entries the log keeps behind a snapshot when
+	// it is compacted, so that a follower slightly behind catches up from
+	// the log instead of a snapshot. Default 10240.
+	TrailingLogs uint64
+	// SnapshotChunkSize is the size of the chunks InstallSnapshot streams a
+	// snapshot in; a few of them (snapshotWindow) are in flight per
+	// follower. Between 1 KiB and MaxSnapshotChunk; default 256 KiB.
+	SnapshotChunkSize int
+
 	// Logger receives keel's logs. Nil means silent.
 	Logger *slog.Logger
 }
@@ -61,6 +79,10 @@ func DefaultConfig() *Config {
 		MaxAppendBytes:     1 << 20,
 		MaxInflightAppends: 64,
 		MaxInflightBytes:   32 << 20,
+		SnapshotThreshold:  8192,
+		SnapshotInterval:   2 * time.Minute,
+		TrailingLogs:       10240,
+		SnapshotChunkSize:  256 << 10,
 	}
 }
 
@@ -91,6 +113,12 @@ func ValidateConfig(c *Config) error {
 		return bad("MaxAppendBytes", "is %d, want at least 1", c.MaxAppendBytes)
 	case c.MaxInflightAppends < 1:
 		return bad("MaxInflightAppends", "is %d, want at least 1", c.MaxInflightAppends)
+	case c.SnapshotThreshold < 1:
+		return bad("SnapshotThreshold", "is %d, want at least 1", c.SnapshotThreshold)
+	case c.SnapshotInterval < time.Millisecond:
+		return bad("SnapshotInterval", "is %v, want at least 1ms", c.SnapshotInterval)
+	case c.SnapshotChunkSize < 1<<10 || c.SnapshotChunkSize > MaxSnapshotChunk:
+		return bad("SnapshotChunkSize", "is %d, want between 1 KiB and %d", c.SnapshotChunkSize, MaxSnapshotChunk)
 	}
 	return nil
 }
@@ -114,5 +142,6 @@ func (c *Config) coreConfig(rand randSource) (coreConfig, time.Duration) {
 		maxInflightMsgs:  c.MaxInflightAppends,
 		maxInflightBytes: c.MaxInflightBytes,
 		rand:             rand,
+		trailingLogs:     c.TrailingLogs,
 	}, tick
 }

@@ -23,6 +23,12 @@ var (
 	// ErrCorruptState means durable state (stable store, log store or
 	// snapshot) cannot be trusted; the server refuses to start on it.
 	ErrCorruptState = errors.New("raft: corrupt durable state")
+	// ErrNothingNewToSnapshot means Snapshot found nothing applied since the
+	// last snapshot.
+	ErrNothingNewToSnapshot = errors.New("raft: nothing new to snapshot")
+	// ErrSnapshotCorrupt means a snapshot failed its checksum or could not
+	// be read; the error names it.
+	ErrSnapshotCorrupt = errors.New("raft: corrupt snapshot")
 )
 
 // NotLeaderError is returned when a call needs the leader. errors.Is(err,

@@ -69,7 +69,10 @@ func (r *Raft) step(m *Message) {
 		r.addrs[m.From] = m.FromAddr
 	}
 	r.core.step(m)
-	if (m.Type == MsgAppend || m.Type == MsgHeartbeat) && r.core.lead == m.From {
+	if m.Type == MsgSnapshotResp {
+		r.snapshotAck(m)
+	}
+	if (m.Type == MsgAppend || m.Type == MsgHeartbeat || m.Type == MsgSnapshot) && r.core.lead == m.From {
 		r.lastContact.Store(time.Now().UnixNano())
 	}
 }
@@ -127,8 +130,9 @@ func (r *Raft) flush() error {
 			return err
 		}
 	}
-	if len(rd.entries) > 0 || len(rd.msgsAfterAppend) > 0 {
-		job := persistJob{entries: rd.entries, msgs: make([]outMsg, 0, len(rd.msgsAfterAppend))}
+	if len(rd.entries) > 0 || len(rd.msgsAfterAppend) > 0 || rd.compactTo > 0 {
+		job := persistJob{entries: rd.entries, msgs: make([]outMsg, 0, len(rd.msgsAfterAppend)),
+			compact: logCompaction{to: rd.compactTo, reset: rd.resetLog}}
 		for i := range rd.msgsAfterAppend {
 			job.msgs = append(job.msgs, r.route(&rd.msgsAfterAppend[i]))
 		}
@@ -137,6 +141,7 @@ func (r *Raft) flush() error {
 	for i := range rd.msgs {
 		r.sendNow(r.route(&rd.msgs[i]))
 	}
+	r.flushSnapshots(&rd) // before apply: a restore goes first
 	if len(rd.apply) > 0 {
 		r.applier.submit(applyBatch{entries: rd.apply, futures: r.takeInflight(rd.apply[len(rd.apply)-1].Index)})
 	}
