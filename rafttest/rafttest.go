@@ -32,6 +32,7 @@ type options struct {
 	seeded  bool
 	durable bool
 	timeout time.Duration
+	wrapSnaps func(raft.ServerID, raft.SnapshotStore) raft.SnapshotStore
 }
 
 // WithConfig lets f adjust every server's configuration after the kit's
@@ -47,6 +48,13 @@ func WithSeed(seed uint64) Option { return func(o *options) { o.seed, o.seeded =
 // storage/wal's log and stable store and storage/filesnap's snapshot store.
 // A crash then keeps exactly what those stores synced to disk.
 func WithDurableStores() Option { return func(o *options) { o.durable = true } }
+
+// WithSnapshotStoreWrapper makes every server use wrap(id, store) in place
+// of its snapshot store, each time the stores are opened: to count, slow
+// down or fail what keel writes and reads.
+func WithSnapshotStoreWrapper(wrap func(id raft.ServerID, store raft.SnapshotStore) raft.SnapshotStore) Option {
+	return func(o *options) { o.wrapSnaps = wrap }
+}
 
 // WithTimeout sets how long each helper waits for its condition before it
 // fails the test (default DefaultTimeout).
@@ -211,6 +219,7 @@ func (c *Cluster) openStores(s *Server) {
 			s.mem, s.memSnaps = storeinmem.NewStore(), storeinmem.NewSnapshotStore()
 		}
 		s.logs, s.stable, s.snaps = s.mem, s.mem, s.memSnaps
+		c.wrapSnaps(s)
 		return
 	}
 	var err error
@@ -228,6 +237,13 @@ func (c *Cluster) openStores(s *Server) {
 		c.t.Fatalf("rafttest: %s: open snapshot store: %v", s.ID, err)
 	}
 	s.logs, s.stable, s.snaps = s.wal, s.walStab, snaps
+	c.wrapSnaps(s)
+}
+
+func (c *Cluster) wrapSnaps(s *Server) {
+	if c.opts.wrapSnaps != nil {
+		s.snaps = c.opts.wrapSnaps(s.ID, s.snaps)
+	}
 }
 
 // closeStores closes s's durable stores, or keeps only the durable state of
