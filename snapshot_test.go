@@ -55,7 +55,8 @@ func TestScenario10FarBehindCatchesUpBySnapshot(t *testing.T) {
 		metas, err := behind.SnapshotStore().List()
 		require.NoError(t, err)
 		require.NotEmpty(t, metas, "%s caught up through a snapshot", behind)
-		require.Greater(t, firstIndex(t, behind), uint64(1), "%s's log starts after the snapshot", behind)
+		first := firstIndex(t, behind)
+		require.True(t, first == 0 || first > 200, "%s's log starts after the snapshot (or is empty), not at %d", behind, first)
 	})
 }
 
