@@ -27,11 +27,11 @@ const DefaultTimeout = 10 * time.Second
 type Option func(*options)
 
 type options struct {
-	config  func(*raft.Config)
-	seed    uint64
-	seeded  bool
-	durable bool
-	timeout time.Duration
+	config    func(*raft.Config)
+	seed      uint64
+	seeded    bool
+	durable   bool
+	timeout   time.Duration
 	wrapSnaps func(raft.ServerID, raft.SnapshotStore) raft.SnapshotStore
 }
 
