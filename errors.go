@@ -29,6 +29,9 @@ var (
 	// ErrSnapshotCorrupt means a snapshot failed its checksum or could not
 	// be read; the error names it.
 	ErrSnapshotCorrupt = errors.New("raft: corrupt snapshot")
+	// ErrRestoreInProgress means a command was refused because Restore is
+	// replacing the cluster's state; retry once it returns.
+	ErrRestoreInProgress = errors.New("raft: restore in progress")
 )
 
 // NotLeaderError is returned when a call needs the leader. errors.Is(err,

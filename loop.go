@@ -80,6 +80,10 @@ func (r *Raft) step(m *Message) {
 // proposeBatch proposes f and every proposal queued behind it (up to
 // MaxAppendEntries) as one append: one log write, one message per peer.
 func (r *Raft) proposeBatch(f *future) {
+	if r.restoring {
+		f.respond(0, nil, ErrRestoreInProgress)
+		return
+	}
 	batch := []*future{f}
 	for len(batch) < r.conf.MaxAppendEntries {
 		select {

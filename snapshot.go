@@ -260,3 +260,31 @@ func (c *core) checkSnapshotInvariants() error {
 	}
 	return nil
 }
+
+// installLocal makes an operator's snapshot (Restore) the leader's state:
+// the snapshot takes index lastIndex+1 in the leader's term, no entry
+// carrying it, and the log restarts after it. Every follower then needs
+// the snapshot: each goes back to probing, finds its next entry compacted
+// and gets a snapshot transfer.
+func (c *core) installLocal(meta SnapshotMeta) error {
+	if c.role != roleLeader || meta.Term != c.term || meta.Index != c.log.lastIndex()+1 {
+		return fmt.Errorf("%w: restore at (%d, %d) on %v of term %d with last index %d",
+			errNotLeader, meta.Index, meta.Term, c.role, c.term, c.log.lastIndex())
+	}
+	l := c.log
+	l.entries = nil
+	l.snapIndex, l.snapTerm = meta.Index, meta.Term
+	l.committed, l.stable, l.unsent, l.applying = meta.Index, meta.Index, meta.Index+1, meta.Index
+	c.snapIndex, c.snapTerm = meta.Index, meta.Term
+	m := meta
+	m.Configuration = meta.Configuration.Clone()
+	c.restore = &m
+	c.resetLog, c.compactTo = true, meta.Index
+	c.confs = newConfigs(confEntry{index: meta.ConfigurationIndex, conf: m.Configuration})
+	c.useConfig()
+	for _, id := range c.peers {
+		c.prs[id].becomeProbe()
+	}
+	c.bcastAppend()
+	return nil
+}

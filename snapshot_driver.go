@@ -30,6 +30,8 @@ type snapDriver struct {
 	snapQueued   []*snapshotFuture
 	senders      map[ServerID]*snapshotSender
 	receiver     *snapshotReceiver
+	// restoring: Restore is under way; proposals are refused.
+	restoring bool
 }
 
 // SnapshotFuture is the result of Snapshot.
