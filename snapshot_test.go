@@ -3,6 +3,10 @@ package raft_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -129,4 +133,81 @@ func TestValidateSnapshotConfigNamesTheField(t *testing.T) {
 		require.ErrorIs(t, err, raft.ErrInvalidConfig, field)
 		require.Contains(t, err.Error(), field)
 	}
+}
+
+// gatedSnaps holds the sinks' writes once gateAt bytes are written, until
+// open is closed.
+type gatedSnaps struct {
+	raft.SnapshotStore
+	gateAt  int64
+	written *atomic.Int64
+	open    chan struct{}
+}
+
+type gatedSink struct {
+	raft.SnapshotSink
+	g *gatedSnaps
+}
+
+func (s gatedSnaps) Create(index, term uint64, c raft.Configuration, ci uint64) (raft.SnapshotSink, error) {
+	sk, err := s.SnapshotStore.Create(index, term, c, ci)
+	if err != nil {
+		return nil, err
+	}
+	return gatedSink{sk, &s}, nil
+}
+
+func (s gatedSink) Write(p []byte) (int, error) {
+	if s.g.written.Add(int64(len(p))) > s.g.gateAt {
+		<-s.g.open
+	}
+	return s.SnapshotSink.Write(p)
+}
+
+// A transfer cut short by a leader change restarts cleanly from the new
+// leader, which sends its own snapshot.
+func TestSnapshotTransferSurvivesLeaderChange(t *testing.T) {
+	gate := gatedSnaps{gateAt: 8 << 10, written: &atomic.Int64{}, open: make(chan struct{})}
+	var once sync.Once
+	release := func() { once.Do(func() { close(gate.open) }) }
+	t.Cleanup(release)
+	var behindID atomic.Value
+	logs := &lockedBuffer{}
+	c := &cluster{rafttest.New(t, 3, newTestFSM, rafttest.WithSeed(15),
+		rafttest.WithConfig(func(cf *raft.Config) {
+			snapConfig(cf)
+			cf.Logger = slog.New(slog.NewTextHandler(logs, nil))
+			cf.SnapshotThreshold = 1 << 40
+			cf.TrailingLogs = 0
+		}),
+		rafttest.WithSnapshotStoreWrapper(func(id raft.ServerID, s raft.SnapshotStore) raft.SnapshotStore {
+			if b, _ := behindID.Load().(raft.ServerID); b == id {
+				g := gate
+				g.SnapshotStore = s
+				return g
+			}
+			return s
+		})), t}
+	l := c.Leader()
+	behind, other := c.Others(l)[0], c.Others(l)[1]
+	behindID.Store(behind.ID)
+	c.Crash(behind)
+	for i := range 300 {
+		c.apply(fmt.Sprintf("command-%03d-%s", i, strings.Repeat("x", 64)))
+	}
+	c.WaitApplied(l.Raft().LastIndex())
+	require.NoError(t, l.Raft().Snapshot(context.Background()).Error())
+	require.NoError(t, other.Raft().Snapshot(context.Background()).Error())
+
+	c.Restart(behind)
+	rafttest.WaitFor(t, c.Timeout(), "the transfer is under way", func() bool { return gate.written.Load() > gate.gateAt })
+	c.Crash(l)
+	c.WaitLeader(behind, other)
+	release()
+	c.apply("after")
+	cmds := c.waitConverged()
+	require.Len(t, cmds, 301)
+	require.Contains(t, logs.String(), "snapshot transfer superseded", "the new leader's transfer replaced the old one")
+	c.Restart(l)
+	c.waitConverged()
 }
