@@ -261,4 +261,5 @@ func TestLargeSnapshotTransfer(t *testing.T) {
 		size>>10, elapsed.Round(time.Millisecond), atCut>>10, committed.Load(), w.Load()>>10, float64(over)/(1<<20), float64(base)/(1<<20))
 	require.Less(t, over, int64(16<<20), "memory the transfer uses")
 	require.Positive(t, committed.Load(), "the cluster kept committing")
+	require.Less(t, w.Load(), size+size/4, "the transfer resumed where it was cut instead of starting over")
 }
