@@ -27,6 +27,7 @@ type coreNet struct {
 	snaps map[string]*coreSnap
 	// latestSnap is each server's newest snapshot.
 	latestSnap map[ServerID]*coreSnap
+	installs   int // snapshots installed from a leader
 }
 
 // coreNode is one server: its core and what it made durable.

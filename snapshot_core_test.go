@@ -20,9 +20,12 @@ type coreSnap struct {
 func (net *coreNet) processSnapshots(id ServerID, rd *ready) {
 	nd := net.nodes[id]
 	if rd.resetLog {
-		// The LogStore is emptied; the next entry is compactTo+1. durable
-		// is indexed from 1, so pad it with placeholders.
+		// The LogStore is emptied; the next entry is compactTo+1.
 		nd.durable = nd.durable[:min(len(nd.durable), int(rd.compactTo))]
+	}
+	if rd.compactTo > 0 {
+		// durable is indexed from 1: pad what the snapshot covers with
+		// placeholders.
 		for len(nd.durable) < int(rd.compactTo) {
 			nd.durable = append(nd.durable, Log{Index: uint64(len(nd.durable) + 1)})
 		}
@@ -54,6 +57,7 @@ func (net *coreNet) processSnapshots(id ServerID, rd *ready) {
 		require.NotNil(net.t, snap)
 		nd.applied = slices.Clone(snap.applied)
 		net.latestSnap[id] = snap
+		net.installs++
 		nd.c.appliedTo(rd.restore.Index)
 	}
 }
