@@ -86,7 +86,7 @@ func (s *snapshotSender) halt() {
 // only.
 func (r *Raft) snapshotAck(m *Message) {
 	s := r.senders[m.From]
-	if s == nil || m.Index != s.index {
+	if s == nil || m.Index != s.index || (m.Snapshot == nil && !m.Reject) {
 		return
 	}
 	if m.Reject || (m.Snapshot != nil && m.Snapshot.Done) {
