@@ -380,7 +380,7 @@ func restoreNewestSnapshot(logger *slog.Logger, fsm FSM, snaps SnapshotStore, lo
 		if i > 0 {
 			logger.Warn("restored an older snapshot", "id", m.ID, "index", m.Index)
 		}
-		if err := dropConflictingSuffix(logs, m, last); err != nil {
+		if err := dropConflictingSuffix(logs, m, first, last); err != nil {
 			return SnapshotMeta{}, err
 		}
 		return *m, nil
@@ -388,10 +388,18 @@ func restoreNewestSnapshot(logger *slog.Logger, fsm FSM, snaps SnapshotStore, lo
 	return SnapshotMeta{}, fmt.Errorf("%w: no usable snapshot: %w", ErrCorruptState, errors.Join(errs...))
 }
 
-// dropConflictingSuffix deletes log entries after a snapshot whose own
-// entry at the snapshot's index has another term: left by a crash between
-// installing a leader's snapshot and resetting the log.
-func dropConflictingSuffix(logs LogStore, m *SnapshotMeta, last uint64) error {
+// dropConflictingSuffix trims what a crash between installing a leader's
+// snapshot and resetting the log can leave: a log that ends before the
+// snapshot (all of it is covered: it goes, so that the next entry can
+// follow the snapshot), or entries after the snapshot whose own entry at
+// the snapshot's index has another term (they conflict: they go).
+func dropConflictingSuffix(logs LogStore, m *SnapshotMeta, first, last uint64) error {
+	if first > 0 && last < m.Index {
+		if err := logs.DeleteRange(first, last); err != nil {
+			return fmt.Errorf("raft: delete log entries [%d, %d] behind snapshot %s: %w", first, last, m.ID, err)
+		}
+		return nil
+	}
 	if last <= m.Index {
 		return nil
 	}

@@ -132,3 +132,23 @@ func TestRestartFallsBackToPreviousSnapshot(t *testing.T) {
 	require.ErrorContains(t, err, ids[0])
 	require.ErrorContains(t, err, ids[1])
 }
+
+// A crash after a snapshot from the leader was stored but before the log
+// was reset leaves a log that ends before the snapshot: the server starts,
+// and the log goes on after the snapshot.
+func TestRestartWithLogEndingBeforeSnapshot(t *testing.T) {
+	s := newSingle(t)
+	conf := raft.Configuration{Servers: []raft.Server{{ID: "s1", Address: "s1"}}}
+	sink, err := s.snaps.Create(10, 1, conf, 1)
+	require.NoError(t, err)
+	require.NoError(t, (&testSnapshot{applied: []string{"a", "b"}}).Persist(sink))
+
+	fsm := &testFSM{}
+	r, stop, err := s.start(fsm)
+	require.NoError(t, err)
+	defer stop()
+	f := r.Apply(context.Background(), []byte("c"))
+	require.NoError(t, f.Error())
+	require.Greater(t, f.Index(), uint64(10))
+	require.Equal(t, []string{"a", "b", "c"}, fsm.commands())
+}
