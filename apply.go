@@ -10,6 +10,9 @@ import (
 type applyBatch struct {
 	entries []Log
 	futures []*future
+	// op, when set, runs on the applier in place of entries: taking or
+	// restoring a snapshot, in order with applies.
+	op func()
 }
 
 // applier applies committed entries to the FSM on a goroutine of its own,
@@ -27,6 +30,12 @@ type applier struct {
 	changedCh chan struct{}
 
 	cmds []*Log // reused ApplyBatch argument
+
+	// The term and configuration as of applied, for snapshots taken at
+	// this point (applier goroutine only).
+	lastTerm  uint64
+	conf      Configuration
+	confIndex uint64
 }
 
 func newApplier(fsm FSM, applied uint64, notify func()) *applier {
@@ -73,6 +82,11 @@ func (a *applier) run() {
 // apply applies one batch: commands go to the FSM (in one ApplyBatch call
 // when it is a BatchingFSM), other entries only complete their futures.
 func (a *applier) apply(b applyBatch) {
+	if b.op != nil {
+		b.op()
+		return
+	}
+	a.track(b.entries)
 	responses := a.applyCommands(b.entries)
 	// Published before futures complete: a caller whose Apply returned sees
 	// AppliedIndex at or past its entry.

@@ -59,6 +59,23 @@ type Config struct {
 	// the first heartbeat tick it is within PromotionMaxLag).
 	PromotionMaxLag     uint64
 	PromotionStableTime time.Duration
+	// SnapshotThreshold is how many applied entries since the last snapshot
+	// make the server take a new one (checked every SnapshotInterval).
+	// Default 8192.
+	SnapshotThreshold uint64
+	// SnapshotInterval is how often the server checks SnapshotThreshold;
+	// each wait is drawn at random from [SnapshotInterval,
+	// 2*SnapshotInterval) so that servers do not snapshot in step. Default
+	// 2 minutes.
+	SnapshotInterval time.Duration
+	// TrailingLogs is how many entries the log keeps behind a snapshot when
+	// it is compacted, so that a follower slightly behind catches up from
+	// the log instead of a snapshot. Default 10240.
+	TrailingLogs uint64
+	// SnapshotChunkSize is the size of the chunks InstallSnapshot streams a
+	// snapshot in; a few of them (snapshotWindow) are in flight per
+	// follower. Between 1 KiB and MaxSnapshotChunk; default 256 KiB.
+	SnapshotChunkSize int
 
 	// Logger receives keel's logs. Nil means silent.
 	Logger *slog.Logger
@@ -77,6 +94,10 @@ func DefaultConfig() *Config {
 
 		PromotionMaxLag:     256,
 		PromotionStableTime: time.Second,
+		SnapshotThreshold:   8192,
+		SnapshotInterval:    2 * time.Minute,
+		TrailingLogs:        10240,
+		SnapshotChunkSize:   256 << 10,
 	}
 }
 
@@ -111,6 +132,12 @@ func ValidateConfig(c *Config) error {
 		return bad("PromotionMaxLag", "is %d, want at least 1", c.PromotionMaxLag)
 	case c.PromotionStableTime < 0:
 		return bad("PromotionStableTime", "is %v, want at least 0", c.PromotionStableTime)
+	case c.SnapshotThreshold < 1:
+		return bad("SnapshotThreshold", "is %d, want at least 1", c.SnapshotThreshold)
+	case c.SnapshotInterval < time.Millisecond:
+		return bad("SnapshotInterval", "is %v, want at least 1ms", c.SnapshotInterval)
+	case c.SnapshotChunkSize < 1<<10 || c.SnapshotChunkSize > MaxSnapshotChunk:
+		return bad("SnapshotChunkSize", "is %d, want between 1 KiB and %d", c.SnapshotChunkSize, MaxSnapshotChunk)
 	}
 	return nil
 }
@@ -137,5 +164,6 @@ func (c *Config) coreConfig(rand randSource) (coreConfig, time.Duration) {
 
 		promotionMaxLag:      c.PromotionMaxLag,
 		promotionStableTicks: int((c.PromotionStableTime + tick - 1) / tick),
+		trailingLogs:         c.TrailingLogs,
 	}, tick
 }

@@ -52,6 +52,8 @@ type coreConfig struct {
 	promotionMaxLag      uint64 // a nonvoter is caught up within this many entries of the leader's last index
 	promotionStableTicks int    // ... for this many consecutive ticks before it is promoted
 	bugs                 plantedBugs
+	trailingLogs         uint64       // entries kept behind a snapshot when compacting
+	snapBugs             snapshotBugs // planted bugs; never set outside tests
 }
 
 // hardState is what must be durable before any message that depends on it
@@ -78,11 +80,15 @@ type ready struct {
 	apply []Log
 	// reads answers read requests (requestRead).
 	reads []readResult
+	// snapReady: snapshots to send, chunks to write, a snapshot to restore
+	// (before apply) and log compaction (see snapshot.go).
+	snapReady
 }
 
 func (rd *ready) empty() bool {
 	return rd.hardState == nil && len(rd.entries) == 0 && len(rd.msgs) == 0 &&
-		len(rd.msgsAfterAppend) == 0 && len(rd.apply) == 0 && len(rd.reads) == 0
+		len(rd.msgsAfterAppend) == 0 && len(rd.apply) == 0 && len(rd.reads) == 0 &&
+		rd.emptySnap()
 }
 
 var (
@@ -110,8 +116,9 @@ type core struct {
 
 	reads readState // leader: leadership confirmation rounds
 
-	member   memberState  // membership.go: the change under way
-	transfer leadTransfer // transfer.go: leadership transfer
+	member    memberState  // membership.go: the change under way
+	transfer  leadTransfer // transfer.go: leadership transfer
+	snapState              // snapshots, compaction and install (snapshot.go)
 
 	electionElapsed   int // ticks since the last election timeout reset
 	heartbeatElapsed  int // leader: ticks since the last heartbeat
@@ -132,6 +139,7 @@ type core struct {
 func newCore(cfg coreConfig, hs hardState, snapIndex, snapTerm uint64, base confEntry, entries []Log) *core {
 	c := &core{cfg: cfg, term: hs.Term, vote: hs.Vote}
 	c.log = newRaftLog(snapIndex, snapTerm, entries)
+	c.snapIndex, c.snapTerm = snapIndex, snapTerm
 	c.confs = newConfigs(base)
 	c.trackConfigs(entries)
 	c.useConfig()
@@ -173,20 +181,24 @@ var handlers = [numRoles][msgTypeEnd]func(*core, *Message){
 		MsgAppend:     (*core).handleFollowerAppend,
 		MsgHeartbeat:  (*core).handleFollowerHeartbeat,
 		MsgTimeoutNow: (*core).handleFollowerTimeoutNow,
+		MsgSnapshot:   (*core).handleFollowerSnapshot,
 	},
 	rolePreCandidate: {
 		MsgAppend:      (*core).handleCandidateAppend,
 		MsgHeartbeat:   (*core).handleCandidateHeartbeat,
 		MsgPreVoteResp: (*core).handleCandidateVoteResp,
+		MsgSnapshot:    (*core).handleCandidateSnapshot,
 	},
 	roleCandidate: {
 		MsgAppend:    (*core).handleCandidateAppend,
 		MsgHeartbeat: (*core).handleCandidateHeartbeat,
 		MsgVoteResp:  (*core).handleCandidateVoteResp,
+		MsgSnapshot:  (*core).handleCandidateSnapshot,
 	},
 	roleLeader: {
 		MsgAppendResp:    (*core).handleLeaderAppendResp,
 		MsgHeartbeatResp: (*core).handleLeaderHeartbeatResp,
+		MsgSnapshotResp:  (*core).handleLeaderSnapshotResp,
 	},
 }
 
@@ -246,6 +258,7 @@ func (c *core) ready() ready {
 		apply:           c.log.toApply(),
 		reads:           c.readResults,
 	}
+	c.takeSnapReady(&rd)
 	if c.hardStateDirty {
 		rd.hardState = &hardState{Term: c.term, Vote: c.vote}
 		c.hardStateDirty = false

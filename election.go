@@ -223,7 +223,7 @@ func (c *core) stepHigherTerm(m *Message) bool {
 		// Pre-votes never change terms.
 	case m.Type == MsgPreVoteResp && !m.Reject:
 		// A granted pre-vote carries the term we would campaign in.
-	case m.Type == MsgAppend || m.Type == MsgHeartbeat:
+	case m.Type == MsgAppend || m.Type == MsgHeartbeat || m.Type == MsgSnapshot:
 		c.becomeFollower(m.Term, m.From)
 	case m.Type == MsgVote:
 		// Only a granted vote resets the election timer (Raft paper
@@ -249,6 +249,8 @@ func (c *core) stepLowerTerm(m *Message) {
 		c.send(Message{Type: MsgAppendResp, To: m.From, Index: m.Index, Reject: true})
 	case MsgPreVote:
 		c.send(Message{Type: MsgPreVoteResp, To: m.From, Reject: true})
+	case MsgSnapshot:
+		c.send(Message{Type: MsgSnapshotResp, To: m.From, Index: m.Index, Reject: true})
 	}
 }
 

@@ -50,6 +50,15 @@ var (
 	// ErrLeadershipTransferFailed means another server than the target won
 	// the election the transfer started.
 	ErrLeadershipTransferFailed = errors.New("raft: leadership transfer failed")
+	// ErrNothingNewToSnapshot means Snapshot found nothing applied since the
+	// last snapshot.
+	ErrNothingNewToSnapshot = errors.New("raft: nothing new to snapshot")
+	// ErrSnapshotCorrupt means a snapshot failed its checksum or could not
+	// be read; the error names it.
+	ErrSnapshotCorrupt = errors.New("raft: corrupt snapshot")
+	// ErrRestoreInProgress means a command was refused because Restore is
+	// replacing the cluster's state; retry once it returns.
+	ErrRestoreInProgress = errors.New("raft: restore in progress")
 )
 
 // NotLeaderError is returned when a call needs the leader. errors.Is(err,

@@ -22,6 +22,9 @@ func FuzzDecodeMessage(f *testing.F) {
 		{Type: MsgVote, From: "s3", To: "s1", Term: 4, Index: 9, LogTerm: 3, Transfer: true},
 		{Type: MsgPreVoteResp, From: "s1", To: "s3", Term: 4},
 		{Type: MsgTimeoutNow, From: "s1", To: "s2", Term: 4},
+		{Type: MsgSnapshot, From: "s1", To: "s2", Term: 4, Index: 9, LogTerm: 3, Snapshot: &SnapshotChunk{ID: "3-9-1", Offset: 4,
+			Data: []byte("data"), Done: true, Size: 8, Checksum: 7, Configuration: &Configuration{Servers: []Server{{ID: "s1", Address: "a"}}}, ConfigurationIndex: 1}},
+		{Type: MsgSnapshotResp, From: "s2", To: "s1", Term: 4, Index: 9, Snapshot: &SnapshotChunk{ID: "3-9-1", Offset: 8, Done: true}},
 	}
 	for i := range seeds {
 		b, err := EncodeMessage(&seeds[i])

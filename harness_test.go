@@ -23,6 +23,11 @@ type coreNet struct {
 	// trace hashes every message taken off the queue, in order: two runs
 	// of one seed must produce the same hash.
 	trace hash.Hash64
+	// snaps holds every snapshot taken or received, by ID (snapshot_core_test.go).
+	snaps map[string]*coreSnap
+	// latestSnap is each server's newest snapshot.
+	latestSnap map[ServerID]*coreSnap
+	installs   int // snapshots installed from a leader
 }
 
 // coreNode is one server: its core and what it made durable.
@@ -100,6 +105,7 @@ func (net *coreNet) process(id ServerID) bool {
 		net.t.Errorf("%s: %v", id, err)
 	}
 	nd.c.violations = nil
+	net.processSnapshots(id, &rd)
 	if rd.hardState != nil {
 		nd.hs = *rd.hardState
 	}

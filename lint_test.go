@@ -16,6 +16,7 @@ var coreFiles = []string{
 	"core.go", "election.go", "replication.go", "read.go",
 	"progress.go", "quorum.go", "log.go", "membership.go",
 	"transfer.go", "bugs.go",
+	"snapshot.go", "bugs_snapshot.go",
 }
 
 // forbiddenInCore are packages that bring time, I/O, concurrency or

@@ -197,6 +197,11 @@ func (l *raftLog) findConflict(ents []Log) uint64 {
 // rejection hint) and the leader (refining it) use it, so that backing off
 // costs one round trip per term rather than per entry.
 func (l *raftLog) findConflictByTerm(index, term uint64) (uint64, uint64) {
+	if index < l.snapIndex {
+		// Compacted away here: the hint stands (the leader then sends a
+		// snapshot).
+		return index, 0
+	}
 	index = min(index, l.lastIndex())
 	for ; index > l.snapIndex; index-- {
 		if t := l.entry(index).Term; t <= term {

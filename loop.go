@@ -70,7 +70,10 @@ func (r *Raft) step(m *Message) {
 		r.addrs[m.From] = m.FromAddr
 	}
 	r.core.step(m)
-	if (m.Type == MsgAppend || m.Type == MsgHeartbeat) && r.core.lead == m.From {
+	if m.Type == MsgSnapshotResp {
+		r.snapshotAck(m)
+	}
+	if (m.Type == MsgAppend || m.Type == MsgHeartbeat || m.Type == MsgSnapshot) && r.core.lead == m.From {
 		r.lastContact.Store(time.Now().UnixNano())
 	}
 }
@@ -78,6 +81,10 @@ func (r *Raft) step(m *Message) {
 // proposeBatch proposes f and every proposal queued behind it (up to
 // MaxAppendEntries) as one append: one log write, one message per peer.
 func (r *Raft) proposeBatch(f *future) {
+	if r.restoring {
+		f.respond(0, nil, ErrRestoreInProgress)
+		return
+	}
 	batch := []*future{f}
 	for len(batch) < r.conf.MaxAppendEntries {
 		select {
@@ -130,8 +137,9 @@ func (r *Raft) flush() error {
 			return err
 		}
 	}
-	if len(rd.entries) > 0 || len(rd.msgsAfterAppend) > 0 {
-		job := persistJob{entries: rd.entries, msgs: make([]outMsg, 0, len(rd.msgsAfterAppend))}
+	if len(rd.entries) > 0 || len(rd.msgsAfterAppend) > 0 || rd.compactTo > 0 {
+		job := persistJob{entries: rd.entries, msgs: make([]outMsg, 0, len(rd.msgsAfterAppend)),
+			compact: logCompaction{to: rd.compactTo, reset: rd.resetLog}}
 		for i := range rd.msgsAfterAppend {
 			job.msgs = append(job.msgs, r.route(&rd.msgsAfterAppend[i]))
 		}
@@ -140,6 +148,7 @@ func (r *Raft) flush() error {
 	for i := range rd.msgs {
 		r.sendNow(r.route(&rd.msgs[i]))
 	}
+	r.flushSnapshots(&rd) // before apply: a restore goes first
 	for _, res := range rd.reads {
 		f := r.reads[res.id]
 		delete(r.reads, res.id)

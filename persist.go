@@ -14,6 +14,8 @@ type outMsg struct {
 type persistJob struct {
 	entries []Log
 	msgs    []outMsg
+	// compact, when set, trims the log before entries are written.
+	compact logCompaction
 }
 
 // persister writes log entries on a goroutine of its own, so the leader
@@ -74,6 +76,14 @@ func (p *persister) write(jobs []persistJob) (*Log, error) {
 	p.batch = p.batch[:0]
 	var last *Log
 	for ji := range jobs {
+		if jobs[ji].compact.to > 0 {
+			if err := p.store(); err != nil {
+				return nil, err
+			}
+			if err := p.compact(jobs[ji].compact); err != nil {
+				return nil, err
+			}
+		}
 		ents := jobs[ji].entries
 		if len(ents) == 0 {
 			continue

@@ -10,6 +10,9 @@ const (
 	// stateReplicate: the logs match up to match; the leader streams
 	// appends, up to the in-flight window.
 	stateReplicate
+	// stateSnapshot: the entries the follower needs are compacted away; a
+	// snapshot transfer is under way and no appends are sent.
+	stateSnapshot
 )
 
 // progress is the leader's view of one follower (Raft paper Figure 2:
@@ -28,6 +31,9 @@ type progress struct {
 	// outstanding; a stalled stream (lost appends) falls back to probing.
 	stallTicks int
 	inflight   inflights
+	// pendingSnapshot is the index of the snapshot being sent, in
+	// stateSnapshot.
+	pendingSnapshot uint64
 }
 
 func newProgress(next uint64, maxMsgs int, maxBytes uint64) *progress {
@@ -37,6 +43,15 @@ func newProgress(next uint64, maxMsgs int, maxBytes uint64) *progress {
 func (p *progress) becomeProbe() {
 	p.state = stateProbe
 	p.next = p.match + 1
+	p.probeSent = false
+	p.stallTicks = 0
+	p.inflight.reset()
+}
+
+// becomeSnapshot starts sending the snapshot at index.
+func (p *progress) becomeSnapshot(index uint64) {
+	p.state = stateSnapshot
+	p.pendingSnapshot = index
 	p.probeSent = false
 	p.stallTicks = 0
 	p.inflight.reset()
@@ -52,8 +67,11 @@ func (p *progress) becomeReplicate() {
 // paused reports whether the leader must not send this follower another
 // append now.
 func (p *progress) paused() bool {
-	if p.state == stateProbe {
+	switch p.state {
+	case stateProbe:
 		return p.probeSent
+	case stateSnapshot:
+		return true
 	}
 	return p.inflight.full()
 }
@@ -98,7 +116,7 @@ func (p *progress) rejected(rejectedIndex, hint uint64) bool {
 		p.next = next
 		return true
 	}
-	if p.next-1 != rejectedIndex {
+	if p.state == stateSnapshot || p.next-1 != rejectedIndex {
 		return false
 	}
 	p.next = max(p.match+1, min(rejectedIndex, hint+1))

@@ -66,6 +66,7 @@ type Raft struct {
 
 	persister *persister
 	applier   *applier
+	snapDriver
 
 	applyCh       chan *future
 	opCh          chan func()
@@ -120,7 +121,7 @@ func NewRaft(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 	if err != nil {
 		return nil, err
 	}
-	snap, err := restoreSnapshot(fsm, snaps)
+	snap, err := restoreNewestSnapshot(conf.Logger, fsm, snaps, logs)
 	if err != nil {
 		return nil, err
 	}
@@ -155,31 +156,12 @@ func NewRaft(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 	r.applier = newApplier(fsm, snap.Index, func() { notify(r.applyNotify) })
 	r.publish()
 
+	r.startSnapshotWorkers(snaps, snap)
 	r.wg.Add(3)
 	go func() { defer r.wg.Done(); r.persister.run() }()
 	go func() { defer r.wg.Done(); r.applier.run() }()
 	go func() { defer r.wg.Done(); r.run() }()
 	return r, nil
-}
-
-// restoreSnapshot restores the FSM from the newest snapshot and returns its
-// metadata, or zero metadata when there is none.
-func restoreSnapshot(fsm FSM, snaps SnapshotStore) (SnapshotMeta, error) {
-	metas, err := snaps.List()
-	if err != nil {
-		return SnapshotMeta{}, fmt.Errorf("raft: list snapshots: %w", err)
-	}
-	if len(metas) == 0 {
-		return SnapshotMeta{}, nil
-	}
-	meta, rc, err := snaps.Open(metas[0].ID)
-	if err != nil {
-		return SnapshotMeta{}, fmt.Errorf("raft: open snapshot %s: %w", metas[0].ID, err)
-	}
-	if err := fsm.Restore(rc); err != nil {
-		return SnapshotMeta{}, fmt.Errorf("raft: restore snapshot %s: %w", meta.ID, err)
-	}
-	return *meta, nil
 }
 
 // loadLog reads the entries after snapIndex and checks that they form a
@@ -440,6 +422,7 @@ func (r *Raft) close(err error) {
 		close(r.shutdownCh)
 		r.persister.close()
 		r.applier.close()
+		r.closeSnapshots()
 	})
 }
 

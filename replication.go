@@ -18,9 +18,7 @@ func (c *core) sendAppend(to ServerID) bool {
 	prevTerm, ok := c.log.term(prevIndex)
 	if !ok {
 		// The entry is compacted away; the follower needs a snapshot.
-		// Snapshot shipping is not part of this core yet, and the log is
-		// never compacted without it.
-		return false
+		return c.maybeSendSnapshot(to)
 	}
 	ents := c.log.slice(pr.next, c.log.lastIndex()+1, c.cfg.maxAppendEntries, c.cfg.maxAppendBytes)
 	if len(ents) == 0 && pr.state == stateReplicate {
@@ -119,7 +117,7 @@ func (c *core) handleLeaderAppendResp(m *Message) {
 	if !pr.acked(m.Index) {
 		return
 	}
-	if pr.state == stateProbe {
+	if pr.state != stateReplicate {
 		pr.becomeReplicate()
 	}
 	c.maybeCommit()

@@ -37,6 +37,14 @@ const (
 	// MsgTimeoutNow tells the receiver to start an election at once
 	// (leadership transfer).
 	MsgTimeoutNow
+	// MsgSnapshot is one chunk of InstallSnapshot: the leader's snapshot
+	// ending at (Index, LogTerm), in Snapshot.
+	MsgSnapshot
+	// MsgSnapshotResp answers MsgSnapshot for the snapshot at Index:
+	// Snapshot.Offset is how many bytes the follower holds, Snapshot.Done
+	// that it has installed the snapshot (or already covered it), Reject
+	// that it gave the transfer up.
+	MsgSnapshotResp
 
 	msgTypeEnd // one past the last valid type
 )
@@ -47,6 +55,7 @@ var msgTypeNames = [...]string{
 	MsgVote: "MsgVote", MsgVoteResp: "MsgVoteResp",
 	MsgPreVote: "MsgPreVote", MsgPreVoteResp: "MsgPreVoteResp",
 	MsgTimeoutNow: "MsgTimeoutNow",
+	MsgSnapshot:   "MsgSnapshot", MsgSnapshotResp: "MsgSnapshotResp",
 }
 
 // String returns the message type's name.
@@ -77,6 +86,8 @@ type Message struct {
 	RejectHint uint64 // the last index at which the follower's log may match (rejected append)
 	Context    []byte // echoed in the response (heartbeats)
 	Transfer   bool   // the vote is part of a leadership transfer: bypass leader stickiness
+
+	Snapshot *SnapshotChunk // MsgSnapshot and MsgSnapshotResp
 }
 
 // Transport carries Messages between servers. keel calls Send from several
@@ -160,6 +171,9 @@ func (m *Message) validate() error {
 	}
 	if m.From == "" {
 		return errors.New("empty sender ID")
+	}
+	if err := m.validateSnapshot(); err != nil {
+		return err
 	}
 	for i := range m.Entries {
 		e := &m.Entries[i]

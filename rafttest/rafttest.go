@@ -27,11 +27,12 @@ const DefaultTimeout = 10 * time.Second
 type Option func(*options)
 
 type options struct {
-	config  func(*raft.Config)
-	seed    uint64
-	seeded  bool
-	durable bool
-	timeout time.Duration
+	config    func(*raft.Config)
+	seed      uint64
+	seeded    bool
+	durable   bool
+	timeout   time.Duration
+	wrapSnaps func(raft.ServerID, raft.SnapshotStore) raft.SnapshotStore
 }
 
 // WithConfig lets f adjust every server's configuration after the kit's
@@ -48,6 +49,13 @@ func WithSeed(seed uint64) Option { return func(o *options) { o.seed, o.seeded =
 // storage/wal's log and stable store and storage/filesnap's snapshot store.
 // A crash then keeps exactly what those stores synced to disk.
 func WithDurableStores() Option { return func(o *options) { o.durable = true } }
+
+// WithSnapshotStoreWrapper makes every server use wrap(id, store) in place
+// of its snapshot store, each time the stores are opened: to count, slow
+// down or fail what keel writes and reads.
+func WithSnapshotStoreWrapper(wrap func(id raft.ServerID, store raft.SnapshotStore) raft.SnapshotStore) Option {
+	return func(o *options) { o.wrapSnaps = wrap }
+}
 
 // WithTimeout sets how long each helper waits for its condition before it
 // fails the test (default DefaultTimeout).
@@ -214,6 +222,7 @@ func (c *Cluster) openStores(s *Server) {
 			s.mem, s.memSnaps = storeinmem.NewStore(), storeinmem.NewSnapshotStore()
 		}
 		s.logs, s.stable, s.snaps = s.mem, s.mem, s.memSnaps
+		c.wrapSnaps(s)
 		return
 	}
 	var err error
@@ -231,6 +240,13 @@ func (c *Cluster) openStores(s *Server) {
 		c.t.Fatalf("rafttest: %s: open snapshot store: %v", s.ID, err)
 	}
 	s.logs, s.stable, s.snaps = s.wal, s.walStab, snaps
+	c.wrapSnaps(s)
+}
+
+func (c *Cluster) wrapSnaps(s *Server) {
+	if c.opts.wrapSnaps != nil {
+		s.snaps = c.opts.wrapSnaps(s.ID, s.snaps)
+	}
 }
 
 // closeStores closes s's durable stores, or keeps only the durable state of

@@ -15,7 +15,7 @@
 // Connections are one-way: a server writes frames on the connections it
 // dials and reads frames on the ones it accepts. For every peer address there
 // are two lanes, each with its own bounded queue, sender goroutine and
-// connection: the bulk lane carries MsgAppend and MsgAppendResp, the fast lane
+// connection: the bulk lane carries MsgAppend, MsgSnapshot and their answers, the fast lane
 // everything else, so heartbeats and votes never wait behind a large append.
 // Lanes live until Close (a server talks to the few addresses in its
 // configuration).
@@ -232,7 +232,7 @@ func (t *Transport) Send(target raft.ServerAddress, m *raft.Message) error {
 		}
 	}
 	l := p.fast
-	if m.Type == raft.MsgAppend || m.Type == raft.MsgAppendResp {
+	if m.Type == raft.MsgAppend || m.Type == raft.MsgAppendResp || m.Type == raft.MsgSnapshot || m.Type == raft.MsgSnapshotResp {
 		l = p.bulk
 	}
 	select {
