@@ -249,6 +249,14 @@ func (c *core) stepLowerTerm(m *Message) {
 		c.send(Message{Type: MsgAppendResp, To: m.From, Index: m.Index, Reject: true})
 	case MsgPreVote:
 		c.send(Message{Type: MsgPreVoteResp, To: m.From, Reject: true})
+	case MsgVote:
+		// Raft paper Figure 2: the answer carries the current term, so a
+		// candidate left behind in an old term catches up. Without it, a
+		// candidate whose log is the longest but whose term is stale
+		// (possible when servers differ in PreVote, as during a rolling
+		// change of that setting) is never heard and never hears — a
+		// deadlock the simulator found (TestSimulatorRegressions).
+		c.send(Message{Type: MsgVoteResp, To: m.From, Reject: true})
 	case MsgSnapshot:
 		c.send(Message{Type: MsgSnapshotResp, To: m.From, Index: m.Index, Reject: true})
 	}

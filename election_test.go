@@ -191,3 +191,24 @@ func TestRejectedVoteDoesNotResetTimer(t *testing.T) {
 	require.False(t, rd.msgs[0].Reject)
 	require.Equal(t, 0, v.electionElapsed, "a granted vote resets the timer")
 }
+
+// Figure 2: a vote request from an older term is refused with the current
+// term, so that a candidate stuck in an old term learns it (the deadlock of
+// TestSimulatorRegressions, seed 234).
+func TestStaleVoteRequestAnsweredWithCurrentTerm(t *testing.T) {
+	net := newCoreNet(t, 3, 1, nil)
+	v := net.nodes["s3"].c
+	v.step(&Message{Type: MsgHeartbeat, From: "s1", To: "s3", Term: 9})
+	v.ready()
+	v.step(&Message{Type: MsgVote, From: "s2", To: "s3", Term: 4, Index: 50, LogTerm: 4})
+	rd := v.ready()
+	require.Len(t, rd.msgs, 1)
+	require.Equal(t, Message{Type: MsgVoteResp, From: "s3", To: "s2", Term: 9, Reject: true}, rd.msgs[0])
+
+	cand := net.nodes["s2"].c
+	cand.campaign(campaignElection)
+	cand.ready()
+	cand.step(&rd.msgs[0])
+	require.Equal(t, uint64(9), cand.term, "the candidate learns the newer term")
+	require.Equal(t, roleFollower, cand.role)
+}

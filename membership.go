@@ -487,20 +487,28 @@ func (c *core) mostUpToDateVoter() ServerID {
 
 // canCampaign reports whether this server may start an election: it is a
 // voter of its latest configuration, or the latest is not known to be
-// committed and it is a voter of the committed one. The second case is the
+// committed and it is a voter of the one before. The second case is the
 // Raft dissertation's §4.2.2: a server that a pending C_new leaves out may
 // still be needed to commit it (say the leader that appended C_new lost
 // leadership and the only servers with C_new in their logs are ones it
 // removes); it then campaigns under its latest configuration, where its
 // own vote does not count. Once it knows C_new is committed, it never
 // campaigns again.
+//
+// The configuration before the latest is committed: a leader appends a
+// configuration only once the one before it has committed. That holds
+// even where this server's commit index does not show it (after a
+// restart the commit index starts at the snapshot), which is why the rule
+// looks at the previous entry rather than at what is known committed: the
+// simulator found a cluster that could elect no leader when a restarted
+// server, the only one holding C_new, judged by its commit index (seed 487).
 func (c *core) canCampaign() bool {
 	if c.isVoter(c.id()) {
 		return true
 	}
-	if c.confs.latest().index <= c.log.committed {
+	if c.confs.latest().index <= c.log.committed || len(c.confs.entries) < 2 {
 		return false
 	}
-	committed := c.confs.committed(c.log.committed).conf
-	return slices.Contains(voterIDs(committed.Servers), c.id()) || slices.Contains(voterIDs(committed.Old), c.id())
+	prev := c.confs.entries[len(c.confs.entries)-2].conf
+	return slices.Contains(voterIDs(prev.Servers), c.id()) || slices.Contains(voterIDs(prev.Old), c.id())
 }

@@ -514,3 +514,25 @@ func TestCoreConfigRollback(t *testing.T) {
 	require.Empty(t, c.outgoing)
 	require.Equal(t, []string{"y"}, net.commands("s1"))
 }
+
+// A server that an uncommitted C_new removes may campaign — it can be the
+// only one holding C_new — even after a restart, when its commit index no
+// longer shows that the configuration before C_new was committed (the
+// simulator's seed 487, see TestSimulatorRegressions).
+func TestRestartedRemovedServerCampaigns(t *testing.T) {
+	both := Configuration{Servers: []Server{{ID: "s1", Address: "s1"}, {ID: "s2", Address: "s2"}}}
+	onlyS2 := Configuration{Servers: []Server{{ID: "s2", Address: "s2"}}}
+	ents := []Log{
+		{Index: 1, Term: 1, Type: LogConfiguration, Data: encodeConfiguration(both)},
+		{Index: 2, Term: 1, Type: LogConfiguration, Data: encodeConfiguration(onlyS2)},
+	}
+	restarted := func(id ServerID) *core {
+		return newCore(testCoreConfig(id, 1), hardState{Term: 1}, 0, 0, confEntry{}, slices.Clone(ents))
+	}
+	c := restarted("s1")
+	require.Zero(t, c.log.committed)
+	require.True(t, c.canCampaign(), "s1 votes in the configuration before the uncommitted C_new")
+	c.log.committed = 2
+	require.False(t, c.canCampaign(), "once C_new is known committed, s1 never campaigns")
+	require.False(t, restarted("s3").canCampaign(), "a server in no configuration never campaigns")
+}

@@ -72,9 +72,11 @@ type simChecker struct {
 	leaderOf map[uint64]ServerID
 	entries  map[[2]uint64]uint64 // (index, term) -> chained hash, for log matching
 	// committed holds the chained hash and term of every entry known
-	// committed, index i at [i-1].
+	// committed, index i at [i-1], and the term of the server that first
+	// reported it committed: it was committed in that term or earlier.
 	committed     []uint64
 	committedTerm []uint64
+	committedIn   []uint64
 	lives         map[ServerID]*simLife
 }
 
@@ -178,6 +180,7 @@ func (k *simChecker) commit(n *simNode, i uint64) {
 	}
 	k.committed = append(k.committed, h)
 	k.committedTerm = append(k.committedTerm, t)
+	k.committedIn = append(k.committedIn, n.c.term)
 	// It was committed in a term no later than n's: leaders of later
 	// terms must already hold it. (A leader of an earlier term, cut off
 	// without CheckQuorum, need not.)
@@ -190,9 +193,15 @@ func (k *simChecker) commit(n *simNode, i uint64) {
 	}
 }
 
-// completeness checks that a new leader holds every entry known committed.
+// completeness checks that a new leader holds every entry known committed
+// in an earlier term than its own. (A leader of an old term can win late —
+// its votes delayed — after entries committed in later terms; it need not
+// hold those.)
 func (k *simChecker) completeness(n *simNode) {
 	last := uint64(len(k.committed))
+	for last > 0 && k.committedIn[last-1] >= n.c.term {
+		last--
+	}
 	if last == 0 {
 		return
 	}

@@ -69,6 +69,10 @@ type simCluster struct {
 	clients []*simClient
 	keys    []string
 
+	// changeEvery and transferEvery are the mean times between membership
+	// changes and leadership transfers; 0 when the seed makes none.
+	changeEvery, transferEvery sim.Time
+
 	calm    bool // the liveness phase: no new faults, no new client ops
 	err     error
 	res     simResult
@@ -94,12 +98,13 @@ type simNode struct {
 	mirror simMirror // the core's log as the checkers see it
 	fsm    simFSM
 	// Client work this server holds as leader.
-	props     map[uint64]simPending // proposals by log index
-	reads     map[uint64]simPending // read requests by ID
-	readWaits []simPending          // reads waiting for their index to apply
-	lastRead  uint64
-	wasLeader bool
-	term      uint64
+	props      map[uint64]simPending // proposals by log index
+	reads      map[uint64]simPending // read requests by ID
+	readWaits  []simPending          // reads waiting for their index to apply
+	lastRead   uint64
+	wasLeader  bool
+	term       uint64
+	commitSeen uint64
 }
 
 // simWrite is one log write in the disk queue, with the messages that wait
@@ -119,25 +124,38 @@ func newSimCluster(opt simOptions, dataDir string) *simCluster {
 	if opt.servers == 0 {
 		opt.servers = []int{3, 5, 7}[r.IntN(3)]
 	}
-	nominal := sim.Time(opt.ticks/opt.servers+1) * simTick
 	s := &simCluster{
 		opt:     opt,
 		rand:    r,
-		faults:  sim.DrawFaults(r, opt.servers, simET, nominal),
 		trace:   sim.NewTrace(80),
 		writes:  map[uint64]*simWriteOp{},
 		dataDir: dataDir,
 	}
+	// Most seeds change the membership as they go: two spare servers,
+	// started empty, may be added, and members removed or demoted.
+	pool := opt.servers
+	if r.IntN(10) < 7 {
+		s.changeEvery = simET * sim.Time(2+r.IntN(9))
+		pool = min(opt.servers+2, 7)
+	}
+	if r.IntN(2) == 0 {
+		s.transferEvery = simET * sim.Time(2+r.IntN(9))
+	}
+	// The time opt.ticks take when every server is up.
+	nominal := sim.Time(opt.ticks/pool+1) * simTick
+	s.faults = sim.DrawFaults(r, pool, simET, nominal)
 	s.net = sim.NewNetwork(r, s.faults)
 	s.check = newSimChecker(s)
-	s.ids = serverIDs(opt.servers)
-	boot := Log{Index: 1, Term: 1, Type: LogConfiguration, Data: encodeConfiguration(bootstrapConfig(s.ids))}
+	s.ids = serverIDs(pool)
+	// PreVote and CheckQuorum may be switched off by users, and differ
+	// between servers while a change of them rolls out. Without
+	// CheckQuorum a cut-off leader keeps leading, beside the new one.
+	preVote, checkQuorum := simSetting(r), simSetting(r)
+	boot := Log{Index: 1, Term: 1, Type: LogConfiguration, Data: encodeConfiguration(bootstrapConfig(s.ids[:opt.servers]))}
 	for i, id := range s.ids {
 		cfg := coreConfig{
 			id: id, electionTicks: simElectionTicks, heartbeatTicks: 2, leaseTicks: simElectionTicks / 2,
-			// Either may be switched off by users; without CheckQuorum a
-			// cut-off leader keeps leading, beside the new one.
-			preVote: r.IntN(2) == 0, checkQuorum: r.IntN(4) != 0,
+			preVote: preVote(), checkQuorum: checkQuorum(),
 			// Small batches and windows split what a leader sends, which
 			// opens the windows some bugs need.
 			maxAppendEntries: []int{1, 2, 3, 8, 64}[r.IntN(5)], maxAppendBytes: 1 << 20,
@@ -147,10 +165,11 @@ func newSimCluster(opt simOptions, dataDir string) *simCluster {
 		}
 		n := &simNode{
 			s: s, id: id, cfg: cfg,
-			period:  simTick * sim.Time(75+r.IntN(51)) / 100,
-			disk:    s.faults.DiskDelay[i],
-			hs:      hardState{Term: 1},
-			durable: []Log{boot},
+			period: simTick * sim.Time(75+r.IntN(51)) / 100,
+			disk:   s.faults.DiskDelay[i],
+		}
+		if i < opt.servers {
+			n.hs, n.durable = hardState{Term: 1}, []Log{boot}
 		}
 		s.nodes = append(s.nodes, n)
 		s.names = append(s.names, string(id))
@@ -162,6 +181,19 @@ func newSimCluster(opt simOptions, dataDir string) *simCluster {
 		s.clients = append(s.clients, &simClient{s: s, id: i, target: s.ids[r.IntN(len(s.ids))]})
 	}
 	return s
+}
+
+// simSetting draws how a seed sets a boolean option: on everywhere, off
+// everywhere, or at random per server.
+func simSetting(r *rand.Rand) func() bool {
+	switch r.IntN(4) {
+	case 0, 1:
+		return func() bool { return true }
+	case 2:
+		return func() bool { return false }
+	default:
+		return func() bool { return r.IntN(2) == 0 }
+	}
 }
 
 // runSim runs one seed: the fault phase, then the liveness phase, then the
@@ -178,7 +210,7 @@ func runSim(opt simOptions, dataDir string) simResult {
 	// and the clients have started opt.ops operations; faults are drawn
 	// over ten times the time the ticks take without downtime, room for
 	// seeds whose faults keep the cluster down most of the time.
-	duration := 10 * sim.Time(s.opt.ticks/s.opt.servers+1) * simTick
+	duration := 10 * sim.Time(s.opt.ticks/len(s.nodes)+1) * simTick
 	s.scheduleFaults(duration)
 	s.sched.RunUntil(duration, func() bool {
 		return s.err != nil || s.res.ticks >= s.opt.ticks && s.hist.Len() >= s.opt.ops
@@ -233,7 +265,7 @@ func (n *simNode) start() {
 	n.mirror.reset(n.durable)
 	n.fsm.reset()
 	n.props, n.reads, n.readWaits = map[uint64]simPending{}, map[uint64]simPending{}, nil
-	n.wasLeader, n.term = false, n.c.term
+	n.wasLeader, n.term, n.commitSeen = false, n.c.term, 0
 	n.s.check.restarted(n)
 	n.scheduleTick()
 }
@@ -308,8 +340,12 @@ func (n *simNode) flush() {
 		s.churn(n)
 	}
 	n.leadershipChanged()
+	// Crash points: right after a vote or term change, after an append,
+	// after the commit index moved — where durability bugs show.
+	committed := n.c.log.committed > n.commitSeen
+	n.commitSeen = n.c.log.committed
 	if !s.calm && (rd.hardState != nil && s.faults.CrashAfterVote > 0 && s.rand.Float64() < s.faults.CrashAfterVote ||
-		len(rd.entries) > 0 && s.faults.CrashAfterWrite > 0 && s.rand.Float64() < s.faults.CrashAfterWrite) {
+		(len(rd.entries) > 0 || committed) && s.faults.CrashAfterWrite > 0 && s.rand.Float64() < s.faults.CrashAfterWrite) {
 		s.crashOne(n)
 	}
 }
@@ -369,6 +405,16 @@ func (s *simCluster) scheduleFaults(duration sim.Time) {
 			s.sched.At(t, func() { s.crashOne(s.nodes[s.rand.IntN(len(s.nodes))]) })
 		}
 	}
+	if s.changeEvery > 0 {
+		for t := s.exp(s.changeEvery); t < duration; t += s.exp(s.changeEvery) {
+			s.sched.At(t, s.changeMembership)
+		}
+	}
+	if s.transferEvery > 0 {
+		for t := s.exp(s.transferEvery); t < duration; t += s.exp(s.transferEvery) {
+			s.sched.At(t, s.transferLeadership)
+		}
+	}
 	if f.Partition || f.OneWay || f.IsolateLeader {
 		for t := s.exp(f.PartitionEvery); t < duration; t += s.exp(f.PartitionEvery) {
 			s.sched.At(t, s.partition)
@@ -379,6 +425,59 @@ func (s *simCluster) scheduleFaults(duration sim.Time) {
 // exp draws an exponential interval with the given mean.
 func (s *simCluster) exp(mean sim.Time) sim.Time {
 	return sim.Time(s.rand.ExpFloat64()*float64(mean)) + 1
+}
+
+// anyLeader returns the live leader of the highest term, if any.
+func (s *simCluster) anyLeader() *simNode {
+	var l *simNode
+	for _, n := range s.nodes {
+		if n.up() && n.c.role == roleLeader && (l == nil || n.c.term > l.c.term) {
+			l = n
+		}
+	}
+	return l
+}
+
+// changeMembership asks the leader for a random new configuration: any
+// subset of the servers, each a voter or a nonvoter, at least one voter.
+func (s *simCluster) changeMembership() {
+	l := s.anyLeader()
+	if s.calm || l == nil {
+		return
+	}
+	var target Configuration
+	for _, id := range s.ids {
+		if s.rand.IntN(3) == 0 {
+			continue
+		}
+		sf := Voter
+		if s.rand.IntN(4) == 0 {
+			sf = Nonvoter
+		}
+		target.Servers = append(target.Servers, Server{Suffrage: sf, ID: id, Address: ServerAddress(id)})
+	}
+	if len(voterIDs(target.Servers)) == 0 {
+		return
+	}
+	_, err := l.c.changeConfig(target)
+	s.record(l, "change", fmt.Sprint(voterIDs(target.Servers), err))
+	l.flush()
+}
+
+// transferLeadership asks the leader to hand over, to a random voter or to
+// the one it picks.
+func (s *simCluster) transferLeadership() {
+	l := s.anyLeader()
+	if s.calm || l == nil {
+		return
+	}
+	var to ServerID
+	if s.rand.IntN(2) == 0 {
+		to = s.ids[s.rand.IntN(len(s.ids))]
+	}
+	_, target, err := l.c.transferLeadership(to)
+	s.record(l, "transfer", fmt.Sprint(target, err))
+	l.flush()
 }
 
 // crashLeader crashes the leader, or tries again shortly if there is none.
@@ -510,7 +609,7 @@ func (s *simCluster) liveness() {
 	}
 	start := s.sched.Now()
 	if s.sched.RunUntil(start+10*simET, func() bool { return s.err != nil || s.leader() != nil }) {
-		s.fail("liveness: no leader within 10 election timeouts of healing")
+		s.fail("liveness: no leader within 10 election timeouts of healing: %s", s.progress())
 		return
 	}
 	if s.err != nil {
@@ -521,40 +620,45 @@ func (s *simCluster) liveness() {
 	}
 }
 
-// leader returns the leader every server follows, if there is one.
+// leader returns the leader every member of its latest configuration
+// follows, if there is one. (Servers removed from the cluster may do as
+// they like.)
 func (s *simCluster) leader() *simNode {
-	var l *simNode
-	for _, n := range s.nodes {
-		if n.up() && n.c.role == roleLeader {
-			l = n
-		}
-	}
+	l := s.anyLeader()
 	if l == nil {
 		return nil
 	}
-	for _, n := range s.nodes {
-		if !n.up() || n.c.term != l.c.term || n.c.lead != l.id {
+	for _, n := range s.members(l) {
+		if n != l && (n.c.term != l.c.term || n.c.lead != l.id) {
 			return nil
 		}
 	}
 	return l
 }
 
-// converged reports whether every server has applied the leader's whole
-// log, with equal FSMs.
+// members returns the servers of l's latest configuration.
+func (s *simCluster) members(l *simNode) []*simNode {
+	var ns []*simNode
+	for _, id := range l.c.confs.latest().conf.memberIDs() {
+		ns = append(ns, s.node(id))
+	}
+	return ns
+}
+
+// converged reports whether the membership has settled (the latest
+// configuration committed and not joint) and every member has applied the
+// leader's whole log, with equal FSMs.
 func (s *simCluster) converged() bool {
 	l := s.leader()
 	if l == nil {
 		return false
 	}
-	last := l.c.log.lastIndex()
-	for _, n := range s.nodes {
-		if n.c.log.applied != last || n.fsm.applied != last {
-			return false
-		}
+	if latest := l.c.confs.latest(); latest.conf.Joint() || latest.index > l.c.log.committed {
+		return false
 	}
-	for _, n := range s.nodes {
-		if n.fsm.hash() != l.fsm.hash() {
+	last := l.c.log.lastIndex()
+	for _, n := range s.members(l) {
+		if n.c.log.applied != last || n.fsm.applied != last || n.fsm.hash() != l.fsm.hash() {
 			return false
 		}
 	}
@@ -568,8 +672,8 @@ func (s *simCluster) progress() string {
 			out += fmt.Sprintf("%s down; ", n.id)
 			continue
 		}
-		out += fmt.Sprintf("%s %v term %d lead %s last %d commit %d applied %d; ",
-			n.id, n.c.role, n.c.term, n.c.lead, n.c.log.lastIndex(), n.c.log.committed, n.c.log.applied)
+		out += fmt.Sprintf("%s %v term %d lead %s last %d commit %d applied %d conf %v; ",
+			n.id, n.c.role, n.c.term, n.c.lead, n.c.log.lastIndex(), n.c.log.committed, n.c.log.applied, n.c.confs.latest())
 	}
 	return out
 }
