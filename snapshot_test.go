@@ -59,8 +59,12 @@ func TestScenario10FarBehindCatchesUpBySnapshot(t *testing.T) {
 		metas, err := behind.SnapshotStore().List()
 		require.NoError(t, err)
 		require.NotEmpty(t, metas, "%s caught up through a snapshot", behind)
-		first := firstIndex(t, behind)
-		require.True(t, first == 0 || first > 200, "%s's log starts after the snapshot (or is empty), not at %d", behind, first)
+		// The install trims the LogStore on the persister, beside the FSM
+		// restore on the applier: the restored state can show first.
+		rafttest.WaitFor(t, c.Timeout(), fmt.Sprintf("%s's log starts after the snapshot (or is empty)", behind), func() bool {
+			first := firstIndex(t, behind)
+			return first == 0 || first > 200
+		})
 	})
 }
 
