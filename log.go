@@ -220,7 +220,14 @@ func (l *raftLog) append(ents ...Log) {
 	}
 	first := ents[0].Index
 	if first <= l.lastIndex() {
-		l.entries = l.entries[:first-l.snapIndex-1]
+		// Entries once handed out — in messages the transport encodes
+		// later, in jobs the persister writes later — must never change
+		// under their readers: cut the capacity so that the append copies
+		// to a new array instead of overwriting the old suffix in place.
+		// (The simulator caught a follower receiving, in a message of term
+		// 115, an entry of term 116 written over the one it was sent with.)
+		keep := first - l.snapIndex - 1
+		l.entries = l.entries[:keep:keep]
 		l.stable = min(l.stable, first-1)
 		l.unsent = min(l.unsent, first)
 	}
