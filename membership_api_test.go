@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -41,23 +40,6 @@ func startLoad(t *testing.T, c *cluster, writers int) *writeLoad {
 	return l
 }
 
-// leaderRaft returns the live server leading in the highest term, or nil.
-func leaderRaft(c *cluster) *raft.Raft {
-	var best *raft.Raft
-	var bestTerm uint64
-	for _, s := range c.Servers() {
-		r := s.Raft()
-		if r == nil || r.State() != raft.Leader {
-			continue
-		}
-		term, _ := strconv.ParseUint(r.Stats()["term"], 10, 64)
-		if best == nil || term > bestTerm {
-			best, bestTerm = r, term
-		}
-	}
-	return best
-}
-
 func (l *writeLoad) run(w int) {
 	backoff := func() bool {
 		select {
@@ -75,7 +57,7 @@ func (l *writeLoad) run(w int) {
 			return
 		default:
 		}
-		r := leaderRaft(l.c)
+		r := l.c.CurrentLeader()
 		if r == nil {
 			if !backoff() {
 				return

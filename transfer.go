@@ -1,6 +1,9 @@
 package raft
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // Leadership transfer (Raft dissertation §3.10): the leader stops taking
 // proposals, brings the target's log up to date, and sends it MsgTimeoutNow;
@@ -40,7 +43,7 @@ func (c *core) transferLeadership(to ServerID) (uint64, ServerID, error) {
 	switch {
 	case to == c.id():
 		return 0, "", fmt.Errorf("%w: %s is already the leader", ErrNoTransferTarget, to)
-	case !slicesContains(c.incoming, to):
+	case !slices.Contains(c.incoming, to):
 		return 0, "", fmt.Errorf("%w: %s is not a voter of the latest configuration", ErrNoTransferTarget, to)
 	}
 	t := &c.transfer
@@ -48,15 +51,6 @@ func (c *core) transferLeadership(to ServerID) (uint64, ServerID, error) {
 	t.active, t.target, t.term, t.elapsed, t.sent = true, to, c.term, 0, false
 	c.fillWindow(to)
 	return t.seq, to, nil
-}
-
-func slicesContains(ids []ServerID, id ServerID) bool {
-	for _, x := range ids {
-		if x == id {
-			return true
-		}
-	}
-	return false
 }
 
 // transferBlocks returns the error for a proposal while a transfer is under

@@ -71,9 +71,9 @@ func (c *Cluster) ChangeMembership(what string, change func(ctx context.Context,
 	deadline := time.Now().Add(c.opts.timeout)
 	var lastErr error
 	for time.Now().Before(deadline) {
-		r := c.currentLeader()
+		r := c.CurrentLeader()
 		if r == nil {
-			poll(5*time.Millisecond, func() bool { return c.currentLeader() != nil })
+			poll(5*time.Millisecond, func() bool { return c.CurrentLeader() != nil })
 			continue
 		}
 		ctx, cancel := context.WithDeadline(context.Background(), deadline)

@@ -491,7 +491,7 @@ func (c *Cluster) Apply(cmd []byte) (resp any, index uint64) {
 	deadline := time.Now().Add(c.opts.timeout)
 	var lastErr error
 	for time.Now().Before(deadline) {
-		l := c.currentLeader()
+		l := c.CurrentLeader()
 		if l == nil {
 			time.Sleep(2 * time.Millisecond)
 			continue
@@ -521,9 +521,9 @@ func minTime(a, b time.Time) time.Time {
 	return b
 }
 
-// currentLeader returns the Raft of the live server that leads in the
+// CurrentLeader returns the Raft of the live server that leads in the
 // highest term, or nil.
-func (c *Cluster) currentLeader() *raft.Raft {
+func (c *Cluster) CurrentLeader() *raft.Raft {
 	var best *raft.Raft
 	var bestTerm uint64
 	for _, s := range c.Live() {
