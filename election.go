@@ -199,6 +199,9 @@ func (c *core) handleVoteRequest(m *Message) {
 	}
 	if !canVote || !(c.log.isUpToDate(m.Index, m.LogTerm) || c.cfg.bugs.SkipUpToDateCheck) {
 		c.send(Message{Type: respType, To: m.From, Term: c.term, Reject: true})
+		if m.Type == MsgVote && c.vote == c.id() && c.role != roleLeader && c.log.isUpToDate(m.Index, m.LogTerm) {
+			c.yieldCandidacy()
+		}
 		return
 	}
 	// A granted pre-vote carries the candidate's future term, so that the
@@ -209,6 +212,21 @@ func (c *core) handleVoteRequest(m *Message) {
 		c.hardStateDirty = true
 		c.electionElapsed = 0
 	}
+}
+
+// yieldCandidacy steps a server that voted for itself down when a rival of
+// its term holds a log at least as up to date: it has spent its vote on
+// itself, so it cannot
+// help the rival now, and it waits an extra election timeout before it
+// campaigns again, so that the rival's next attempt comes first. Without
+// it, a candidate whose log is behind and whose clock runs fast campaigns
+// first in every term and takes the vote the rival needs in that term —
+// when that vote is the only voter of an incoming configuration, forever
+// (a livelock the simulator found with PreVote off; PreVote avoids it).
+// Timers decide only liveness: safety is untouched.
+func (c *core) yieldCandidacy() {
+	c.becomeFollower(c.term, "")
+	c.electionElapsed = -c.cfg.electionTicks
 }
 
 // stepHigherTerm handles the term of a message newer than ours. It reports

@@ -212,3 +212,24 @@ func TestStaleVoteRequestAnsweredWithCurrentTerm(t *testing.T) {
 	require.Equal(t, uint64(9), cand.term, "the candidate learns the newer term")
 	require.Equal(t, roleFollower, cand.role)
 }
+
+// A server that voted for itself and hears a rival of its term with a log
+// at least as up to date steps down and waits an extra election timeout,
+// so that the rival's next attempt comes first (TestSimulatorRegressions,
+// seed 19). A rival with a worse log changes nothing.
+func TestYieldToBetterCandidate(t *testing.T) {
+	net := newCoreNet(t, 3, 1, func(c *coreConfig) { c.preVote = false })
+	c := net.nodes["s2"].c
+	c.campaign(campaignElection)
+	c.ready()
+	term := c.term
+	c.step(&Message{Type: MsgVote, From: "s3", To: "s2", Term: term}) // an empty log: worse
+	require.True(t, c.ready().msgs[0].Reject)
+	require.Equal(t, roleCandidate, c.role, "a worse rival is no reason to yield")
+
+	c.step(&Message{Type: MsgVote, From: "s3", To: "s2", Term: term, Index: 5, LogTerm: 1})
+	require.True(t, c.ready().msgs[0].Reject, "the vote of this term is spent")
+	require.Equal(t, roleFollower, c.role)
+	require.Equal(t, ServerID("s2"), c.vote, "the vote stands")
+	require.Equal(t, -c.cfg.electionTicks, c.electionElapsed, "an extra election timeout before campaigning again")
+}

@@ -28,6 +28,8 @@ var simBugs = []simBug{
 	{"drop the new leader's no-op", func(o *simOptions) { o.bugs.NoNoop = true }},
 	{"serve ReadIndex before the new leader's first commit", func(o *simOptions) { o.bugs.ReadBeforeCommitInTerm = true }},
 	{"use a single majority while joint", func(o *simOptions) { o.bugs.SingleMajorityWhileJoint = true }},
+	{"compact past the commit index", func(o *simOptions) { o.snapBugs.CompactPastCommit = true }},
+	{"install a snapshot older than the applied index", func(o *simOptions) { o.snapBugs.ApplyOlderSnapshot = true }},
 }
 
 // simBugBudget is how many seeds a planted bug may take to be caught.

@@ -1,5 +1,7 @@
 package raft
 
+import "slices"
+
 // The simulator's safety checkers run on every output of every server and
 // fail the seed at the first violation:
 //
@@ -10,6 +12,8 @@ package raft
 //   - leader completeness: a leader holds every entry known committed;
 //   - committed entries agree: no two servers commit different entries at
 //     one index (which implies state machine safety for what they apply);
+//   - AppendEntries from an older term is refused, with the newer term
+//     (Figure 2: "reply false if term < currentTerm");
 //   - the commit rule: a leader moves its commit index only onto an entry
 //     of its own term (Figure 8; the consequence, a committed entry lost,
 //     needs a rare sequence of elections to show);
@@ -26,9 +30,24 @@ type simMirror struct {
 	chain []uint64
 }
 
-func (m *simMirror) reset(ents []Log) {
-	m.terms, m.chain = m.terms[:0], m.chain[:0]
+// resetAt makes the mirror a log that starts after a snapshot at index
+// (the committed prefix) and holds ents after it.
+func (m *simMirror) resetAt(k *simChecker, index uint64, ents []Log) {
+	m.terms = append(m.terms[:0], k.committedTerm[:index]...)
+	m.chain = append(m.chain[:0], k.committed[:index]...)
 	m.append(ents)
+}
+
+// install replaces the mirror's prefix up to a snapshot at index with the
+// committed prefix, keeping a suffix up to last if the core kept one.
+func (m *simMirror) install(k *simChecker, index, last uint64) {
+	keep := min(last, m.last())
+	var suffixT, suffixC []uint64
+	if keep > index {
+		suffixT, suffixC = slices.Clone(m.terms[index:keep]), slices.Clone(m.chain[index:keep])
+	}
+	m.terms = append(append(m.terms[:0], k.committedTerm[:index]...), suffixT...)
+	m.chain = append(append(m.chain[:0], k.committed[:index]...), suffixC...)
 }
 
 // append replaces the entries from ents[0].Index on.
@@ -92,8 +111,15 @@ func newSimChecker(s *simCluster) *simChecker {
 	return &simChecker{s: s, leaderOf: map[uint64]ServerID{}, entries: map[[2]uint64]uint64{}, lives: map[ServerID]*simLife{}}
 }
 
-func (k *simChecker) restarted(n *simNode) {
-	k.lives[n.id] = &simLife{}
+func (k *simChecker) restarted(n *simNode, snapIndex uint64) {
+	k.lives[n.id] = &simLife{commit: snapIndex, applied: snapIndex}
+}
+
+// installed records that a server's state jumped to a snapshot at index.
+func (k *simChecker) installed(n *simNode, index uint64) {
+	life := k.lives[n.id]
+	life.applied = index
+	life.commit = max(life.commit, index)
 }
 
 // appended checks entries a server just added to its log.
@@ -116,6 +142,19 @@ func (k *simChecker) appended(n *simNode, ents []Log) {
 			return
 		}
 		k.entries[key] = h
+	}
+}
+
+// staleAppendRefused checks what a server answered an append from an
+// older term: only a refusal carrying its own, newer term.
+func (k *simChecker) staleAppendRefused(n *simNode, m *Message) {
+	for _, out := range [][]Message{n.c.msgs, n.c.msgsAfterAppend} {
+		for _, r := range out {
+			if r.To == m.From && r.Type == MsgAppendResp && (!r.Reject || r.Term <= m.Term) {
+				k.s.fail("%s, in term %d, answered an append of term %d from %s with %+v", n.id, n.c.term, m.Term, m.From, r)
+				return
+			}
+		}
 	}
 }
 

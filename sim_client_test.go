@@ -3,6 +3,7 @@ package raft
 import (
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,16 +23,25 @@ const (
 	simCheckTimeout  = 30 * time.Second
 )
 
-// simFSM is the key-value state machine.
+// simFSM is the key-value state machine, with the configuration as of its
+// applied index (what a snapshot records).
 type simFSM struct {
-	kv      map[string]string
-	applied uint64
-	seen    map[uint64]bool // requests applied, to catch a write applied twice
+	kv        map[string]string
+	applied   uint64
+	seen      map[uint64]bool // requests applied, to catch a write applied twice
+	conf      Configuration
+	confIndex uint64
 }
 
 func (f *simFSM) reset() {
 	*f = simFSM{kv: map[string]string{}, seen: map[uint64]bool{}}
 }
+
+func (f *simFSM) clone() *simFSM {
+	return &simFSM{kv: maps.Clone(f.kv), applied: f.applied, seen: maps.Clone(f.seen), conf: f.conf.Clone(), confIndex: f.confIndex}
+}
+
+func (f *simFSM) restore(from *simFSM) { *f = *from.clone() }
 
 func (f *simFSM) hash() uint64 {
 	keys := make([]string, 0, len(f.kv))
@@ -243,6 +253,14 @@ func (n *simNode) apply(e *Log) {
 	s := n.s
 	s.check.applied(n, e)
 	n.fsm.applied = e.Index
+	if e.Type == LogConfiguration {
+		conf, err := decodeConfiguration(e.Data)
+		if err != nil {
+			s.fail("%s applied an undecodable configuration at %d: %v", n.id, e.Index, err)
+			return
+		}
+		n.fsm.conf, n.fsm.confIndex = conf, e.Index
+	}
 	if e.Type != LogCommand {
 		return
 	}

@@ -29,12 +29,13 @@ const (
 
 // simOptions configures one run.
 type simOptions struct {
-	seed    uint64
-	servers int
-	ticks   int // the fault phase lasts at least this many ticks over all servers
-	ops     int // and at least this many client operations
-	clients int
-	bugs    plantedBugs
+	seed     uint64
+	servers  int
+	ticks    int // the fault phase lasts at least this many ticks over all servers
+	ops      int // and at least this many client operations
+	clients  int
+	bugs     plantedBugs
+	snapBugs snapshotBugs
 	// lazyHardState is a planted driver bug: term and vote are written
 	// with the next log write instead of before any message leaves.
 	lazyHardState bool
@@ -61,7 +62,12 @@ type simCluster struct {
 	trace  *sim.Trace
 	hist   sim.History
 	writes map[uint64]*simWriteOp // puts by client and request
-	check  *simChecker
+	// snapData holds every snapshot's FSM state by ID: the bytes a real
+	// transfer would stream.
+	snapData map[string]*simFSM
+	// snapEvery is how many applied entries make a server snapshot.
+	snapEvery uint64
+	check     *simChecker
 
 	ids     []ServerID
 	names   []string
@@ -90,10 +96,13 @@ type simNode struct {
 	c      *core
 	inc    int // incarnation; events scheduled by an earlier one are void
 
-	hs      hardState
-	durable []Log
-	writes  []simWrite
-	lazyHS  *hardState
+	hs           hardState
+	durable      []Log          // the LogStore, entries durableFirst on
+	durableFirst uint64         // the index of durable[0]
+	snaps        []SnapshotMeta // the SnapshotStore, oldest first
+	writes       []simWrite
+	lazyHS       *hardState
+	snapshotting bool // a snapshot is being persisted
 
 	mirror simMirror // the core's log as the checkers see it
 	fsm    simFSM
@@ -110,9 +119,11 @@ type simNode struct {
 // simWrite is one log write in the disk queue, with the messages that wait
 // for it.
 type simWrite struct {
-	entries []Log
-	msgs    []Message
-	hs      *hardState
+	entries   []Log
+	msgs      []Message
+	hs        *hardState
+	compactTo uint64 // trim the log first: up to compactTo, or (reset) all of it
+	reset     bool
 }
 
 func newSimCluster(opt simOptions, dataDir string) *simCluster {
@@ -125,11 +136,12 @@ func newSimCluster(opt simOptions, dataDir string) *simCluster {
 		opt.servers = []int{3, 5, 7}[r.IntN(3)]
 	}
 	s := &simCluster{
-		opt:     opt,
-		rand:    r,
-		trace:   sim.NewTrace(80),
-		writes:  map[uint64]*simWriteOp{},
-		dataDir: dataDir,
+		opt:      opt,
+		rand:     r,
+		trace:    sim.NewTrace(30000),
+		writes:   map[uint64]*simWriteOp{},
+		snapData: map[string]*simFSM{},
+		dataDir:  dataDir,
 	}
 	// Most seeds change the membership as they go: two spare servers,
 	// started empty, may be added, and members removed or demoted.
@@ -147,6 +159,10 @@ func newSimCluster(opt simOptions, dataDir string) *simCluster {
 	s.net = sim.NewNetwork(r, s.faults)
 	s.check = newSimChecker(s)
 	s.ids = serverIDs(pool)
+	// Every seed snapshots often, so that logs are compacted and lagging
+	// or new servers catch up by InstallSnapshot.
+	s.snapEvery = uint64(5 + r.IntN(60))
+	trailing := uint64(r.IntN(20))
 	// PreVote and CheckQuorum may be switched off by users, and differ
 	// between servers while a change of them rolls out. Without
 	// CheckQuorum a cut-off leader keeps leading, beside the new one.
@@ -162,11 +178,15 @@ func newSimCluster(opt simOptions, dataDir string) *simCluster {
 			maxInflightMsgs: []int{1, 2, 4, 16}[r.IntN(4)],
 			rand:            rand.New(rand.NewPCG(r.Uint64(), uint64(i))),
 			bugs:            opt.bugs,
+			snapBugs:        opt.snapBugs,
+			trailingLogs:    trailing,
 		}
 		n := &simNode{
 			s: s, id: id, cfg: cfg,
 			period: simTick * sim.Time(75+r.IntN(51)) / 100,
 			disk:   s.faults.DiskDelay[i],
+
+			durableFirst: 1,
 		}
 		if i < opt.servers {
 			n.hs, n.durable = hardState{Term: 1}, []Log{boot}
@@ -208,9 +228,9 @@ func runSim(opt simOptions, dataDir string) simResult {
 	}
 	// The fault phase ends once the servers have ticked opt.ticks times
 	// and the clients have started opt.ops operations; faults are drawn
-	// over ten times the time the ticks take without downtime, room for
+	// over 40 times the time the ticks take without downtime, room for
 	// seeds whose faults keep the cluster down most of the time.
-	duration := 10 * sim.Time(s.opt.ticks/len(s.nodes)+1) * simTick
+	duration := 40 * sim.Time(s.opt.ticks/len(s.nodes)+1) * simTick
 	s.scheduleFaults(duration)
 	s.sched.RunUntil(duration, func() bool {
 		return s.err != nil || s.res.ticks >= s.opt.ticks && s.hist.Len() >= s.opt.ops
@@ -258,15 +278,33 @@ func (s *simCluster) node(id ServerID) *simNode {
 	return s.nodes[i]
 }
 
-// start boots (or reboots) a server from its durable state.
+// start boots (or reboots) a server from its durable state: the newest
+// snapshot, and the log after it.
 func (n *simNode) start() {
 	n.inc++
-	n.c = newCore(n.cfg, n.hs, 0, 0, confEntry{}, slices.Clone(n.durable))
-	n.mirror.reset(n.durable)
+	var snap SnapshotMeta
+	if len(n.snaps) > 0 {
+		snap = n.snaps[len(n.snaps)-1]
+	}
+	n.dropBehindSnapshot(snap)
+	var ents []Log
+	for _, e := range n.durable {
+		if e.Index > snap.Index {
+			ents = append(ents, e)
+		}
+	}
+	base := confEntry{}
 	n.fsm.reset()
+	if snap.Index > 0 {
+		base = confEntry{index: snap.ConfigurationIndex, conf: snap.Configuration.Clone()}
+		n.fsm.restore(n.s.snapData[snap.ID])
+	}
+	n.c = newCore(n.cfg, n.hs, snap.Index, snap.Term, base, ents)
+	n.mirror.resetAt(n.s.check, snap.Index, ents)
+	n.snapshotting = false
 	n.props, n.reads, n.readWaits = map[uint64]simPending{}, map[uint64]simPending{}, nil
-	n.wasLeader, n.term, n.commitSeen = false, n.c.term, 0
-	n.s.check.restarted(n)
+	n.wasLeader, n.term, n.commitSeen = false, n.c.term, snap.Index
+	n.s.check.restarted(n, snap.Index)
 	n.scheduleTick()
 }
 
@@ -314,8 +352,9 @@ func (n *simNode) flush() {
 			n.hs = hs
 		}
 	}
-	if len(rd.entries) > 0 || len(rd.msgsAfterAppend) > 0 || n.lazyHS != nil {
-		n.writes = append(n.writes, simWrite{entries: rd.entries, msgs: rd.msgsAfterAppend, hs: n.lazyHS})
+	if len(rd.entries) > 0 || len(rd.msgsAfterAppend) > 0 || n.lazyHS != nil || rd.compactTo > 0 {
+		n.writes = append(n.writes, simWrite{entries: rd.entries, msgs: rd.msgsAfterAppend, hs: n.lazyHS,
+			compactTo: rd.compactTo, reset: rd.resetLog})
 		n.lazyHS = nil
 		if len(n.writes) == 1 {
 			n.scheduleSync()
@@ -325,12 +364,25 @@ func (n *simNode) flush() {
 	for i := range rd.msgs {
 		s.send(rd.msgs[i])
 	}
+	for _, snd := range rd.snapshotSends {
+		n.sendSnapshot(snd)
+	}
+	for _, m := range rd.snapshotChunks {
+		n.receiveSnapshot(m)
+	}
+	if rd.restore != nil {
+		n.installed(*rd.restore)
+	}
 	s.check.afterStep(n)
+	if err := n.c.checkSnapshotInvariants(); err != nil {
+		s.fail("%v", err)
+	}
 	for i := range rd.apply {
 		n.apply(&rd.apply[i])
 	}
 	if len(rd.apply) > 0 {
 		n.c.appliedTo(rd.apply[len(rd.apply)-1].Index)
+		n.maybeSnapshot()
 	}
 	for _, r := range rd.reads {
 		n.readAnswered(r)
@@ -362,9 +414,16 @@ func (n *simNode) scheduleSync() {
 		if w.hs != nil {
 			n.hs = *w.hs
 		}
+		if w.compactTo > 0 {
+			n.trim(w.compactTo, w.reset)
+		}
 		if len(w.entries) > 0 {
 			first := w.entries[0].Index
-			n.durable = append(n.durable[:first-1], w.entries...)
+			if first < n.durableFirst || first > n.durableFirst+uint64(len(n.durable)) {
+				n.s.fail("%s wrote entries from %d to a log holding [%d, %d]", n.id, first, n.durableFirst, n.durableFirst+uint64(len(n.durable))-1)
+				return
+			}
+			n.durable = append(n.durable[:first-n.durableFirst], w.entries...)
 			last := w.entries[len(w.entries)-1]
 			n.c.persisted(last.Index, last.Term)
 		}
@@ -392,7 +451,11 @@ func (s *simCluster) deliver(m Message) {
 		return
 	}
 	s.record(to, m.Type.String(), string(m.From), m.Term, m.Index, m.LogTerm, uint64(len(m.Entries))<<32|m.Commit)
+	stale := m.Type == MsgAppend && m.Term < to.c.term
 	to.c.step(&m)
+	if stale {
+		s.check.staleAppendRefused(to, &m)
+	}
 	to.flush()
 }
 
