@@ -18,11 +18,7 @@ import (
 // maybeSnapshot starts a snapshot once enough entries were applied since
 // the last one.
 func (n *simNode) maybeSnapshot() {
-	last := uint64(0)
-	if len(n.snaps) > 0 {
-		last = n.snaps[len(n.snaps)-1].Index
-	}
-	if n.snapshotting || n.fsm.applied < last+n.s.snapEvery {
+	if n.snapshotting || n.fsm.applied < n.newestSnapshot().Index+n.s.snapEvery {
 		return
 	}
 	meta := SnapshotMeta{
@@ -60,6 +56,19 @@ func (n *simNode) dropBehindSnapshot(snap SnapshotMeta) {
 	case snap.Index >= n.durableFirst && n.durable[snap.Index-n.durableFirst].Term != snap.Term:
 		n.durable = n.durable[:snap.Index-n.durableFirst+1]
 	}
+}
+
+// newestSnapshot returns the stored snapshot of the highest index (the
+// order they were stored in can differ: a snapshot of its own may finish
+// after one installed from the leader), or the zero meta.
+func (n *simNode) newestSnapshot() SnapshotMeta {
+	var newest SnapshotMeta
+	for _, m := range n.snaps {
+		if m.Index > newest.Index {
+			newest = m
+		}
+	}
+	return newest
 }
 
 // trim applies a log compaction to the durable log.

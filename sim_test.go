@@ -76,7 +76,7 @@ type simCluster struct {
 	keys    []string
 
 	// changeEvery and transferEvery are the mean times between membership
-	// changes and leadership transfers; 0 when the seed makes none.
+	// changes and leadership transfers.
 	changeEvery, transferEvery sim.Time
 
 	calm    bool // the liveness phase: no new faults, no new client ops
@@ -99,7 +99,7 @@ type simNode struct {
 	hs           hardState
 	durable      []Log          // the LogStore, entries durableFirst on
 	durableFirst uint64         // the index of durable[0]
-	snaps        []SnapshotMeta // the SnapshotStore, oldest first
+	snaps        []SnapshotMeta // the SnapshotStore, in the order stored
 	writes       []simWrite
 	lazyHS       *hardState
 	snapshotting bool // a snapshot is being persisted
@@ -138,21 +138,17 @@ func newSimCluster(opt simOptions, dataDir string) *simCluster {
 	s := &simCluster{
 		opt:      opt,
 		rand:     r,
-		trace:    sim.NewTrace(30000),
+		trace:    sim.NewTrace(80),
 		writes:   map[uint64]*simWriteOp{},
 		snapData: map[string]*simFSM{},
 		dataDir:  dataDir,
 	}
-	// Most seeds change the membership as they go: two spare servers,
-	// started empty, may be added, and members removed or demoted.
-	pool := opt.servers
-	if r.IntN(10) < 7 {
-		s.changeEvery = simET * sim.Time(2+r.IntN(9))
-		pool = min(opt.servers+2, 7)
-	}
-	if r.IntN(2) == 0 {
-		s.transferEvery = simET * sim.Time(2+r.IntN(9))
-	}
+	// Every seed changes the membership as it goes — two spare servers,
+	// started empty, may be added, members removed or demoted — and
+	// transfers leadership.
+	pool := min(opt.servers+2, 7)
+	s.changeEvery = simET * sim.Time(2+r.IntN(9))
+	s.transferEvery = simET * sim.Time(2+r.IntN(9))
 	// The time opt.ticks take when every server is up.
 	nominal := sim.Time(opt.ticks/pool+1) * simTick
 	s.faults = sim.DrawFaults(r, pool, simET, nominal)
@@ -282,10 +278,7 @@ func (s *simCluster) node(id ServerID) *simNode {
 // snapshot, and the log after it.
 func (n *simNode) start() {
 	n.inc++
-	var snap SnapshotMeta
-	if len(n.snaps) > 0 {
-		snap = n.snaps[len(n.snaps)-1]
-	}
+	snap := n.newestSnapshot()
 	n.dropBehindSnapshot(snap)
 	var ents []Log
 	for _, e := range n.durable {
@@ -468,15 +461,11 @@ func (s *simCluster) scheduleFaults(duration sim.Time) {
 			s.sched.At(t, func() { s.crashOne(s.nodes[s.rand.IntN(len(s.nodes))]) })
 		}
 	}
-	if s.changeEvery > 0 {
-		for t := s.exp(s.changeEvery); t < duration; t += s.exp(s.changeEvery) {
-			s.sched.At(t, s.changeMembership)
-		}
+	for t := s.exp(s.changeEvery); t < duration; t += s.exp(s.changeEvery) {
+		s.sched.At(t, s.changeMembership)
 	}
-	if s.transferEvery > 0 {
-		for t := s.exp(s.transferEvery); t < duration; t += s.exp(s.transferEvery) {
-			s.sched.At(t, s.transferLeadership)
-		}
+	for t := s.exp(s.transferEvery); t < duration; t += s.exp(s.transferEvery) {
+		s.sched.At(t, s.transferLeadership)
 	}
 	if f.Partition || f.OneWay || f.IsolateLeader {
 		for t := s.exp(f.PartitionEvery); t < duration; t += s.exp(f.PartitionEvery) {
