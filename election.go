@@ -241,6 +241,17 @@ func (c *core) stepHigherTerm(m *Message) bool {
 		// Pre-votes never change terms.
 	case m.Type == MsgPreVoteResp && !m.Reject:
 		// A granted pre-vote carries the term we would campaign in.
+	case m.Type == MsgPreVoteResp && c.role == rolePreCandidate:
+		// Refused by a server already in a later term: take the term and
+		// ask again at once, for the term after it. Waiting a whole
+		// election timeout instead lets a disruptive server (removed,
+		// without PreVote) keep that voter one term ahead of us forever:
+		// a livelock the simulator found (seed 3283). Pre-votes change no
+		// one's term, so the retry is cheap; it happens only when the
+		// term moved.
+		c.becomeFollower(m.Term, "")
+		c.campaign(campaignPreElection)
+		return false
 	case m.Type == MsgAppend || m.Type == MsgHeartbeat || m.Type == MsgSnapshot:
 		c.becomeFollower(m.Term, m.From)
 	case m.Type == MsgVote:

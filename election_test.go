@@ -233,3 +233,24 @@ func TestYieldToBetterCandidate(t *testing.T) {
 	require.Equal(t, ServerID("s2"), c.vote, "the vote stands")
 	require.Equal(t, -c.cfg.electionTicks, c.electionElapsed, "an extra election timeout before campaigning again")
 }
+
+// A pre-candidate refused by a server already in a later term takes that
+// term and asks again at once, for the term after it, instead of waiting a
+// whole election timeout (TestSimulatorRegressions, seed 3283).
+func TestPreVoteRetriesAtOnceAfterTermRefusal(t *testing.T) {
+	net := newCoreNet(t, 3, 1, nil)
+	c := net.nodes["s1"].c
+	c.campaign(campaignPreElection)
+	rd := c.ready()
+	require.Equal(t, rolePreCandidate, c.role)
+	require.Equal(t, uint64(2), rd.msgs[0].Term, "a pre-vote for term 2")
+	c.step(&Message{Type: MsgPreVoteResp, From: "s2", To: "s1", Term: 5, Reject: true})
+	rd = c.ready()
+	require.Equal(t, rolePreCandidate, c.role)
+	require.Equal(t, uint64(5), c.term)
+	require.NotEmpty(t, rd.msgs)
+	for _, m := range rd.msgs {
+		require.Equal(t, MsgPreVote, m.Type)
+		require.Equal(t, uint64(6), m.Term, "asked again, for the term after the refuser's")
+	}
+}

@@ -221,14 +221,21 @@ func TestRemovedServerDoesNotDisrupt(t *testing.T) {
 	defer victim.Raft().RegisterObserver(obs)()
 	term := l.Raft().Stats()["term"]
 	c.Heal()
-	campaigns := 0
-	rafttest.WaitFor(t, 10*time.Second, "the removed server to campaign 5 times", func() bool {
+	rafttest.WaitFor(t, 10*time.Second, "the removed server to campaign", func() bool {
 		for len(obs) > 0 {
 			if o := <-obs; o.State == raft.Candidate {
-				campaigns++
+				return true
 			}
 		}
-		return campaigns >= 5
+		return false
+	})
+	// The members, whose configuration without it is committed, ignore
+	// its vote requests: over five more election timeouts (several more
+	// campaigns) nothing moves.
+	const et = 100 * time.Millisecond // rafttest's ElectionTimeout
+	quietUntil := time.Now().Add(5 * et)
+	rafttest.WaitFor(t, 10*time.Second+5*et, "five election timeouts to pass", func() bool {
+		return time.Now().After(quietUntil)
 	})
 	require.Equal(t, raft.Leader, l.Raft().State())
 	for _, s := range rest {

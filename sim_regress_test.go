@@ -18,6 +18,8 @@ var simRegressions = []struct {
 		"no leader: after a restart the only server holding C_new, which removed it, judged by its commit index (0) that it had never been a voter and would not campaign, while the remaining voter needed its vote (fixed: a server left out of an uncommitted C_new may campaign if it votes in the configuration before; TestRestartedRemovedServerCampaigns)"},
 	{simDefaultOptions(19),
 		"livelock: with PreVote off, a server whose log was behind and whose clock ran fast campaigned first in every term and spent the vote that the only voter of the incoming configuration needed in that term (fixed: a server that voted for itself yields to a rival with a log at least as up to date, and waits an extra election timeout; TestYieldToBetterCandidate)"},
+	{simDefaultOptions(3283),
+		"no leader: a removed server that never learned of its removal campaigned without PreVote under its old configuration and kept pushing one voter's term up, so the other voter's pre-votes always came one term too low (fixed: a pre-candidate refused by a server in a later term takes the term and asks again at once; TestPreVoteRetriesAtOnceAfterTermRefusal)"},
 	{simDefaultOptions(3263),
 		"log matching broken: a deposed leader truncated and rewrote its log in place while an append it had sent was still in flight, so the follower received an entry of term 116 inside a message of term 115 (the TCP transport encodes queued messages later, and the persister writes jobs later: the same race). Fixed: a truncation copies the kept prefix to a new array; TestTruncationLeavesHandedOutEntriesAlone"},
 }
