@@ -47,7 +47,7 @@ func startCluster(t *testing.T, size int) ([]*node, []peer) {
 		cfg.LocalID = p.ID
 		cfg.HeartbeatInterval = 50 * time.Millisecond
 		cfg.ElectionTimeout = 500 * time.Millisecond
-		n, err := newNode(cfg, t.TempDir(), transs[i], lns[i], peers)
+		n, err := newNode(cfg, t.TempDir(), transs[i], lns[i], peers, true)
 		if err != nil {
 			for j := i + 1; j < len(peers); j++ {
 				transs[j].Close()
