@@ -71,11 +71,12 @@ func voters(servers []serverStatus) []raft.ServerID {
 // server joins, the entries it lacks are gone from every log and only a
 // snapshot can bring it up to date.
 func TestJoinLeave(t *testing.T) {
+	const chunk = 1 << 10 // the smallest SnapshotChunkSize
 	tiny := func(cfg *raft.Config) {
 		cfg.SnapshotThreshold = 8
 		cfg.TrailingLogs = 2
 		cfg.SnapshotInterval = 10 * time.Millisecond
-		cfg.SnapshotChunkSize = 1 << 10 // the minimum: a ~13 KiB snapshot streams in many chunks
+		cfg.SnapshotChunkSize = chunk // a snapshot of most of the keys streams in about 10 chunks
 		// Promote the new server only once it has really caught up.
 		cfg.PromotionMaxLag = 4
 		cfg.PromotionStableTime = 100 * time.Millisecond
@@ -98,11 +99,12 @@ func TestJoinLeave(t *testing.T) {
 			t.Fatalf("PUT k%02d: %d %q", i, r.code, r.body)
 		}
 	}
-	// Wait until every server has compacted entry 1 away, so that a new
-	// server, whose log is empty, can only be caught up by a snapshot.
+	// Wait until every server has compacted its log past half the keys, so
+	// that a new server, whose log is empty, can only be caught up by a
+	// snapshot, and one of at least half the keys (over 4 chunks).
 	eventuallyWithin(t, 20*time.Second, "every server to compact its log", func() bool {
 		for _, n := range nodes {
-			if first, err := n.logs.FirstIndex(); err != nil || first <= 1 {
+			if first, err := n.logs.FirstIndex(); err != nil || first <= keys/2 {
 				return false
 			}
 		}
@@ -188,18 +190,20 @@ func TestJoinLeave(t *testing.T) {
 	// ... and it got there through InstallSnapshot: its store holds a
 	// snapshot it cannot have taken itself (it snapshots only after 8192
 	// applied entries), covering entries that no server's log still held
-	// when d joined, and its log does not start at entry 1.
+	// when d joined (the keys written after it came by AppendEntries), long
+	// enough to have been streamed in several chunks; and its log does not
+	// start at entry 1.
 	snaps, err := d.snaps.List()
 	if err != nil || len(snaps) == 0 {
 		t.Fatalf("d lists no snapshot after catching up: %v", err)
 	}
-	if snaps[0].Index <= 1 || snaps[0].Size < int64(keys*len(value)) {
-		t.Fatalf("d's snapshot %+v: want one covering the %d keys", snaps[0], keys)
+	if snaps[0].Index <= 1 || snaps[0].Size < 4*chunk {
+		t.Fatalf("d's snapshot %+v: want one past entry 1, at least 4 chunks long", snaps[0])
 	}
 	if first, err := d.logs.FirstIndex(); err != nil || first == 1 {
 		t.Fatalf("d's log starts at %d (%v): want it to start after the installed snapshot", first, err)
 	}
-	t.Logf("d installed snapshot %s at index %d (%d bytes, %d-byte chunks)", snaps[0].ID, snaps[0].Index, snaps[0].Size, 1<<10)
+	t.Logf("d installed snapshot %s at index %d (%d bytes, %d-byte chunks)", snaps[0].ID, snaps[0].Index, snaps[0].Size, chunk)
 
 	// Remove one of the original followers (a JSON body this time).
 	leader = waitLeader(t, nodes)
