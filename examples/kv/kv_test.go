@@ -165,7 +165,11 @@ func TestKV(t *testing.T) {
 		t.Fatalf("linearizable GET on leader: %d %q", r.code, r.body)
 	}
 
-	// A follower redirects writes and non-stale reads to the leader.
+	// A follower redirects writes and non-stale reads to the leader, once
+	// it has heard from it (the write above may have committed without it).
+	eventually(t, "the follower to know the leader", func() bool {
+		return raft.ServerID(follower.raft.Stats()["leader_id"]) == leader.id
+	})
 	for _, c := range []struct{ method, path string }{
 		{"GET", "/kv/hello"},
 		{"GET", "/kv/hello?consistency=linearizable"},
