@@ -167,6 +167,9 @@ func TestJoinLeave(t *testing.T) {
 			break
 		}
 	}
+	eventually(t, "the follower to know the leader", func() bool {
+		return raft.ServerID(follower.raft.Stats()["leader_id"]) == leader.id
+	})
 	joinPath := "/join?" + url.Values{"id": {"d"}, "addr": {string(dPeer.RaftAddr)}}.Encode()
 	if r := post(t, client, addr(follower, joinPath), "", ""); r.code != http.StatusTemporaryRedirect || r.location != addr(leader, joinPath) {
 		t.Fatalf("join on a follower: %d Location %q, want 307 %q", r.code, r.location, addr(leader, joinPath))
