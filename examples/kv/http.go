@@ -321,8 +321,8 @@ func (n *node) membershipDone(w http.ResponseWriter, r *http.Request, what strin
 
 // membershipError answers a failed membership change: 400 for a change
 // the library refuses as invalid, 409 while another change or a leadership
-// transfer is under way, 504 on timeout, and otherwise as raftError does
-// (a redirect to the leader, or 503).
+// transfer is under way, 504 on timeout, 503 if leadership was lost, and
+// otherwise as raftError does (a redirect to the leader, or 503).
 func (n *node) membershipError(w http.ResponseWriter, r *http.Request, what string, err error) {
 	switch {
 	case errors.Is(err, raft.ErrInvalidConfiguration), errors.Is(err, raft.ErrUnknownServer):
@@ -331,6 +331,9 @@ func (n *node) membershipError(w http.ResponseWriter, r *http.Request, what stri
 		http.Error(w, fmt.Sprintf("%s: %v; retry later", what, err), http.StatusConflict)
 	case errors.Is(err, context.DeadlineExceeded):
 		http.Error(w, fmt.Sprintf("%s: timed out: the change may or may not complete", what), http.StatusGatewayTimeout)
+	case errors.Is(err, raft.ErrLeadershipLost):
+		http.Error(w, fmt.Sprintf("%s: %v: the change may still complete under the next leader", what, err),
+			http.StatusServiceUnavailable)
 	default:
 		n.raftError(w, r, err)
 	}

@@ -273,6 +273,7 @@ func TestMembershipErrors(t *testing.T) {
 		{&raft.NotLeaderError{LeaderID: "c"}, http.StatusServiceUnavailable, ""},
 		{&raft.NotLeaderError{LeaderID: "b"}, http.StatusTemporaryRedirect, "http://127.0.0.1:8002/join?id=x&addr=y"},
 		{context.DeadlineExceeded, http.StatusGatewayTimeout, ""},
+		{raft.ErrLeadershipLost, http.StatusServiceUnavailable, ""},
 		{errors.New("raft: shut down"), http.StatusServiceUnavailable, ""},
 	} {
 		w := httptest.NewRecorder()
