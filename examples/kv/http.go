@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"strconv"
 	"time"
@@ -18,6 +19,11 @@ const (
 	requestTimeout = 5 * time.Second
 	// maxValueSize bounds a PUT body.
 	maxValueSize = 1 << 20
+	// membershipTimeout bounds a join or leave: a joining voter must catch
+	// up (possibly through InstallSnapshot) before it is promoted.
+	membershipTimeout = 30 * time.Second
+	// maxFormSize bounds a join or leave body.
+	maxFormSize = 64 << 10
 )
 
 // handler serves one server's HTTP API.
@@ -27,6 +33,8 @@ func (n *node) handler() http.Handler {
 	mux.HandleFunc("DELETE /kv/{key}", n.handleDelete)
 	mux.HandleFunc("GET /kv/{key}", n.handleGet)
 	mux.HandleFunc("GET /status", n.handleStatus)
+	mux.HandleFunc("POST /join", n.handleJoin)
+	mux.HandleFunc("POST /leave", n.handleLeave)
 	return mux
 }
 
@@ -130,14 +138,28 @@ func (n *node) raftError(w http.ResponseWriter, r *http.Request, err error) {
 
 // status is the body of GET /status.
 type status struct {
-	ID            raft.ServerID  `json:"id"`
-	State         string         `json:"state"`
-	Term          uint64         `json:"term"`
-	Leader        leaderInfo     `json:"leader"`
-	LastLogIndex  uint64         `json:"last_log_index"`
-	CommitIndex   uint64         `json:"commit_index"`
-	AppliedIndex  uint64         `json:"applied_index"`
+	ID           raft.ServerID `json:"id"`
+	State        string        `json:"state"`
+	Term         uint64        `json:"term"`
+	Leader       leaderInfo    `json:"leader"`
+	LastLogIndex uint64        `json:"last_log_index"`
+	CommitIndex  uint64        `json:"commit_index"`
+	AppliedIndex uint64        `json:"applied_index"`
+	// Configuration is the servers of the latest configuration (as
+	// Latest.Servers), kept for clients that read only this.
 	Configuration []serverStatus `json:"configuration"`
+	// Committed is the newest configuration this server knows committed;
+	// Latest is the newest in its log, which it already uses (during a
+	// membership change not committed yet, and joint while Old is set).
+	Committed configStatus `json:"committed_configuration"`
+	Latest    configStatus `json:"latest_configuration"`
+}
+
+// configStatus is one configuration in GET /status.
+type configStatus struct {
+	Index   uint64         `json:"index"`
+	Servers []serverStatus `json:"servers"`
+	Old     []serverStatus `json:"old,omitempty"`
 }
 
 type leaderInfo struct {
@@ -176,18 +198,143 @@ func (n *node) handleStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 	defer cancel()
-	conf, err := n.raft.GetConfiguration(ctx)
+	confs, err := n.raft.GetConfigurations(ctx)
 	if err != nil {
-		http.Error(w, fmt.Sprintf("get configuration: %v", err), http.StatusServiceUnavailable)
+		http.Error(w, fmt.Sprintf("get configurations: %v", err), http.StatusServiceUnavailable)
 		return
 	}
-	for _, s := range conf.Servers {
-		st.Configuration = append(st.Configuration, serverStatus{
-			ID: s.ID, RaftAddr: s.Address, HTTPAddr: n.httpAddrs[s.ID], Suffrage: s.Suffrage.String(),
-		})
-	}
+	st.Committed = n.configStatus(confs.CommittedIndex, confs.Committed)
+	st.Latest = n.configStatus(confs.LatestIndex, confs.Latest)
+	st.Configuration = st.Latest.Servers
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(st)
+}
+
+// configStatus describes configuration conf, the entry at index. Servers
+// is never nil (an empty server shows []); Old is nil unless conf is joint.
+func (n *node) configStatus(index uint64, conf raft.Configuration) configStatus {
+	cs := configStatus{Index: index, Servers: []serverStatus{}}
+	for _, s := range conf.Servers {
+		cs.Servers = append(cs.Servers, n.serverStatus(s))
+	}
+	for _, s := range conf.Old {
+		cs.Old = append(cs.Old, n.serverStatus(s))
+	}
+	return cs
+}
+
+func (n *node) serverStatus(s raft.Server) serverStatus {
+	return serverStatus{ID: s.ID, RaftAddr: s.Address, HTTPAddr: n.httpAddrs[s.ID], Suffrage: s.Suffrage.String()}
+}
+
+// membershipRequest is the input of POST /join and POST /leave: form
+// values (query string or an application/x-www-form-urlencoded body), or a
+// JSON body when Content-Type is application/json.
+type membershipRequest struct {
+	ID    string `json:"id"`
+	Addr  string `json:"addr"`
+	Voter *bool  `json:"voter"`
+}
+
+// parseMembershipRequest reads a membershipRequest from r.
+func parseMembershipRequest(w http.ResponseWriter, r *http.Request) (membershipRequest, error) {
+	var req membershipRequest
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormSize)
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/json" {
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			return req, fmt.Errorf("decode JSON body: %w", err)
+		}
+		return req, nil
+	}
+	if err := r.ParseForm(); err != nil {
+		return req, fmt.Errorf("parse form: %w", err)
+	}
+	req.ID, req.Addr = r.Form.Get("id"), r.Form.Get("addr")
+	if v := r.Form.Get("voter"); v != "" {
+		voter, err := strconv.ParseBool(v)
+		if err != nil {
+			return req, fmt.Errorf("voter=%q: want true or false", v)
+		}
+		req.Voter = &voter
+	}
+	return req, nil
+}
+
+// membershipResult is the body of a successful POST /join or /leave.
+type membershipResult struct {
+	// Index is the log index of the committed configuration entry.
+	Index uint64 `json:"index"`
+}
+
+// handleJoin adds server id at raft address addr: as a voter (promoted once
+// it has caught up) unless voter=false, then as a nonvoter.
+func (n *node) handleJoin(w http.ResponseWriter, r *http.Request) {
+	req, err := parseMembershipRequest(w, r)
+	if err != nil {
+		http.Error(w, fmt.Sprintf("join: %v", err), http.StatusBadRequest)
+		return
+	}
+	if req.ID == "" || req.Addr == "" {
+		http.Error(w, "join: want id and addr (the new server's raft ID and raft address)", http.StatusBadRequest)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), membershipTimeout)
+	defer cancel()
+	id, addr := raft.ServerID(req.ID), raft.ServerAddress(req.Addr)
+	var f raft.IndexFuture
+	if req.Voter == nil || *req.Voter {
+		f = n.raft.AddVoter(ctx, id, addr)
+	} else {
+		f = n.raft.AddNonvoter(ctx, id, addr)
+	}
+	n.membershipDone(w, r, "join "+req.ID, f)
+}
+
+// handleLeave removes server id from the cluster.
+func (n *node) handleLeave(w http.ResponseWriter, r *http.Request) {
+	req, err := parseMembershipRequest(w, r)
+	if err != nil {
+		http.Error(w, fmt.Sprintf("leave: %v", err), http.StatusBadRequest)
+		return
+	}
+	if req.ID == "" {
+		http.Error(w, "leave: want id (the raft ID of the server to remove)", http.StatusBadRequest)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), membershipTimeout)
+	defer cancel()
+	n.membershipDone(w, r, "leave "+req.ID, n.raft.RemoveServer(ctx, raft.ServerID(req.ID)))
+}
+
+// membershipDone waits for a membership change and answers with the index
+// of its configuration entry, or with membershipError.
+func (n *node) membershipDone(w http.ResponseWriter, r *http.Request, what string, f raft.IndexFuture) {
+	if err := f.Error(); err != nil {
+		n.membershipError(w, r, what, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(membershipResult{Index: f.Index()})
+}
+
+// membershipError answers a failed membership change: 400 for a change
+// the library refuses as invalid, 409 while another change or a leadership
+// transfer is under way, 504 on timeout, 503 if leadership was lost, and
+// otherwise as raftError does (a redirect to the leader, or 503).
+func (n *node) membershipError(w http.ResponseWriter, r *http.Request, what string, err error) {
+	switch {
+	case errors.Is(err, raft.ErrInvalidConfiguration), errors.Is(err, raft.ErrUnknownServer):
+		http.Error(w, fmt.Sprintf("%s: %v", what, err), http.StatusBadRequest)
+	case errors.Is(err, raft.ErrConfigChangeInProgress), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		http.Error(w, fmt.Sprintf("%s: %v; retry later", what, err), http.StatusConflict)
+	case errors.Is(err, context.DeadlineExceeded):
+		http.Error(w, fmt.Sprintf("%s: timed out: the change may or may not complete", what), http.StatusGatewayTimeout)
+	case errors.Is(err, raft.ErrLeadershipLost):
+		http.Error(w, fmt.Sprintf("%s: %v: the change may still complete under the next leader", what, err),
+			http.StatusServiceUnavailable)
+	default:
+		n.raftError(w, r, err)
+	}
 }

@@ -22,6 +22,26 @@ func TestMain(m *testing.M) {
 // directory, and stops them when the test ends.
 func startCluster(t *testing.T, size int) ([]*node, []peer) {
 	t.Helper()
+	return startClusterWith(t, size, nil)
+}
+
+// testConfig is the configuration of test server id: fast heartbeats and
+// elections, then tweak (if not nil).
+func testConfig(id raft.ServerID, tweak func(*raft.Config)) *raft.Config {
+	cfg := raft.DefaultConfig()
+	cfg.LocalID = id
+	cfg.HeartbeatInterval = 50 * time.Millisecond
+	cfg.ElectionTimeout = 500 * time.Millisecond
+	if tweak != nil {
+		tweak(cfg)
+	}
+	return cfg
+}
+
+// startClusterWith is startCluster with tweak applied to every server's
+// configuration.
+func startClusterWith(t *testing.T, size int, tweak func(*raft.Config)) ([]*node, []peer) {
+	t.Helper()
 	var (
 		peers  []peer
 		transs []*tcp.Transport
@@ -43,11 +63,7 @@ func startCluster(t *testing.T, size int) ([]*node, []peer) {
 	}
 	var nodes []*node
 	for i, p := range peers {
-		cfg := raft.DefaultConfig()
-		cfg.LocalID = p.ID
-		cfg.HeartbeatInterval = 50 * time.Millisecond
-		cfg.ElectionTimeout = 500 * time.Millisecond
-		n, err := newNode(cfg, t.TempDir(), transs[i], lns[i], peers)
+		n, err := newNode(testConfig(p.ID, tweak), t.TempDir(), transs[i], lns[i], peers, true)
 		if err != nil {
 			for j := i + 1; j < len(peers); j++ {
 				transs[j].Close()
@@ -65,10 +81,16 @@ func startCluster(t *testing.T, size int) ([]*node, []peer) {
 	return nodes, peers
 }
 
-// eventually polls cond until it holds or the deadline passes.
+// eventually polls cond until it holds or 5 s pass.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	eventuallyWithin(t, 5*time.Second, what, cond)
+}
+
+// eventuallyWithin polls cond until it holds or d passes.
+func eventuallyWithin(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for !cond() {
@@ -143,7 +165,11 @@ func TestKV(t *testing.T) {
 		t.Fatalf("linearizable GET on leader: %d %q", r.code, r.body)
 	}
 
-	// A follower redirects writes and non-stale reads to the leader.
+	// A follower redirects writes and non-stale reads to the leader, once
+	// it has heard from it (the write above may have committed without it).
+	eventually(t, "the follower to know the leader", func() bool {
+		return raft.ServerID(follower.raft.Stats()["leader_id"]) == leader.id
+	})
 	for _, c := range []struct{ method, path string }{
 		{"GET", "/kv/hello"},
 		{"GET", "/kv/hello?consistency=linearizable"},

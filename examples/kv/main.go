@@ -16,12 +16,31 @@
 //
 // -raft and -http default to this server's addresses in -peers.
 //
+// A server started with -join does not bootstrap: it starts empty and waits
+// to be added to a running cluster with POST /join on any server (a
+// follower redirects to the leader). Its -peers names itself and whichever
+// servers it should redirect clients to. For example, to grow the local
+// cluster by a fourth server:
+//
+//	go run ./examples/kv -id s4 -dir /tmp/kv-s4 -join \
+//	    -peers s1=127.0.0.1:7001=127.0.0.1:8001,s4=127.0.0.1:7004=127.0.0.1:8004
+//	curl -L -X POST 'http://127.0.0.1:8001/join?id=s4&addr=127.0.0.1:7004'
+//
 // HTTP API, on every server:
 //
 //	PUT    /kv/{key}   body = value              (leader; followers redirect)
 //	DELETE /kv/{key}                             (leader; followers redirect)
 //	GET    /kv/{key}?consistency=stale|default|linearizable
-//	GET    /status
+//	GET    /status     role, term, leader, indexes, committed and latest configuration
+//	POST   /join       id=ID&addr=RAFTADDR[&voter=false]  (leader; followers redirect)
+//	POST   /leave      id=ID                               (leader; followers redirect)
+//
+// /join and /leave take form values (query or urlencoded body) or a JSON
+// body {"id":..., "addr":..., "voter":...}. A new voter joins as a nonvoter
+// and is promoted once it has caught up; the request answers when the
+// change commits, with {"index": N}. Errors: 400 for bad input or a change
+// the library rejects, 409 while another change or a leadership transfer is
+// under way, 503 when no leader is known.
 package main
 
 import (
@@ -64,6 +83,7 @@ type node struct {
 	trans  *tcp.Transport
 	logs   *wal.Log
 	stable *wal.Stable
+	snaps  *filesnap.Store
 	http   *http.Server
 	served chan error // Serve's result
 
@@ -86,6 +106,7 @@ func run() error {
 		dir      = flag.String("dir", "", "data directory (log, stable store, snapshots)")
 		peerList = flag.String("peers", "", "all servers, id=raftaddr=httpaddr,...")
 		local    = flag.Int("local", 3, "without -id: run a local cluster of this many servers")
+		join     = flag.Bool("join", false, "do not bootstrap: start empty and wait to be added with POST /join")
 	)
 	flag.Parse()
 
@@ -94,8 +115,8 @@ func run() error {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
 	if *id == "" {
-		if *raftBind != "" || *httpBind != "" || *dir != "" || *peerList != "" {
-			return errors.New("-raft, -http, -dir and -peers need -id")
+		if *raftBind != "" || *httpBind != "" || *dir != "" || *peerList != "" || *join {
+			return errors.New("-raft, -http, -dir, -peers and -join need -id")
 		}
 		return runLocal(ctx, *local, logger)
 	}
@@ -116,11 +137,15 @@ func run() error {
 	if *httpBind == "" {
 		*httpBind = self.HTTPAddr
 	}
-	n, err := startNode(self.ID, *dir, *raftBind, self.RaftAddr, *httpBind, peers, logger)
+	n, err := startNode(self.ID, *dir, *raftBind, self.RaftAddr, *httpBind, peers, !*join, logger)
 	if err != nil {
 		return err
 	}
 	logger.Info("serving", "id", self.ID, "raft", *raftBind, "http", *httpBind, "dir", *dir)
+	if *join {
+		logger.Info("not bootstrapping; add this server with POST /join on the cluster",
+			"example", fmt.Sprintf("curl -L -X POST 'http://LEADER/join?id=%s&addr=%s'", self.ID, self.RaftAddr))
+	}
 	return wait(ctx, []*node{n}, logger)
 }
 
@@ -149,7 +174,7 @@ func runLocal(ctx context.Context, size int, logger *slog.Logger) (err error) {
 	var nodes []*node
 	for _, p := range peers {
 		n, err := startNode(p.ID, filepath.Join(base, string(p.ID)), string(p.RaftAddr), p.RaftAddr, p.HTTPAddr,
-			peers, logger.With("server", p.ID))
+			peers, true, logger.With("server", p.ID))
 		if err != nil {
 			for _, n := range nodes {
 				n.Close()
@@ -163,7 +188,8 @@ func runLocal(ctx context.Context, size int, logger *slog.Logger) (err error) {
 	fmt.Printf("  curl -L http://%s/kv/hello\n", peers[0].HTTPAddr)
 	fmt.Printf("  curl 'http://%s/kv/hello?consistency=stale'\n", peers[len(peers)-1].HTTPAddr)
 	fmt.Printf("  curl -L -X DELETE http://%s/kv/hello\n", peers[0].HTTPAddr)
-	fmt.Printf("  curl http://%s/status\n\n", peers[0].HTTPAddr)
+	fmt.Printf("  curl http://%s/status\n", peers[0].HTTPAddr)
+	fmt.Printf("  curl -L -X POST 'http://%s/leave?id=%s'\n\n", peers[0].HTTPAddr, peers[len(peers)-1].ID)
 	fmt.Printf("Ctrl-C stops the cluster.\n")
 	return wait(ctx, nodes, logger)
 }
@@ -194,9 +220,10 @@ func wait(ctx context.Context, nodes []*node, logger *slog.Logger) error {
 
 // startNode opens the stores in dir, listens for raft on raftBind
 // (advertised as advertise) and for HTTP on httpBind, bootstraps a new
-// cluster of peers if dir holds no state, and starts serving.
+// cluster of peers if bootstrap is set and dir holds no state, and starts
+// serving.
 func startNode(id raft.ServerID, dir, raftBind string, advertise raft.ServerAddress, httpBind string,
-	peers []peer, logger *slog.Logger) (*node, error) {
+	peers []peer, bootstrap bool, logger *slog.Logger) (*node, error) {
 	trans, err := tcp.New(raftBind, tcp.Options{Advertise: advertise})
 	if err != nil {
 		return nil, fmt.Errorf("%s: raft transport on %s: %w", id, raftBind, err)
@@ -209,12 +236,15 @@ func startNode(id raft.ServerID, dir, raftBind string, advertise raft.ServerAddr
 	cfg := raft.DefaultConfig()
 	cfg.LocalID = id
 	cfg.Logger = logger
-	return newNode(cfg, dir, trans, ln, peers)
+	return newNode(cfg, dir, trans, ln, peers, bootstrap)
 }
 
 // newNode starts a server on a transport and HTTP listener the caller
-// opened; it takes ownership of both, closing them if it fails.
-func newNode(cfg *raft.Config, dir string, trans *tcp.Transport, ln net.Listener, peers []peer) (_ *node, err error) {
+// opened; it takes ownership of both, closing them if it fails. With
+// bootstrap set, a server whose dir holds no state bootstraps a cluster of
+// peers; without, it starts empty and waits to be added by a leader.
+func newNode(cfg *raft.Config, dir string, trans *tcp.Transport, ln net.Listener, peers []peer,
+	bootstrap bool) (_ *node, err error) {
 	n := &node{
 		id:        cfg.LocalID,
 		fsm:       newFSM(),
@@ -237,24 +267,23 @@ func newNode(cfg *raft.Config, dir string, trans *tcp.Transport, ln net.Listener
 	if n.stable, err = wal.OpenStable(filepath.Join(dir, "stable")); err != nil {
 		return nil, fmt.Errorf("%s: open stable store: %w", n.id, err)
 	}
-	snaps, err := filesnap.New(filepath.Join(dir, "snapshots"), filesnap.Options{})
-	if err != nil {
+	if n.snaps, err = filesnap.New(filepath.Join(dir, "snapshots"), filesnap.Options{}); err != nil {
 		return nil, fmt.Errorf("%s: open snapshot store: %w", n.id, err)
 	}
-	exists, err := raft.HasExistingState(n.logs, n.stable, snaps)
+	exists, err := raft.HasExistingState(n.logs, n.stable, n.snaps)
 	if err != nil {
 		return nil, fmt.Errorf("%s: check existing state: %w", n.id, err)
 	}
-	if !exists {
+	if bootstrap && !exists {
 		var conf raft.Configuration
 		for _, p := range peers {
 			conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: p.ID, Address: p.RaftAddr})
 		}
-		if err := raft.BootstrapCluster(cfg, n.logs, n.stable, snaps, conf); err != nil {
+		if err := raft.BootstrapCluster(cfg, n.logs, n.stable, n.snaps, conf); err != nil {
 			return nil, fmt.Errorf("%s: bootstrap: %w", n.id, err)
 		}
 	}
-	if n.raft, err = raft.NewRaft(cfg, n.fsm, n.logs, n.stable, snaps, trans); err != nil {
+	if n.raft, err = raft.NewRaft(cfg, n.fsm, n.logs, n.stable, n.snaps, trans); err != nil {
 		return nil, fmt.Errorf("%s: start raft: %w", n.id, err)
 	}
 	n.http = &http.Server{Handler: n.handler(), ReadHeaderTimeout: 10 * time.Second}
