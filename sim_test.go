@@ -190,7 +190,7 @@ func newSimCluster(opt simOptions, dataDir string) *simCluster {
 		s.nodes = append(s.nodes, n)
 		s.names = append(s.names, string(id))
 	}
-	for i := 0; i < 1+r.IntN(4); i++ {
+	for i := 0; i < 3+r.IntN(6); i++ { // enough keys that porcupine's per-key histories stay small
 		s.keys = append(s.keys, fmt.Sprintf("k%d", i))
 	}
 	for i := 0; i < opt.clients; i++ {
