@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -16,7 +15,6 @@ import (
 	"time"
 
 	"github.com/keelraft/raft"
-	"github.com/keelraft/raft/transport/tcp"
 )
 
 // post sends a POST with body of contentType (none if empty).
@@ -114,16 +112,7 @@ func TestJoinLeave(t *testing.T) {
 	// A fourth server starts empty: no bootstrap, default snapshot settings
 	// (SnapshotThreshold 8192, far more entries than this test writes, so
 	// it never takes a snapshot of its own).
-	trans, err := tcp.New("127.0.0.1:0", tcp.Options{})
-	if err != nil {
-		t.Fatalf("transport: %v", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		trans.Close()
-		t.Fatalf("listen: %v", err)
-	}
-	dPeer := peer{ID: "d", RaftAddr: raft.ServerAddress(trans.Addr().String()), HTTPAddr: ln.Addr().String()}
+	trans, ln, dPeer := listenPeer(t, "d")
 	d, err := newNode(testConfig("d", nil), t.TempDir(), trans, ln, append(slices.Clone(peers), dPeer), false)
 	if err != nil {
 		t.Fatalf("start d: %v", err)

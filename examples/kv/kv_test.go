@@ -49,17 +49,9 @@ func startClusterWith(t *testing.T, size int, tweak func(*raft.Config)) ([]*node
 	)
 	ids := []raft.ServerID{"a", "b", "c", "d", "e"}[:size]
 	for _, id := range ids {
-		trans, err := tcp.New("127.0.0.1:0", tcp.Options{})
-		if err != nil {
-			t.Fatalf("transport: %v", err)
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			trans.Close()
-			t.Fatalf("listen: %v", err)
-		}
+		trans, ln, p := listenPeer(t, id)
 		transs, lns = append(transs, trans), append(lns, ln)
-		peers = append(peers, peer{ID: id, RaftAddr: raft.ServerAddress(trans.Addr().String()), HTTPAddr: ln.Addr().String()})
+		peers = append(peers, p)
 	}
 	var nodes []*node
 	for i, p := range peers {
@@ -287,4 +279,20 @@ func TestFSMSnapshotRestore(t *testing.T) {
 			t.Fatalf("%s survived restore", k)
 		}
 	}
+}
+
+// listenPeer opens a server's Raft transport and HTTP listener on loopback
+// ports and returns them with its peer entry.
+func listenPeer(t *testing.T, id raft.ServerID) (*tcp.Transport, net.Listener, peer) {
+	t.Helper()
+	trans, err := tcp.New("127.0.0.1:0", tcp.Options{})
+	if err != nil {
+		t.Fatalf("transport: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		trans.Close()
+		t.Fatalf("listen: %v", err)
+	}
+	return trans, ln, peer{ID: id, RaftAddr: raft.ServerAddress(trans.Addr().String()), HTTPAddr: ln.Addr().String()}
 }
