@@ -56,7 +56,7 @@ func (c *core) tickLeader() {
 	}
 	if c.heartbeatElapsed >= c.cfg.heartbeatTicks {
 		c.heartbeatElapsed = 0
-		c.bcastHeartbeat(nil)
+		c.heartbeat()
 	}
 }
 
@@ -75,13 +75,16 @@ func (c *core) quorumActive() bool {
 // stickiness), which, with PreVote, stops a server with a flaky link from
 // disrupting a healthy cluster.
 func (c *core) heardFromLeader() bool {
-	return c.lead != "" && c.electionElapsed < c.cfg.electionTicks
+	return c.lead != "" && c.electionElapsed < c.cfg.electionTicks || c.startHold > 0
 }
 
 func (c *core) becomeFollower(term uint64, lead ServerID) {
 	if term != c.term {
 		c.term, c.vote = term, ""
 		c.hardStateDirty = true
+	}
+	if c.role != roleFollower || term != c.term || lead != c.lead {
+		c.failForwardedReads()
 	}
 	c.role = roleFollower
 	c.lead = lead
@@ -92,6 +95,7 @@ func (c *core) becomeFollower(term uint64, lead ServerID) {
 }
 
 func (c *core) becomePreCandidate() {
+	c.failForwardedReads()
 	c.role = rolePreCandidate
 	c.lead = ""
 	c.votes = map[ServerID]bool{}
@@ -100,6 +104,7 @@ func (c *core) becomePreCandidate() {
 }
 
 func (c *core) becomeCandidate() {
+	c.failForwardedReads()
 	c.term++
 	c.vote = c.id()
 	c.hardStateDirty = true
@@ -114,6 +119,7 @@ func (c *core) becomeCandidate() {
 // state, and a no-op entry of the new term is appended so that entries of
 // earlier terms can commit (Raft paper §5.4.2, §8).
 func (c *core) becomeLeader() {
+	c.failForwardedReads()
 	c.role = roleLeader
 	c.lead = c.id()
 	c.votes = nil

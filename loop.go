@@ -12,8 +12,13 @@ const maxDrain = 512
 // run is the event loop: it takes inputs, hands them to the core, and
 // flushes the core's outputs after each batch.
 func (r *Raft) run() {
+	// Ticks are counted from the monotonic clock, not from ticker
+	// deliveries: a Ticker drops ticks when the loop is slow, and a leader
+	// whose clock falls behind real time would hold its lease too long.
+	start, ticks := time.Now(), int64(0)
 	ticker := time.NewTicker(r.tick)
 	defer ticker.Stop()
+	maxCatchUp := int64(2 * r.core.cfg.electionTicks)
 	consumer := r.trans.Consumer()
 	for {
 		// Shutdown first: after a storage failure nothing more may leave.
@@ -28,7 +33,11 @@ func (r *Raft) run() {
 			r.failAll()
 			return
 		case <-ticker.C:
-			r.core.tick()
+			due := int64(time.Since(start) / r.tick)
+			for n := min(due-ticks, maxCatchUp); n > 0; n-- {
+				r.core.tick()
+			}
+			ticks = due
 		case m := <-consumer:
 			r.step(m)
 			for i := 0; i < maxDrain; i++ {
@@ -152,9 +161,12 @@ func (r *Raft) flush() error {
 	for _, res := range rd.reads {
 		f := r.reads[res.id]
 		delete(r.reads, res.id)
-		if res.err != nil {
+		switch {
+		case errors.Is(res.err, errReadFailed):
+			f.respond(0, nil, ErrFollowerReadFailed)
+		case res.err != nil:
 			f.respond(0, nil, ErrLeadershipLost)
-		} else {
+		default:
 			f.respond(res.index, nil, nil)
 		}
 	}

@@ -12,7 +12,8 @@ import (
 	"github.com/keelraft/raft/internal/sim"
 )
 
-// Simulated clients issue puts and linearizable gets (ReadIndex) against a
+// Simulated clients issue puts and linearizable gets (ReadIndex, lease reads
+// in seeds where every server sets CheckQuorum alike, and follower reads) against a
 // key-value FSM, through whichever server they believe leads. A put whose
 // fate the client cannot learn (timeout, leadership lost) is recorded with
 // an unknown outcome and the client moves on to a new write, as a client
@@ -116,7 +117,11 @@ type simPending struct {
 	req    uint64
 	term   uint64 // proposals: the term proposed in
 	index  uint64 // reads: the read index
-	key    string
+	// reads: the highest index known committed (anywhere) when the
+	// request arrived; a linearizable read index must cover it.
+	minIndex uint64
+	read     readKind
+	key      string
 }
 
 type simReply uint8
@@ -137,6 +142,7 @@ type simClient struct {
 
 type simOp struct {
 	req     uint64
+	read    readKind // gets: ReadIndex, lease or follower read (readAny)
 	in      sim.KVInput
 	hist    int
 	attempt int
@@ -154,11 +160,27 @@ func (c *simClient) next() {
 		}
 		c.req++
 		in := sim.KVInput{Key: c.s.keys[c.s.rand.IntN(len(c.s.keys))]}
-		if c.s.rand.IntN(2) == 0 {
+		if c.s.rand.IntN(2) == 0 && !c.s.lull {
 			in.Put = true
 			in.Value = fmt.Sprintf("%d.%d", c.id, c.req)
 		}
-		c.op = &simOp{req: c.req, in: in, hist: c.s.hist.Call(c.id, in, c.s.sched.Now())}
+		c.op = &simOp{req: c.req, in: in, read: readIndex, hist: c.s.hist.Call(c.id, in, c.s.sched.Now())}
+		if !in.Put {
+			read := c.s.rand.IntN(3)
+			if c.s.lull {
+				read = 2 // clients spread over the servers
+			}
+			switch read {
+			case 1:
+				if c.s.leaseReads {
+					c.op.read = readLease
+				}
+			case 2:
+				// A follower read: ask any server.
+				c.op.read = readAny
+				c.target = c.s.ids[c.s.rand.IntN(len(c.s.ids))]
+			}
+		}
 		if in.Put {
 			c.s.writes[simReqID(c.id, c.req)] = &simWriteOp{hist: c.op.hist}
 		}
@@ -238,7 +260,8 @@ func (n *simNode) clientRequest(c *simClient, op *simOp) {
 		n.props[index] = p
 	} else {
 		n.lastRead++
-		if err := n.c.requestRead(n.lastRead, true); err != nil {
+		p.minIndex, p.read = uint64(len(s.check.committed)), op.read
+		if err := n.c.requestRead(n.lastRead, op.read); err != nil {
 			s.reply(p, replyRedirect, sim.KVOutput{}, n.c.lead)
 			return
 		}
@@ -301,6 +324,11 @@ func (n *simNode) readAnswered(r readResult) {
 		n.s.reply(p, replyRedirect, sim.KVOutput{}, n.c.lead)
 		return
 	}
+	if r.index < p.minIndex {
+		n.s.fail("%s answered a read (kind %d) with index %d, below %d, committed before the request arrived: a stale read",
+			n.id, p.read, r.index, p.minIndex)
+		return
+	}
 	p.index = r.index
 	n.readWaits = append(n.readWaits, p)
 }
@@ -325,6 +353,9 @@ func (n *simNode) serveReads() {
 // were proposed in — what Apply's ErrLeadershipLost says.
 func (n *simNode) leadershipChanged() {
 	leading := n.c.role == roleLeader
+	if leading && !n.wasLeader {
+		n.s.lull = false // a lull lasts until the next election
+	}
 	if n.wasLeader && (!leading || n.c.term != n.term) {
 		idx := make([]uint64, 0, len(n.props))
 		for i := range n.props {

@@ -25,6 +25,10 @@ const (
 	simTick          = 50 * sim.Millisecond // the driver's default: HeartbeatInterval/2
 	simElectionTicks = 20
 	simET            = simElectionTicks * simTick
+	// simClockDrift bounds how much the servers' clock rates differ: a
+	// period of 75 % to 125 % of simTick, so one runs at least 0.75/1.25
+	// = 60 % as fast as another. Lease reads are sized for it.
+	simClockDrift = 0.4
 )
 
 // simOptions configures one run.
@@ -78,6 +82,12 @@ type simCluster struct {
 	// changeEvery and transferEvery are the mean times between membership
 	// changes and leadership transfers.
 	changeEvery, transferEvery sim.Time
+
+	// leaseReads: every server sets CheckQuorum alike, as lease reads
+	// assume, so clients use them (with CheckQuorum off they must fall
+	// back to ReadIndex).
+	leaseReads bool
+	lull       bool // clients only read
 
 	calm    bool // the liveness phase: no new faults, no new client ops
 	err     error
@@ -167,7 +177,8 @@ func newSimCluster(opt simOptions, dataDir string) *simCluster {
 	for i, id := range s.ids {
 		cfg := coreConfig{
 			id: id, electionTicks: simElectionTicks, heartbeatTicks: 2, leaseTicks: simElectionTicks / 2,
-			preVote: preVote(), checkQuorum: checkQuorum(),
+			leaseReadTicks: leaseReadTicksFor(simElectionTicks, simClockDrift),
+			preVote:        preVote(), checkQuorum: checkQuorum(),
 			// Small batches and windows split what a leader sends, which
 			// opens the windows some bugs need.
 			maxAppendEntries: []int{1, 2, 3, 8, 64}[r.IntN(5)], maxAppendBytes: 1 << 20,
@@ -189,6 +200,10 @@ func newSimCluster(opt simOptions, dataDir string) *simCluster {
 		}
 		s.nodes = append(s.nodes, n)
 		s.names = append(s.names, string(id))
+	}
+	s.leaseReads = true
+	for _, n := range s.nodes {
+		s.leaseReads = s.leaseReads && n.cfg.checkQuorum == s.nodes[0].cfg.checkQuorum
 	}
 	for i := 0; i < 1+r.IntN(4); i++ {
 		s.keys = append(s.keys, fmt.Sprintf("k%d", i))
@@ -472,6 +487,58 @@ func (s *simCluster) scheduleFaults(duration sim.Time) {
 			s.sched.At(t, s.partition)
 		}
 	}
+	// Read-only lulls: the clients write nothing until the next election
+	// (or for a few election timeouts), and a bridge partition cuts the
+	// leader off from one server. A quiet log lets a server that stopped hearing from the
+	// leader (a bridge partition) win an election, which only leader
+	// stickiness stops while the leader still leads — the ground of
+	// lease-read bugs.
+	if s.rand.IntN(2) == 0 {
+		for t := s.exp(8 * simET); t < duration; t += s.exp(8 * simET) {
+			s.sched.At(t, func() {
+				s.lull = true
+				s.record(nil, "lull", "")
+				if !s.calm {
+					s.partitionWith(s.bridge)
+				}
+				s.sched.After(2*simET+sim.Time(s.rand.Int64N(int64(3*simET))), func() { s.lull = false })
+			})
+		}
+	}
+}
+
+// partitionWith replaces the partition by the one cut draws, healed after
+// long enough for a cut-off server to campaign.
+func (s *simCluster) partitionWith(cut func()) {
+	s.net.Heal()
+	cut()
+	s.res.partitions++
+	gen := s.res.partitions
+	s.sched.After(3*simET+sim.Time(s.rand.Int64N(int64(3*simET))), func() {
+		if gen == s.res.partitions && !s.calm {
+			s.net.Heal()
+			s.record(nil, "heal", "")
+		}
+	})
+}
+
+// bridge cuts a non-transitive partition: the leader and one other server
+// cannot reach each other, and both reach everyone else. The other server
+// stops hearing from a leader the rest still follow — what leader
+// stickiness (and the lease reads resting on it) are for.
+func (s *simCluster) bridge() {
+	for _, n := range s.nodes {
+		if n.up() && n.c.role == roleLeader {
+			others := slices.DeleteFunc(slices.Clone(n.c.otherVoters()), func(id ServerID) bool { return !s.node(id).up() })
+			if len(others) == 0 {
+				return
+			}
+			other := string(others[s.rand.IntN(len(others))])
+			s.net.Cut(string(n.id), other)
+			s.net.Cut(other, string(n.id))
+			s.record(n, "bridge", other)
+		}
+	}
 }
 
 // exp draws an exponential interval with the given mean.
@@ -601,7 +668,7 @@ func (s *simCluster) partition() {
 	f := s.faults
 	var kinds []string
 	if f.Partition {
-		kinds = append(kinds, "split")
+		kinds = append(kinds, "split", "bridge")
 	}
 	if f.OneWay {
 		kinds = append(kinds, "oneway")
@@ -627,6 +694,8 @@ func (s *simCluster) partition() {
 			s.net.Cut(a, b)
 			s.record(nil, "cut", a+"->"+b)
 		}
+	case "bridge":
+		s.bridge()
 	case "isolate":
 		for _, n := range s.nodes {
 			if n.up() && n.c.role == roleLeader {
