@@ -71,7 +71,8 @@ func (c *core) quorumActive() bool {
 }
 
 // heardFromLeader reports whether a leader was heard from within the base
-// election timeout. Such a server refuses to help depose it (leader
+// election timeout, or the server started less than one ago (startHold:
+// before it crashed it may have backed a leader's lease). Such a server refuses to help depose it (leader
 // stickiness), which, with PreVote, stops a server with a flaky link from
 // disrupting a healthy cluster.
 func (c *core) heardFromLeader() bool {

@@ -264,7 +264,8 @@ func (r *Raft) VerifyLeader(ctx context.Context) Future {
 // leader records its commit index, confirms with a round of heartbeats that
 // it still leads (concurrent calls share a round), and returns. A new
 // leader answers only once an entry of its own term has committed. On a
-// follower it fails with a *NotLeaderError.
+// follower it fails with a *NotLeaderError: Read(ctx, Linearizable) is the
+// form that works on any server and waits for the apply too.
 func (r *Raft) ReadIndex(ctx context.Context) (uint64, error) {
 	f := newFuture(ctx, r.shutdownCh)
 	if err := r.do(ctx, func() { r.requestRead(f, readIndex) }); err != nil {

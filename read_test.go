@@ -192,3 +192,59 @@ func TestFollowerReads(t *testing.T) {
 	require.Len(t, rd.msgs, 1)
 	require.True(t, rd.msgs[0].Reject)
 }
+
+// Why a lease needs CheckQuorum: in a bridge partition (s1 leads, s3
+// cannot reach it, both reach s2), s3's election timer fires while s2 still
+// hears s1. With CheckQuorum, s2's leader stickiness refuses s3 and s1's
+// lease stays sound; without it s2 votes for s3, which commits in a new
+// term while s1 — until its next heartbeat exchange — still holds its
+// lease: the planted bug LeaseWithoutCheckQuorum serves a stale read there.
+func TestLeaseBridgePartition(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		checkQuorum bool
+		bug         bool
+		stale       bool
+	}{
+		{"CheckQuorum", true, false, false},
+		{"no CheckQuorum", false, false, false},
+		{"no CheckQuorum, planted bug", false, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			net := leaseNet(t, func(cfg *coreConfig) {
+				cfg.checkQuorum, cfg.preVote = tc.checkQuorum, false
+				cfg.bugs.LeaseWithoutCheckQuorum = tc.bug
+			})
+			l := net.nodes["s1"]
+			net.drop = func(m *Message) bool {
+				return m.From == "s1" && m.To == "s3" || m.From == "s3" && m.To == "s1"
+			}
+			// Tick until s3 campaigns; stop as soon as it leads.
+			for i := 0; i < 40 && net.nodes["s3"].c.role != roleLeader; i++ {
+				net.tickAll()
+			}
+			if tc.checkQuorum {
+				require.NotEqual(t, roleLeader, net.nodes["s3"].c.role, "stickiness refuses s3")
+			} else {
+				require.Equal(t, roleLeader, net.nodes["s3"].c.role, "without stickiness s2 votes for s3")
+			}
+			newer := net.nodes["s3"].c.log.committed
+			l.reads = nil
+			if tc.stale {
+				require.Equal(t, roleLeader, l.c.role, "s1 has not heard of the new term yet")
+			}
+			if l.c.role != roleLeader {
+				return // s1 already learnt of the new term
+			}
+			require.NoError(t, l.c.requestRead(9, readLease))
+			net.process("s1")
+			served := len(l.reads) == 1 && l.reads[0].err == nil
+			if tc.stale {
+				require.True(t, served)
+				require.Less(t, l.reads[0].index, newer, "a stale read: s3 committed past it")
+			} else if served {
+				require.GreaterOrEqual(t, l.reads[0].index, newer)
+			}
+		})
+	}
+}

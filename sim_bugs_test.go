@@ -27,7 +27,6 @@ var simBugs = []simBug{
 	{"skip the up-to-date check when voting", func(o *simOptions) { o.bugs.SkipUpToDateCheck = true }},
 	{"drop the new leader's no-op", func(o *simOptions) { o.bugs.NoNoop = true }},
 	{"serve ReadIndex before the new leader's first commit", func(o *simOptions) { o.bugs.ReadBeforeCommitInTerm = true }},
-	{"serve lease reads without CheckQuorum", func(o *simOptions) { o.bugs.LeaseWithoutCheckQuorum = true }},
 	{"use a single majority while joint", func(o *simOptions) { o.bugs.SingleMajorityWhileJoint = true }},
 	{"compact past the commit index", func(o *simOptions) { o.snapBugs.CompactPastCommit = true }},
 	{"install a snapshot older than the applied index", func(o *simOptions) { o.snapBugs.ApplyOlderSnapshot = true }},

@@ -89,6 +89,7 @@ type simWriteOp struct {
 	hist    int
 	applied bool
 	at      sim.Time
+	index   uint64 // where it was first applied
 }
 
 // settleUnknownWrites narrows the puts whose outcome no client learned, with
@@ -121,6 +122,7 @@ type simPending struct {
 	// request arrived; a linearizable read index must cover it.
 	minIndex uint64
 	read     readKind
+	call     sim.Time
 	key      string
 }
 
@@ -143,6 +145,7 @@ type simClient struct {
 type simOp struct {
 	req     uint64
 	read    readKind // gets: ReadIndex, lease or follower read (readAny)
+	call    sim.Time
 	in      sim.KVInput
 	hist    int
 	attempt int
@@ -160,17 +163,13 @@ func (c *simClient) next() {
 		}
 		c.req++
 		in := sim.KVInput{Key: c.s.keys[c.s.rand.IntN(len(c.s.keys))]}
-		if c.s.rand.IntN(2) == 0 && !c.s.lull {
+		if c.s.rand.IntN(2) == 0 {
 			in.Put = true
 			in.Value = fmt.Sprintf("%d.%d", c.id, c.req)
 		}
-		c.op = &simOp{req: c.req, in: in, read: readIndex, hist: c.s.hist.Call(c.id, in, c.s.sched.Now())}
+		c.op = &simOp{req: c.req, in: in, read: readIndex, call: c.s.sched.Now(), hist: c.s.hist.Call(c.id, in, c.s.sched.Now())}
 		if !in.Put {
-			read := c.s.rand.IntN(3)
-			if c.s.lull {
-				read = 2 // clients spread over the servers
-			}
-			switch read {
+			switch c.s.rand.IntN(3) {
 			case 1:
 				if c.s.leaseReads {
 					c.op.read = readLease
@@ -260,7 +259,7 @@ func (n *simNode) clientRequest(c *simClient, op *simOp) {
 		n.props[index] = p
 	} else {
 		n.lastRead++
-		p.minIndex, p.read = uint64(len(s.check.committed)), op.read
+		p.minIndex, p.read, p.call = uint64(len(s.check.committed)), op.read, op.call
 		if err := n.c.requestRead(n.lastRead, op.read); err != nil {
 			s.reply(p, replyRedirect, sim.KVOutput{}, n.c.lead)
 			return
@@ -294,7 +293,7 @@ func (n *simNode) apply(e *Log) {
 	}
 	id := simReqID(cmd.client, cmd.req)
 	if w := s.writes[id]; w != nil && !w.applied {
-		w.applied, w.at = true, s.sched.Now()
+		w.applied, w.at, w.index = true, s.sched.Now(), e.Index
 	}
 	if n.fsm.seen[id] {
 		s.fail("%s applied client %d request %d twice (again at index %d)", n.id, cmd.client, cmd.req, e.Index)
@@ -329,6 +328,13 @@ func (n *simNode) readAnswered(r readResult) {
 			n.id, p.read, r.index, p.minIndex)
 		return
 	}
+	for id, w := range n.s.writes {
+		if w.applied && w.at < p.call && w.index > r.index {
+			n.s.fail("%s answered a read (kind %d) of a call at %v with index %d, below %d, where write %x applied at %v",
+				n.id, p.read, p.call, r.index, w.index, id, w.at)
+			return
+		}
+	}
 	p.index = r.index
 	n.readWaits = append(n.readWaits, p)
 }
@@ -354,7 +360,6 @@ func (n *simNode) serveReads() {
 func (n *simNode) leadershipChanged() {
 	leading := n.c.role == roleLeader
 	if leading && !n.wasLeader {
-		n.s.lull = false // a lull lasts until the next election
 	}
 	if n.wasLeader && (!leading || n.c.term != n.term) {
 		idx := make([]uint64, 0, len(n.props))

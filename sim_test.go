@@ -87,7 +87,6 @@ type simCluster struct {
 	// assume, so clients use them (with CheckQuorum off they must fall
 	// back to ReadIndex).
 	leaseReads bool
-	lull       bool // clients only read
 
 	calm    bool // the liveness phase: no new faults, no new client ops
 	err     error
@@ -487,58 +486,6 @@ func (s *simCluster) scheduleFaults(duration sim.Time) {
 			s.sched.At(t, s.partition)
 		}
 	}
-	// Read-only lulls: the clients write nothing until the next election
-	// (or for a few election timeouts), and a bridge partition cuts the
-	// leader off from one server. A quiet log lets a server that stopped hearing from the
-	// leader (a bridge partition) win an election, which only leader
-	// stickiness stops while the leader still leads — the ground of
-	// lease-read bugs.
-	if s.rand.IntN(2) == 0 {
-		for t := s.exp(8 * simET); t < duration; t += s.exp(8 * simET) {
-			s.sched.At(t, func() {
-				s.lull = true
-				s.record(nil, "lull", "")
-				if !s.calm {
-					s.partitionWith(s.bridge)
-				}
-				s.sched.After(2*simET+sim.Time(s.rand.Int64N(int64(3*simET))), func() { s.lull = false })
-			})
-		}
-	}
-}
-
-// partitionWith replaces the partition by the one cut draws, healed after
-// long enough for a cut-off server to campaign.
-func (s *simCluster) partitionWith(cut func()) {
-	s.net.Heal()
-	cut()
-	s.res.partitions++
-	gen := s.res.partitions
-	s.sched.After(3*simET+sim.Time(s.rand.Int64N(int64(3*simET))), func() {
-		if gen == s.res.partitions && !s.calm {
-			s.net.Heal()
-			s.record(nil, "heal", "")
-		}
-	})
-}
-
-// bridge cuts a non-transitive partition: the leader and one other server
-// cannot reach each other, and both reach everyone else. The other server
-// stops hearing from a leader the rest still follow — what leader
-// stickiness (and the lease reads resting on it) are for.
-func (s *simCluster) bridge() {
-	for _, n := range s.nodes {
-		if n.up() && n.c.role == roleLeader {
-			others := slices.DeleteFunc(slices.Clone(n.c.otherVoters()), func(id ServerID) bool { return !s.node(id).up() })
-			if len(others) == 0 {
-				return
-			}
-			other := string(others[s.rand.IntN(len(others))])
-			s.net.Cut(string(n.id), other)
-			s.net.Cut(other, string(n.id))
-			s.record(n, "bridge", other)
-		}
-	}
 }
 
 // exp draws an exponential interval with the given mean.
@@ -668,7 +615,7 @@ func (s *simCluster) partition() {
 	f := s.faults
 	var kinds []string
 	if f.Partition {
-		kinds = append(kinds, "split", "bridge")
+		kinds = append(kinds, "split")
 	}
 	if f.OneWay {
 		kinds = append(kinds, "oneway")
@@ -694,8 +641,6 @@ func (s *simCluster) partition() {
 			s.net.Cut(a, b)
 			s.record(nil, "cut", a+"->"+b)
 		}
-	case "bridge":
-		s.bridge()
 	case "isolate":
 		for _, n := range s.nodes {
 			if n.up() && n.c.role == roleLeader {
