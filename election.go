@@ -71,12 +71,11 @@ func (c *core) quorumActive() bool {
 }
 
 // heardFromLeader reports whether a leader was heard from within the base
-// election timeout, or the server started less than one ago (startHold:
-// before it crashed it may have backed a leader's lease). Such a server refuses to help depose it (leader
+// election timeout. Such a server refuses to help depose it (leader
 // stickiness), which, with PreVote, stops a server with a flaky link from
 // disrupting a healthy cluster.
 func (c *core) heardFromLeader() bool {
-	return c.lead != "" && c.electionElapsed < c.cfg.electionTicks || c.startHold > 0
+	return c.lead != "" && c.electionElapsed < c.cfg.electionTicks
 }
 
 func (c *core) becomeFollower(term uint64, lead ServerID) {
@@ -240,9 +239,13 @@ func (c *core) yieldCandidacy() {
 // whether the message should then be handled.
 func (c *core) stepHigherTerm(m *Message) bool {
 	switch {
-	case m.Type == MsgVote && !m.Transfer && c.cfg.checkQuorum && c.heardFromLeader():
+	case m.Type == MsgVote && !m.Transfer && c.cfg.checkQuorum && (c.heardFromLeader() || c.startHold > 0):
 		// Leader stickiness: a live leader is known, so a disruptive
-		// candidate gets no answer and does not raise our term.
+		// candidate gets no answer and does not raise our term. A server
+		// that started less than an election timeout ago holds its vote
+		// too (startHold): before it went down it may have backed a
+		// leader's lease (read.go). Pre-votes, which elect no one, it
+		// answers as usual.
 		return false
 	case m.Type == MsgPreVote:
 		// Pre-votes never change terms.

@@ -143,7 +143,7 @@ func TestStartHold(t *testing.T) {
 	net := leaseNet(t, nil)
 	net.restart("s3")
 	v := net.nodes["s3"].c
-	require.True(t, v.heardFromLeader())
+	require.Equal(t, 10, v.startHold)
 	v.step(&Message{Type: MsgVote, From: "s2", To: "s3", Term: v.term + 1, Index: v.log.lastIndex(), LogTerm: v.log.lastTerm()})
 	require.Empty(t, v.ready().msgs, "no vote, no term change")
 	for i := 0; i < 10; i++ {
