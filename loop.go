@@ -12,13 +12,15 @@ const maxDrain = 512
 // run is the event loop: it takes inputs, hands them to the core, and
 // flushes the core's outputs after each batch.
 func (r *Raft) run() {
-	// Ticks are counted from the monotonic clock, not from ticker
-	// deliveries: a Ticker drops ticks when the loop is slow, and a leader
-	// whose clock falls behind real time would hold its lease too long.
+	// A Ticker drops ticks when the loop is slow, and a leader whose clock
+	// falls behind real time would hold its lease too long: the loop
+	// counts the ticks due by the monotonic clock and, when it missed one,
+	// drops the lease (the next confirmed round renews it). It still ticks
+	// the core once, so a stalled loop does not turn into a burst of
+	// timeouts.
 	start, ticks := time.Now(), int64(0)
 	ticker := time.NewTicker(r.tick)
 	defer ticker.Stop()
-	maxCatchUp := int64(2 * r.core.cfg.electionTicks)
 	consumer := r.trans.Consumer()
 	for {
 		// Shutdown first: after a storage failure nothing more may leave.
@@ -34,10 +36,11 @@ func (r *Raft) run() {
 			return
 		case <-ticker.C:
 			due := int64(time.Since(start) / r.tick)
-			for n := min(due-ticks, maxCatchUp); n > 0; n-- {
-				r.core.tick()
+			if due-ticks > 1 {
+				r.core.dropLease()
 			}
 			ticks = due
+			r.core.tick()
 		case m := <-consumer:
 			r.step(m)
 			for i := 0; i < maxDrain; i++ {
