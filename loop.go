@@ -12,13 +12,6 @@ const maxDrain = 512
 // run is the event loop: it takes inputs, hands them to the core, and
 // flushes the core's outputs after each batch.
 func (r *Raft) run() {
-	// A Ticker drops ticks when the loop is slow, and a leader whose clock
-	// falls behind real time would hold its lease too long: the loop
-	// counts the ticks due by the monotonic clock and, when it missed one,
-	// drops the lease (the next confirmed round renews it). It still ticks
-	// the core once, so a stalled loop does not turn into a burst of
-	// timeouts.
-	start, ticks := time.Now(), int64(0)
 	ticker := time.NewTicker(r.tick)
 	defer ticker.Stop()
 	consumer := r.trans.Consumer()
@@ -35,11 +28,6 @@ func (r *Raft) run() {
 			r.failAll()
 			return
 		case <-ticker.C:
-			due := int64(time.Since(start) / r.tick)
-			if due-ticks > 1 {
-				r.core.dropLease()
-			}
-			ticks = due
 			r.core.tick()
 		case m := <-consumer:
 			r.step(m)

@@ -307,9 +307,9 @@ const (
 	// after a quorum last confirmed it (see Config.ClockDrift); outside
 	// the lease they cost a heartbeat round like Linearizable. They are
 	// linearizable only if no server's clock rate differs from another's
-	// by more than ClockDrift (a leader whose loop misses a tick drops its
-	// lease; a pause between reading the clock and answering is not
-	// covered), and every voter runs CheckQuorum (whose
+	// by more than ClockDrift, the leader's event loop is not stalled for
+	// long (a stall makes it miss ticks, which stretches the lease), and
+	// every voter runs CheckQuorum (whose
 	// leader stickiness stops an election while the lease lasts): weaker
 	// than Linearizable. With CheckQuorum off a Lease read is a
 	// Linearizable one. Only the leader serves them; elsewhere they fail

@@ -29,8 +29,9 @@ import "encoding/binary"
 //
 // (leaseReadTicksFor). Assumptions: every voter runs CheckQuorum (stickiness
 // is the voters' rule, not the leader's), clock rates drift by less than
-// drift, and the leader's ticks do not fall behind real time (the driver
-// drops the lease when it missed a tick). A leader that has sent MsgTimeoutNow
+// drift, and the leader's ticks do not fall behind real time. The last is
+// not enforced: the driver's Ticker drops ticks while its loop is stalled
+// (a long GC pause), which stretches the lease in real time. A leader that has sent MsgTimeoutNow
 // (leadership transfer, which bypasses stickiness) serves no more lease
 // reads in its term. Without CheckQuorum a lease read is a ReadIndex read.
 //
@@ -124,10 +125,6 @@ func (c *core) requestRead(id uint64, kind readKind) error {
 	c.settleReads()
 	return nil
 }
-
-// dropLease ends the lease until the next confirmed round: the driver
-// calls it when its clock skipped ticks.
-func (c *core) dropLease() { c.reads.leaseOK = false }
 
 // leaseHolds reports whether the leader may answer a read without a round
 // trip (see the lease notes above).
