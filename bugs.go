@@ -29,6 +29,9 @@ type plantedBugs struct {
 	// ReadBeforeCommitInTerm lets a new leader answer ReadIndex before an
 	// entry of its own term has committed.
 	ReadBeforeCommitInTerm bool
+	// LeaseWithoutCheckQuorum serves lease reads even when CheckQuorum is
+	// off, where no voter's stickiness backs the lease.
+	LeaseWithoutCheckQuorum bool
 	// SingleMajorityWhileJoint makes a joint configuration count only its
 	// incoming half (C_new) for commits, elections and leadership checks,
 	// as if it were not joint.

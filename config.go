@@ -25,6 +25,15 @@ type Config struct {
 	// before a new one can be elected. Between 2*HeartbeatInterval and
 	// ElectionTimeout; 0 means ElectionTimeout/2.
 	LeaderLeaseTimeout time.Duration
+	// ClockDrift bounds how much the clock rates of any two servers may
+	// differ, as a fraction: 0.1 means one server's clock may run at most
+	// 10 % slower than another's. Lease reads (ReadMode Lease) depend on
+	// it: a leader serves them for (electionTicks-1)*(1-ClockDrift)-1
+	// ticks after a quorum confirmed it, where a tick is
+	// HeartbeatInterval/2 and electionTicks = ElectionTimeout/tick (with
+	// the defaults, 16 ticks: 800ms of a 1s election timeout). In [0, 1);
+	// 0 means the default, 0.1.
+	ClockDrift float64
 
 	// MaxAppendEntries bounds the entries in one AppendEntries message.
 	// Default 256.
@@ -101,6 +110,9 @@ func DefaultConfig() *Config {
 	}
 }
 
+// defaultClockDrift is Config.ClockDrift's default.
+const defaultClockDrift = 0.1
+
 // heartbeatTicks is how many ticks make a HeartbeatInterval. The core counts
 // time in ticks; a tick is HeartbeatInterval/heartbeatTicks.
 const heartbeatTicks = 2
@@ -122,6 +134,8 @@ func ValidateConfig(c *Config) error {
 	case c.LeaderLeaseTimeout != 0 && (c.LeaderLeaseTimeout < 2*c.HeartbeatInterval || c.LeaderLeaseTimeout > c.ElectionTimeout):
 		return bad("LeaderLeaseTimeout", "is %v, want between 2*HeartbeatInterval (%v) and ElectionTimeout (%v)",
 			c.LeaderLeaseTimeout, 2*c.HeartbeatInterval, c.ElectionTimeout)
+	case c.ClockDrift < 0 || c.ClockDrift >= 1:
+		return bad("ClockDrift", "is %v, want in [0, 1)", c.ClockDrift)
 	case c.MaxAppendEntries < 1:
 		return bad("MaxAppendEntries", "is %d, want at least 1", c.MaxAppendEntries)
 	case c.MaxAppendBytes < 1:
@@ -149,8 +163,14 @@ func (c *Config) coreConfig(rand randSource) (coreConfig, time.Duration) {
 	if lease == 0 {
 		lease = c.ElectionTimeout / 2
 	}
+	drift := c.ClockDrift
+	if drift == 0 {
+		drift = defaultClockDrift
+	}
+	electionTicks := int(c.ElectionTimeout / tick)
 	return coreConfig{
 		id:               c.LocalID,
+		leaseReadTicks:   leaseReadTicksFor(electionTicks, drift),
 		electionTicks:    int(c.ElectionTimeout / tick),
 		leaseTicks:       max(int(lease/tick), 2*heartbeatTicks),
 		heartbeatTicks:   heartbeatTicks,

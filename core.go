@@ -37,10 +37,14 @@ type randSource interface {
 // coreConfig is the core's configuration, in ticks and counts; the driver
 // derives it from Config.
 type coreConfig struct {
-	id               ServerID
-	electionTicks    int // base election timeout; randomized in [electionTicks, 2*electionTicks)
-	heartbeatTicks   int
-	leaseTicks       int // CheckQuorum: a leader steps down after this long without a quorum; <= electionTicks
+	id             ServerID
+	electionTicks  int // base election timeout; randomized in [electionTicks, 2*electionTicks)
+	heartbeatTicks int
+	leaseTicks     int // CheckQuorum: a leader steps down after this long without a quorum; <= electionTicks
+	// leaseReadTicks is how long after a confirmed round a leader serves
+	// lease reads (read.go); 0 disables them. It also makes a server
+	// refuse votes for electionTicks after it starts (startHold).
+	leaseReadTicks   int
 	preVote          bool
 	checkQuorum      bool
 	maxAppendEntries int    // entries in one MsgAppend
@@ -94,6 +98,7 @@ func (rd *ready) empty() bool {
 var (
 	errNotLeader         = errors.New("not leader")
 	errProtocolViolation = errors.New("protocol violation")
+	errReadFailed        = errors.New("follower read failed")
 )
 
 // core is the state of one server's protocol.
@@ -114,7 +119,13 @@ type core struct {
 	prs   map[ServerID]*progress // leader: one per peer
 	votes map[ServerID]bool      // candidate: granted or rejected
 
-	reads readState // leader: leadership confirmation rounds
+	reads    readState // leader: leadership confirmation rounds
+	fwdReads []fwdRead // follower: reads asked of the leader
+	// leaderTicks counts ticks; the lease is measured in it.
+	leaderTicks int
+	// startHold counts down the ticks after start during which this
+	// server acts as if it had heard from a leader (read.go, leases).
+	startHold int
 
 	member    memberState  // membership.go: the change under way
 	transfer  leadTransfer // transfer.go: leadership transfer
@@ -144,6 +155,9 @@ func newCore(cfg coreConfig, hs hardState, snapIndex, snapTerm uint64, base conf
 	c.trackConfigs(entries)
 	c.useConfig()
 	c.becomeFollower(c.term, "")
+	if cfg.leaseReadTicks > 0 && cfg.checkQuorum {
+		c.startHold = cfg.electionTicks
+	}
 	return c
 }
 
@@ -178,38 +192,48 @@ func (c *core) step(m *Message) {
 // is ignored (handlers_test.go checks that negative space).
 var handlers = [numRoles][msgTypeEnd]func(*core, *Message){
 	roleFollower: {
-		MsgAppend:     (*core).handleFollowerAppend,
-		MsgHeartbeat:  (*core).handleFollowerHeartbeat,
-		MsgTimeoutNow: (*core).handleFollowerTimeoutNow,
-		MsgSnapshot:   (*core).handleFollowerSnapshot,
+		MsgAppend:        (*core).handleFollowerAppend,
+		MsgHeartbeat:     (*core).handleFollowerHeartbeat,
+		MsgTimeoutNow:    (*core).handleFollowerTimeoutNow,
+		MsgSnapshot:      (*core).handleFollowerSnapshot,
+		MsgReadIndex:     (*core).handleReadIndexRefused,
+		MsgReadIndexResp: (*core).handleFollowerReadIndexResp,
 	},
 	rolePreCandidate: {
 		MsgAppend:      (*core).handleCandidateAppend,
 		MsgHeartbeat:   (*core).handleCandidateHeartbeat,
 		MsgPreVoteResp: (*core).handleCandidateVoteResp,
 		MsgSnapshot:    (*core).handleCandidateSnapshot,
+		MsgReadIndex:   (*core).handleReadIndexRefused,
 	},
 	roleCandidate: {
 		MsgAppend:    (*core).handleCandidateAppend,
 		MsgHeartbeat: (*core).handleCandidateHeartbeat,
 		MsgVoteResp:  (*core).handleCandidateVoteResp,
 		MsgSnapshot:  (*core).handleCandidateSnapshot,
+		MsgReadIndex: (*core).handleReadIndexRefused,
 	},
 	roleLeader: {
 		MsgAppendResp:    (*core).handleLeaderAppendResp,
 		MsgHeartbeatResp: (*core).handleLeaderHeartbeatResp,
 		MsgSnapshotResp:  (*core).handleLeaderSnapshotResp,
+		MsgReadIndex:     (*core).handleLeaderReadIndex,
 	},
 }
 
 // tick advances the core's clock by one tick.
 func (c *core) tick() {
 	c.tickTransfer()
+	c.leaderTicks++
+	if c.startHold > 0 {
+		c.startHold--
+	}
 	if c.role == roleLeader {
 		c.tickPromotions()
 		c.tickLeader()
 		return
 	}
+	c.tickForwardedReads()
 	c.tickElection()
 }
 

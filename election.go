@@ -56,7 +56,7 @@ func (c *core) tickLeader() {
 	}
 	if c.heartbeatElapsed >= c.cfg.heartbeatTicks {
 		c.heartbeatElapsed = 0
-		c.bcastHeartbeat(nil)
+		c.heartbeat()
 	}
 }
 
@@ -83,6 +83,9 @@ func (c *core) becomeFollower(term uint64, lead ServerID) {
 		c.term, c.vote = term, ""
 		c.hardStateDirty = true
 	}
+	if c.role != roleFollower || term != c.term || lead != c.lead {
+		c.failForwardedReads()
+	}
 	c.role = roleFollower
 	c.lead = lead
 	c.prs, c.votes = nil, nil
@@ -92,6 +95,7 @@ func (c *core) becomeFollower(term uint64, lead ServerID) {
 }
 
 func (c *core) becomePreCandidate() {
+	c.failForwardedReads()
 	c.role = rolePreCandidate
 	c.lead = ""
 	c.votes = map[ServerID]bool{}
@@ -100,6 +104,7 @@ func (c *core) becomePreCandidate() {
 }
 
 func (c *core) becomeCandidate() {
+	c.failForwardedReads()
 	c.term++
 	c.vote = c.id()
 	c.hardStateDirty = true
@@ -114,6 +119,7 @@ func (c *core) becomeCandidate() {
 // state, and a no-op entry of the new term is appended so that entries of
 // earlier terms can commit (Raft paper §5.4.2, §8).
 func (c *core) becomeLeader() {
+	c.failForwardedReads()
 	c.role = roleLeader
 	c.lead = c.id()
 	c.votes = nil
@@ -233,9 +239,13 @@ func (c *core) yieldCandidacy() {
 // whether the message should then be handled.
 func (c *core) stepHigherTerm(m *Message) bool {
 	switch {
-	case m.Type == MsgVote && !m.Transfer && c.cfg.checkQuorum && c.heardFromLeader():
+	case m.Type == MsgVote && !m.Transfer && c.cfg.checkQuorum && (c.heardFromLeader() || c.startHold > 0):
 		// Leader stickiness: a live leader is known, so a disruptive
-		// candidate gets no answer and does not raise our term.
+		// candidate gets no answer and does not raise our term. A server
+		// that started less than an election timeout ago holds its vote
+		// too (startHold): before it went down it may have backed a
+		// leader's lease (read.go). Pre-votes, which elect no one, it
+		// answers as usual.
 		return false
 	case m.Type == MsgPreVote:
 		// Pre-votes never change terms.

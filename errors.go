@@ -12,6 +12,10 @@ var (
 	// ErrLeadershipLost means this server lost leadership before the
 	// operation finished; a command may or may not have been committed.
 	ErrLeadershipLost = errors.New("raft: leadership lost while committing")
+	// ErrFollowerReadFailed means a linearizable read on a follower got no
+	// read index from the leader: the follower's leader changed, refused,
+	// or did not answer within an election timeout. Retrying is safe.
+	ErrFollowerReadFailed = errors.New("raft: follower read failed")
 	// ErrRaftShutdown means the server is shut down (or stopped after a
 	// storage failure, which the error then wraps too).
 	ErrRaftShutdown = errors.New("raft: shut down")

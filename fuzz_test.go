@@ -25,6 +25,9 @@ func FuzzDecodeMessage(f *testing.F) {
 		{Type: MsgSnapshot, From: "s1", To: "s2", Term: 4, Index: 9, LogTerm: 3, Snapshot: &SnapshotChunk{ID: "3-9-1", Offset: 4,
 			Data: []byte("data"), Done: true, Size: 8, Checksum: 7, Configuration: &Configuration{Servers: []Server{{ID: "s1", Address: "a"}}}, ConfigurationIndex: 1}},
 		{Type: MsgSnapshotResp, From: "s2", To: "s1", Term: 4, Index: 9, Snapshot: &SnapshotChunk{ID: "3-9-1", Offset: 8, Done: true}},
+		{Type: MsgReadIndex, From: "s2", To: "s1", Term: 4, Context: []byte{0, 0, 0, 0, 0, 0, 0, 9}},
+		{Type: MsgReadIndexResp, From: "s1", To: "s2", Term: 4, Index: 12, Context: []byte{0, 0, 0, 0, 0, 0, 0, 9}},
+		{Type: MsgReadIndexResp, From: "s1", To: "s2", Term: 4, Reject: true, Context: []byte{0, 0, 0, 0, 0, 0, 0, 9}},
 	}
 	for i := range seeds {
 		b, err := EncodeMessage(&seeds[i])
@@ -69,10 +72,11 @@ func TestDecodeRefusesBadEntries(t *testing.T) {
 		"unreadable configuration": {Type: MsgAppend, From: "s1", Index: 1, Entries: []Log{{Index: 2, Type: LogConfiguration, Data: []byte("junk")}}},
 		"configuration without voters": {Type: MsgAppend, From: "s1", Index: 1, Entries: []Log{{Index: 2, Type: LogConfiguration,
 			Data: encodeConfiguration(Configuration{Servers: []Server{{ID: "a", Address: "a", Suffrage: Nonvoter}}})}}},
-		"unknown entry type": {Type: MsgAppend, From: "s1", Index: 1, Entries: []Log{{Index: 2, Type: 9}}},
-		"index gap":          {Type: MsgAppend, From: "s1", Index: 1, Entries: []Log{{Index: 3}}},
-		"unknown type":       {Type: 99, From: "s1"},
-		"no sender":          {Type: MsgHeartbeat},
+		"unknown entry type":   {Type: MsgAppend, From: "s1", Index: 1, Entries: []Log{{Index: 2, Type: 9}}},
+		"index gap":            {Type: MsgAppend, From: "s1", Index: 1, Entries: []Log{{Index: 3}}},
+		"unknown type":         {Type: 99, From: "s1"},
+		"no sender":            {Type: MsgHeartbeat},
+		"read without context": {Type: MsgReadIndex, From: "s2"},
 	} {
 		b, err := EncodeMessage(&m)
 		if err != nil {

@@ -152,9 +152,12 @@ func (r *Raft) flush() error {
 	for _, res := range rd.reads {
 		f := r.reads[res.id]
 		delete(r.reads, res.id)
-		if res.err != nil {
+		switch {
+		case errors.Is(res.err, errReadFailed):
+			f.respond(0, nil, ErrFollowerReadFailed)
+		case res.err != nil:
 			f.respond(0, nil, ErrLeadershipLost)
-		} else {
+		default:
 			f.respond(res.index, nil, nil)
 		}
 	}

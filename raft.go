@@ -252,7 +252,7 @@ func (r *Raft) propose(ctx context.Context, l Log) *future {
 // round.
 func (r *Raft) VerifyLeader(ctx context.Context) Future {
 	f := newFuture(ctx, r.shutdownCh)
-	if err := r.do(ctx, func() { r.requestRead(f, false) }); err != nil {
+	if err := r.do(ctx, func() { r.requestRead(f, readVerify) }); err != nil {
 		f.respond(0, nil, err)
 	}
 	return f
@@ -264,10 +264,11 @@ func (r *Raft) VerifyLeader(ctx context.Context) Future {
 // leader records its commit index, confirms with a round of heartbeats that
 // it still leads (concurrent calls share a round), and returns. A new
 // leader answers only once an entry of its own term has committed. On a
-// follower it fails with a *NotLeaderError.
+// follower it fails with a *NotLeaderError: Read(ctx, Linearizable) is the
+// form that works on any server and waits for the apply too.
 func (r *Raft) ReadIndex(ctx context.Context) (uint64, error) {
 	f := newFuture(ctx, r.shutdownCh)
-	if err := r.do(ctx, func() { r.requestRead(f, true) }); err != nil {
+	if err := r.do(ctx, func() { r.requestRead(f, readIndex) }); err != nil {
 		return 0, err
 	}
 	if err := f.Error(); err != nil {
@@ -276,15 +277,93 @@ func (r *Raft) ReadIndex(ctx context.Context) (uint64, error) {
 	return f.index, nil
 }
 
-// requestRead hands a VerifyLeader (read false) or ReadIndex request to the
-// core, on the event loop; flush answers it.
-func (r *Raft) requestRead(f *future, read bool) {
+// requestRead hands a read request of the given kind to the core, on the
+// event loop; flush answers it.
+func (r *Raft) requestRead(f *future, kind readKind) {
 	r.lastRead++
-	if err := r.core.requestRead(r.lastRead, read); err != nil {
+	if err := r.core.requestRead(r.lastRead, kind); err != nil {
 		f.respond(0, nil, r.notLeader())
 		return
 	}
 	r.reads[r.lastRead] = f
+}
+
+// ReadMode is the consistency a Read asks for.
+type ReadMode uint8
+
+const (
+	// Linearizable reads see every write acknowledged before Read was
+	// called, on any server: the leader confirms with a round of
+	// heartbeats that it still leads (ReadIndex, concurrent reads share a
+	// round) and a follower asks the leader for that read index (a
+	// follower read), then waits until its FSM has applied it. It assumes
+	// nothing about clocks. On a follower it fails with
+	// ErrFollowerReadFailed when the leader does not answer within an
+	// election timeout or changes, and with a *NotLeaderError when no
+	// leader is known.
+	Linearizable ReadMode = iota
+	// Lease reads are served by the leader alone, without a round trip,
+	// while its lease holds: for (electionTicks-1)*(1-ClockDrift)-1 ticks
+	// after a quorum last confirmed it (see Config.ClockDrift); outside
+	// the lease they cost a heartbeat round like Linearizable. They are
+	// linearizable only if no server's clock rate differs from another's
+	// by more than ClockDrift, the leader's event loop is not stalled for
+	// long (a stall makes it miss ticks, which stretches the lease), and
+	// every voter runs CheckQuorum (whose
+	// leader stickiness stops an election while the lease lasts): weaker
+	// than Linearizable. With CheckQuorum off a Lease read is a
+	// Linearizable one. Only the leader serves them; elsewhere they fail
+	// with a *NotLeaderError.
+	Lease
+	// Stale reads return at once with this server's applied index, on any
+	// server: the FSM may lag the cluster by any amount. LastContact tells
+	// how long ago a follower last heard from a leader, which bounds the
+	// lag in time while the follower keeps up.
+	Stale
+)
+
+// String returns the mode's name.
+func (m ReadMode) String() string {
+	switch m {
+	case Linearizable:
+		return "Linearizable"
+	case Lease:
+		return "Lease"
+	case Stale:
+		return "Stale"
+	default:
+		return "ReadMode(" + strconv.Itoa(int(m)) + ")"
+	}
+}
+
+// Read prepares a read of this server's FSM at the given consistency and
+// returns the index it reflects: when Read returns without error the FSM
+// has applied at least that index, and the caller reads the FSM (with its
+// own synchronisation against Apply). See ReadMode for what each mode
+// guarantees and assumes. ctx bounds the wait.
+func (r *Raft) Read(ctx context.Context, mode ReadMode) (uint64, error) {
+	var kind readKind
+	switch mode {
+	case Linearizable:
+		kind = readAny
+	case Lease:
+		kind = readLease
+	case Stale:
+		return r.AppliedIndex(), nil
+	default:
+		return 0, fmt.Errorf("raft: unknown read mode %v", mode)
+	}
+	f := newFuture(ctx, r.shutdownCh)
+	if err := r.do(ctx, func() { r.requestRead(f, kind) }); err != nil {
+		return 0, err
+	}
+	if err := f.Error(); err != nil {
+		return 0, err
+	}
+	if err := r.WaitApplied(ctx, f.index); err != nil {
+		return 0, err
+	}
+	return f.index, nil
 }
 
 // WaitApplied waits until this server's FSM has applied index, ctx ends or

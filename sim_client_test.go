@@ -12,7 +12,8 @@ import (
 	"github.com/keelraft/raft/internal/sim"
 )
 
-// Simulated clients issue puts and linearizable gets (ReadIndex) against a
+// Simulated clients issue puts and linearizable gets (ReadIndex, lease reads
+// in seeds where every server sets CheckQuorum alike, and follower reads) against a
 // key-value FSM, through whichever server they believe leads. A put whose
 // fate the client cannot learn (timeout, leadership lost) is recorded with
 // an unknown outcome and the client moves on to a new write, as a client
@@ -88,6 +89,7 @@ type simWriteOp struct {
 	hist    int
 	applied bool
 	at      sim.Time
+	index   uint64 // where it was first applied
 }
 
 // settleUnknownWrites narrows the puts whose outcome no client learned, with
@@ -116,7 +118,12 @@ type simPending struct {
 	req    uint64
 	term   uint64 // proposals: the term proposed in
 	index  uint64 // reads: the read index
-	key    string
+	// reads: the highest index known committed (anywhere) when the
+	// request arrived; a linearizable read index must cover it.
+	minIndex uint64
+	read     readKind
+	call     sim.Time
+	key      string
 }
 
 type simReply uint8
@@ -137,6 +144,8 @@ type simClient struct {
 
 type simOp struct {
 	req     uint64
+	read    readKind // gets: ReadIndex, lease or follower read (readAny)
+	call    sim.Time
 	in      sim.KVInput
 	hist    int
 	attempt int
@@ -158,7 +167,19 @@ func (c *simClient) next() {
 			in.Put = true
 			in.Value = fmt.Sprintf("%d.%d", c.id, c.req)
 		}
-		c.op = &simOp{req: c.req, in: in, hist: c.s.hist.Call(c.id, in, c.s.sched.Now())}
+		c.op = &simOp{req: c.req, in: in, read: readIndex, call: c.s.sched.Now(), hist: c.s.hist.Call(c.id, in, c.s.sched.Now())}
+		if !in.Put {
+			switch c.s.rand.IntN(3) {
+			case 1:
+				if c.s.leaseReads {
+					c.op.read = readLease
+				}
+			case 2:
+				// A follower read: ask any server.
+				c.op.read = readAny
+				c.target = c.s.ids[c.s.rand.IntN(len(c.s.ids))]
+			}
+		}
 		if in.Put {
 			c.s.writes[simReqID(c.id, c.req)] = &simWriteOp{hist: c.op.hist}
 		}
@@ -238,7 +259,8 @@ func (n *simNode) clientRequest(c *simClient, op *simOp) {
 		n.props[index] = p
 	} else {
 		n.lastRead++
-		if err := n.c.requestRead(n.lastRead, true); err != nil {
+		p.minIndex, p.read, p.call = uint64(len(s.check.committed)), op.read, op.call
+		if err := n.c.requestRead(n.lastRead, op.read); err != nil {
 			s.reply(p, replyRedirect, sim.KVOutput{}, n.c.lead)
 			return
 		}
@@ -271,7 +293,7 @@ func (n *simNode) apply(e *Log) {
 	}
 	id := simReqID(cmd.client, cmd.req)
 	if w := s.writes[id]; w != nil && !w.applied {
-		w.applied, w.at = true, s.sched.Now()
+		w.applied, w.at, w.index = true, s.sched.Now(), e.Index
 	}
 	if n.fsm.seen[id] {
 		s.fail("%s applied client %d request %d twice (again at index %d)", n.id, cmd.client, cmd.req, e.Index)
@@ -301,6 +323,18 @@ func (n *simNode) readAnswered(r readResult) {
 		n.s.reply(p, replyRedirect, sim.KVOutput{}, n.c.lead)
 		return
 	}
+	if r.index < p.minIndex {
+		n.s.fail("%s answered a read (kind %d) with index %d, below %d, committed before the request arrived: a stale read",
+			n.id, p.read, r.index, p.minIndex)
+		return
+	}
+	for id, w := range n.s.writes {
+		if w.applied && w.at < p.call && w.index > r.index {
+			n.s.fail("%s answered a read (kind %d) of a call at %v with index %d, below %d, where write %x applied at %v",
+				n.id, p.read, p.call, r.index, w.index, id, w.at)
+			return
+		}
+	}
 	p.index = r.index
 	n.readWaits = append(n.readWaits, p)
 }
@@ -325,6 +359,8 @@ func (n *simNode) serveReads() {
 // were proposed in — what Apply's ErrLeadershipLost says.
 func (n *simNode) leadershipChanged() {
 	leading := n.c.role == roleLeader
+	if leading && !n.wasLeader {
+	}
 	if n.wasLeader && (!leading || n.c.term != n.term) {
 		idx := make([]uint64, 0, len(n.props))
 		for i := range n.props {

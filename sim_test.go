@@ -25,6 +25,10 @@ const (
 	simTick          = 50 * sim.Millisecond // the driver's default: HeartbeatInterval/2
 	simElectionTicks = 20
 	simET            = simElectionTicks * simTick
+	// simClockDrift bounds how much the servers' clock rates differ: a
+	// period of 75 % to 125 % of simTick, so one runs at least 0.75/1.25
+	// = 60 % as fast as another. Lease reads are sized for it.
+	simClockDrift = 0.4
 )
 
 // simOptions configures one run.
@@ -78,6 +82,11 @@ type simCluster struct {
 	// changeEvery and transferEvery are the mean times between membership
 	// changes and leadership transfers.
 	changeEvery, transferEvery sim.Time
+
+	// leaseReads: every server sets CheckQuorum alike, as lease reads
+	// assume, so clients use them (with CheckQuorum off they must fall
+	// back to ReadIndex).
+	leaseReads bool
 
 	calm    bool // the liveness phase: no new faults, no new client ops
 	err     error
@@ -167,7 +176,8 @@ func newSimCluster(opt simOptions, dataDir string) *simCluster {
 	for i, id := range s.ids {
 		cfg := coreConfig{
 			id: id, electionTicks: simElectionTicks, heartbeatTicks: 2, leaseTicks: simElectionTicks / 2,
-			preVote: preVote(), checkQuorum: checkQuorum(),
+			leaseReadTicks: leaseReadTicksFor(simElectionTicks, simClockDrift),
+			preVote:        preVote(), checkQuorum: checkQuorum(),
 			// Small batches and windows split what a leader sends, which
 			// opens the windows some bugs need.
 			maxAppendEntries: []int{1, 2, 3, 8, 64}[r.IntN(5)], maxAppendBytes: 1 << 20,
@@ -189,6 +199,10 @@ func newSimCluster(opt simOptions, dataDir string) *simCluster {
 		}
 		s.nodes = append(s.nodes, n)
 		s.names = append(s.names, string(id))
+	}
+	s.leaseReads = true
+	for _, n := range s.nodes {
+		s.leaseReads = s.leaseReads && n.cfg.checkQuorum == s.nodes[0].cfg.checkQuorum
 	}
 	for i := 0; i < 3+r.IntN(6); i++ { // enough keys that porcupine's per-key histories stay small
 		s.keys = append(s.keys, fmt.Sprintf("k%d", i))

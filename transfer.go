@@ -79,6 +79,7 @@ func (c *core) checkTransfer() {
 		if pr, ok := c.prs[t.target]; ok && pr.match >= c.log.lastIndex() {
 			c.send(Message{Type: MsgTimeoutNow, To: t.target})
 			t.sent = true
+			c.reads.noLease = true // TimeoutNow bypasses stickiness: no more leases this term
 		}
 	}
 }

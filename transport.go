@@ -45,6 +45,12 @@ const (
 	// that it has installed the snapshot (or already covered it), Reject
 	// that it gave the transfer up.
 	MsgSnapshotResp
+	// MsgReadIndex asks the leader for a read index for a follower read;
+	// Context identifies the request and is echoed.
+	MsgReadIndex
+	// MsgReadIndexResp answers MsgReadIndex: Index is the read index once
+	// the leader confirmed its leadership, Reject that it could not.
+	MsgReadIndexResp
 
 	msgTypeEnd // one past the last valid type
 )
@@ -56,6 +62,7 @@ var msgTypeNames = [...]string{
 	MsgPreVote: "MsgPreVote", MsgPreVoteResp: "MsgPreVoteResp",
 	MsgTimeoutNow: "MsgTimeoutNow",
 	MsgSnapshot:   "MsgSnapshot", MsgSnapshotResp: "MsgSnapshotResp",
+	MsgReadIndex: "MsgReadIndex", MsgReadIndexResp: "MsgReadIndexResp",
 }
 
 // String returns the message type's name.
@@ -171,6 +178,9 @@ func (m *Message) validate() error {
 	}
 	if m.From == "" {
 		return errors.New("empty sender ID")
+	}
+	if (m.Type == MsgReadIndex || m.Type == MsgReadIndexResp) && len(m.Context) != 8 {
+		return fmt.Errorf("%v needs an 8-byte context", m.Type)
 	}
 	if err := m.validateSnapshot(); err != nil {
 		return err
