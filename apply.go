@@ -93,6 +93,12 @@ func (a *applier) apply(b applyBatch) {
 	a.applied.Store(b.entries[len(b.entries)-1].Index)
 	first := b.entries[0].Index
 	for _, f := range b.futures {
+		if f.log.Index < first {
+			// A forwarded proposal answered after a snapshot covered
+			// its index: which entry took that place is unknown.
+			f.respond(0, nil, ErrLeadershipLost)
+			continue
+		}
 		i := f.log.Index - first
 		if b.entries[i].Term != f.log.Term {
 			// Another leader's entry took the future's place in the log.

@@ -55,6 +55,10 @@ type Config struct {
 	// CheckQuorumDisabled turns off CheckQuorum (on by default): without
 	// it, a leader cut off from a quorum keeps believing it leads.
 	CheckQuorumDisabled bool
+	// ForwardingDisabled turns off proposal forwarding (on by default):
+	// without it, Apply and Barrier on a follower fail at once with a
+	// *NotLeaderError naming the leader, for the caller to retry there.
+	ForwardingDisabled bool
 
 	// PromotionMaxLag and PromotionStableTime decide when a server that is
 	// to become a voter (AddVoter, or a ChangeConfiguration that makes a

@@ -84,6 +84,8 @@ type ready struct {
 	apply []Log
 	// reads answers read requests (requestRead).
 	reads []readResult
+	// proposed answers forwarded proposals (forwardProposals).
+	proposed []proposeResult
 	// snapReady: snapshots to send, chunks to write, a snapshot to restore
 	// (before apply) and log compaction (see snapshot.go).
 	snapReady
@@ -91,7 +93,7 @@ type ready struct {
 
 func (rd *ready) empty() bool {
 	return rd.hardState == nil && len(rd.entries) == 0 && len(rd.msgs) == 0 &&
-		len(rd.msgsAfterAppend) == 0 && len(rd.apply) == 0 && len(rd.reads) == 0 &&
+		len(rd.msgsAfterAppend) == 0 && len(rd.apply) == 0 && len(rd.reads) == 0 && len(rd.proposed) == 0 &&
 		rd.emptySnap()
 }
 
@@ -99,6 +101,7 @@ var (
 	errNotLeader         = errors.New("not leader")
 	errProtocolViolation = errors.New("protocol violation")
 	errReadFailed        = errors.New("follower read failed")
+	errForwardUnknown    = errors.New("forwarded proposal: no answer from the leader")
 )
 
 // core is the state of one server's protocol.
@@ -119,8 +122,11 @@ type core struct {
 	prs   map[ServerID]*progress // leader: one per peer
 	votes map[ServerID]bool      // candidate: granted or rejected
 
-	reads    readState // leader: leadership confirmation rounds
-	fwdReads []fwdRead // follower: reads asked of the leader
+	reads    readState   // leader: leadership confirmation rounds
+	forwards []forwarded // follower: requests handed to the leader (forward.go)
+	// proposeSeen is, per follower, the highest forwarded-proposal ID this
+	// leader took in its term (forward.go).
+	proposeSeen map[ServerID]uint64
 	// leaderTicks counts ticks; the lease is measured in it.
 	leaderTicks int
 	// startHold counts down the ticks after start during which this
@@ -138,6 +144,7 @@ type core struct {
 	hardStateDirty        bool
 	msgs, msgsAfterAppend []Message
 	readResults           []readResult
+	proposeResults        []proposeResult
 	// violations lists messages refused because they broke the protocol
 	// (for example asking to overwrite a committed entry); the driver logs
 	// and clears them.
@@ -198,6 +205,8 @@ var handlers = [numRoles][msgTypeEnd]func(*core, *Message){
 		MsgSnapshot:      (*core).handleFollowerSnapshot,
 		MsgReadIndex:     (*core).handleReadIndexRefused,
 		MsgReadIndexResp: (*core).handleFollowerReadIndexResp,
+		MsgPropose:       (*core).handleProposeRefused,
+		MsgProposeResp:   (*core).handleFollowerProposeResp,
 	},
 	rolePreCandidate: {
 		MsgAppend:      (*core).handleCandidateAppend,
@@ -205,6 +214,7 @@ var handlers = [numRoles][msgTypeEnd]func(*core, *Message){
 		MsgPreVoteResp: (*core).handleCandidateVoteResp,
 		MsgSnapshot:    (*core).handleCandidateSnapshot,
 		MsgReadIndex:   (*core).handleReadIndexRefused,
+		MsgPropose:     (*core).handleProposeRefused,
 	},
 	roleCandidate: {
 		MsgAppend:    (*core).handleCandidateAppend,
@@ -212,12 +222,14 @@ var handlers = [numRoles][msgTypeEnd]func(*core, *Message){
 		MsgVoteResp:  (*core).handleCandidateVoteResp,
 		MsgSnapshot:  (*core).handleCandidateSnapshot,
 		MsgReadIndex: (*core).handleReadIndexRefused,
+		MsgPropose:   (*core).handleProposeRefused,
 	},
 	roleLeader: {
 		MsgAppendResp:    (*core).handleLeaderAppendResp,
 		MsgHeartbeatResp: (*core).handleLeaderHeartbeatResp,
 		MsgSnapshotResp:  (*core).handleLeaderSnapshotResp,
 		MsgReadIndex:     (*core).handleLeaderReadIndex,
+		MsgPropose:       (*core).handleLeaderPropose,
 	},
 }
 
@@ -233,7 +245,7 @@ func (c *core) tick() {
 		c.tickLeader()
 		return
 	}
-	c.tickForwardedReads()
+	c.tickForwarded()
 	c.tickElection()
 }
 
@@ -279,15 +291,16 @@ func (c *core) ready() ready {
 		entries:         c.log.unpersisted(),
 		msgs:            c.msgs,
 		msgsAfterAppend: c.msgsAfterAppend,
-		apply:           c.log.toApply(),
+		apply:           c.log.toApply(c.applyLimit()),
 		reads:           c.readResults,
+		proposed:        c.proposeResults,
 	}
 	c.takeSnapReady(&rd)
 	if c.hardStateDirty {
 		rd.hardState = &hardState{Term: c.term, Vote: c.vote}
 		c.hardStateDirty = false
 	}
-	c.msgs, c.msgsAfterAppend, c.readResults = nil, nil, nil
+	c.msgs, c.msgsAfterAppend, c.readResults, c.proposeResults = nil, nil, nil, nil
 	return rd
 }
 

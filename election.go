@@ -84,7 +84,7 @@ func (c *core) becomeFollower(term uint64, lead ServerID) {
 		c.hardStateDirty = true
 	}
 	if c.role != roleFollower || term != c.term || lead != c.lead {
-		c.failForwardedReads()
+		c.failForwarded()
 	}
 	c.role = roleFollower
 	c.lead = lead
@@ -95,7 +95,7 @@ func (c *core) becomeFollower(term uint64, lead ServerID) {
 }
 
 func (c *core) becomePreCandidate() {
-	c.failForwardedReads()
+	c.failForwarded()
 	c.role = rolePreCandidate
 	c.lead = ""
 	c.votes = map[ServerID]bool{}
@@ -104,7 +104,7 @@ func (c *core) becomePreCandidate() {
 }
 
 func (c *core) becomeCandidate() {
-	c.failForwardedReads()
+	c.failForwarded()
 	c.term++
 	c.vote = c.id()
 	c.hardStateDirty = true
@@ -119,7 +119,8 @@ func (c *core) becomeCandidate() {
 // state, and a no-op entry of the new term is appended so that entries of
 // earlier terms can commit (Raft paper §5.4.2, §8).
 func (c *core) becomeLeader() {
-	c.failForwardedReads()
+	c.failForwarded()
+	c.proposeSeen = map[ServerID]uint64{}
 	c.role = roleLeader
 	c.lead = c.id()
 	c.votes = nil

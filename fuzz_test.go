@@ -28,6 +28,9 @@ func FuzzDecodeMessage(f *testing.F) {
 		{Type: MsgReadIndex, From: "s2", To: "s1", Term: 4, Context: []byte{0, 0, 0, 0, 0, 0, 0, 9}},
 		{Type: MsgReadIndexResp, From: "s1", To: "s2", Term: 4, Index: 12, Context: []byte{0, 0, 0, 0, 0, 0, 0, 9}},
 		{Type: MsgReadIndexResp, From: "s1", To: "s2", Term: 4, Reject: true, Context: []byte{0, 0, 0, 0, 0, 0, 0, 9}},
+		{Type: MsgPropose, From: "s2", To: "s1", Term: 4, Context: []byte{0, 0, 0, 0, 0, 0, 0, 10},
+			Entries: []Log{{Type: LogCommand, Data: []byte("x")}, {Type: LogNoop}}},
+		{Type: MsgProposeResp, From: "s1", To: "s2", Term: 4, Index: 13, LogTerm: 4, Context: []byte{0, 0, 0, 0, 0, 0, 0, 10}},
 	}
 	for i := range seeds {
 		b, err := EncodeMessage(&seeds[i])
@@ -72,11 +75,16 @@ func TestDecodeRefusesBadEntries(t *testing.T) {
 		"unreadable configuration": {Type: MsgAppend, From: "s1", Index: 1, Entries: []Log{{Index: 2, Type: LogConfiguration, Data: []byte("junk")}}},
 		"configuration without voters": {Type: MsgAppend, From: "s1", Index: 1, Entries: []Log{{Index: 2, Type: LogConfiguration,
 			Data: encodeConfiguration(Configuration{Servers: []Server{{ID: "a", Address: "a", Suffrage: Nonvoter}}})}}},
-		"unknown entry type":   {Type: MsgAppend, From: "s1", Index: 1, Entries: []Log{{Index: 2, Type: 9}}},
-		"index gap":            {Type: MsgAppend, From: "s1", Index: 1, Entries: []Log{{Index: 3}}},
-		"unknown type":         {Type: 99, From: "s1"},
-		"no sender":            {Type: MsgHeartbeat},
-		"read without context": {Type: MsgReadIndex, From: "s2"},
+		"unknown entry type":       {Type: MsgAppend, From: "s1", Index: 1, Entries: []Log{{Index: 2, Type: 9}}},
+		"index gap":                {Type: MsgAppend, From: "s1", Index: 1, Entries: []Log{{Index: 3}}},
+		"unknown type":             {Type: 99, From: "s1"},
+		"no sender":                {Type: MsgHeartbeat},
+		"read without context":     {Type: MsgReadIndex, From: "s2"},
+		"proposal without context": {Type: MsgPropose, From: "s2", Entries: []Log{{Type: LogCommand}}},
+		"forwarded entry with an index": {Type: MsgPropose, From: "s2", Context: make([]byte, 8),
+			Entries: []Log{{Index: 1, Type: LogCommand}}},
+		"forwarded configuration garbage": {Type: MsgPropose, From: "s2", Context: make([]byte, 8),
+			Entries: []Log{{Type: LogConfiguration, Data: []byte("junk")}}},
 	} {
 		b, err := EncodeMessage(&m)
 		if err != nil {

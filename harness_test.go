@@ -37,7 +37,9 @@ type coreNode struct {
 	durable []Log // the LogStore: entries 1..n
 	applied []Log
 	reads   []readResult // answers to read requests, in order
-	down    bool
+	// proposed are answers to forwarded proposals, in order.
+	proposed []proposeResult
+	down     bool
 }
 
 func testCoreConfig(id ServerID, seed uint64) coreConfig {
@@ -120,6 +122,7 @@ func (net *coreNet) process(id ServerID) bool {
 		nd.c.persisted(last.Index, last.Term)
 	}
 	nd.reads = append(nd.reads, rd.reads...)
+	nd.proposed = append(nd.proposed, rd.proposed...)
 	if len(rd.apply) > 0 {
 		nd.applied = append(nd.applied, rd.apply...)
 		nd.c.appliedTo(rd.apply[len(rd.apply)-1].Index)

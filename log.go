@@ -254,10 +254,10 @@ func (l *raftLog) persisted(index, term uint64) {
 	}
 }
 
-// toApply returns the entries committed and durable but not yet handed to
-// the applier, and marks them handed.
-func (l *raftLog) toApply() []Log {
-	hi := min(l.committed, l.stable)
+// toApply returns the entries committed and durable, up to limit, not yet
+// handed to the applier, and marks them handed.
+func (l *raftLog) toApply(limit uint64) []Log {
+	hi := min(l.committed, l.stable, limit)
 	if hi <= l.applying {
 		return nil
 	}

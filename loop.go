@@ -2,6 +2,7 @@ package raft
 
 import (
 	"errors"
+	"slices"
 	"time"
 )
 
@@ -69,6 +70,10 @@ func (r *Raft) step(m *Message) {
 	if m.FromAddr != "" {
 		r.addrs[m.From] = m.FromAddr
 	}
+	if m.Type == MsgPropose && r.restoring && r.core.role == roleLeader {
+		r.core.refuseProposal(m, refusedRestore)
+		return
+	}
 	r.core.step(m)
 	if m.Type == MsgSnapshotResp {
 		r.snapshotAck(m)
@@ -109,6 +114,13 @@ func (r *Raft) proposeBatch(f *future) {
 		return
 	}
 	first, err := r.core.propose(ents)
+	if errors.Is(err, errNotLeader) && !r.conf.ForwardingDisabled {
+		r.lastReq++
+		if r.core.forwardProposals(r.lastReq, ents) == nil {
+			r.forwards[r.lastReq] = live
+			return
+		}
+	}
 	if err != nil {
 		if errors.Is(err, errNotLeader) {
 			err = r.notLeader()
@@ -122,6 +134,45 @@ func (r *Raft) proposeBatch(f *future) {
 		f.log.Index, f.log.Term = first+uint64(i), ents[i].Term
 		r.inflight = append(r.inflight, f)
 	}
+}
+
+// forwarded settles proposals this follower forwarded to the leader: once
+// answered they wait, like a leader's, for their index to be applied here.
+func (r *Raft) forwarded(res proposeResult) {
+	fs := r.forwards[res.id]
+	delete(r.forwards, res.id)
+	var err error
+	switch {
+	case res.err == nil:
+		for i, f := range fs {
+			f.log.Index, f.log.Term = res.index+uint64(i), res.term
+		}
+		r.addInflight(fs)
+		return
+	case errors.Is(res.err, errNotLeader):
+		err = r.notLeader()
+	case errors.Is(res.err, errForwardUnknown):
+		err = ErrLeadershipLost
+	default:
+		err = res.err
+	}
+	for _, f := range fs {
+		f.respond(0, nil, err)
+	}
+}
+
+// addInflight adds futures, in index order among themselves, to the
+// futures waiting for their index to be applied, keeping that list in
+// index order.
+func (r *Raft) addInflight(fs []*future) {
+	if len(fs) == 0 {
+		return
+	}
+	at := len(r.inflight)
+	for at > 0 && r.inflight[at-1].log.Index > fs[0].log.Index {
+		at--
+	}
+	r.inflight = slices.Insert(r.inflight, at, fs...)
 }
 
 // flush acts on the core's outputs, in the order durability demands: term
@@ -160,6 +211,9 @@ func (r *Raft) flush() error {
 		default:
 			f.respond(res.index, nil, nil)
 		}
+	}
+	for _, res := range rd.proposed {
+		r.forwarded(res)
 	}
 	if len(rd.apply) > 0 {
 		r.applier.submit(applyBatch{entries: rd.apply, futures: r.takeInflight(rd.apply[len(rd.apply)-1].Index)})
@@ -268,6 +322,11 @@ func (r *Raft) failAll() {
 	}
 	for _, f := range r.reads {
 		f.respond(0, nil, err)
+	}
+	for _, fs := range r.forwards {
+		for _, f := range fs {
+			f.respond(0, nil, err)
+		}
 	}
 	for {
 		select {

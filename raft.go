@@ -59,7 +59,8 @@ type Raft struct {
 	core     *core
 	inflight []*future                  // proposals not yet handed to the applier, by index
 	reads    map[uint64]*future         // VerifyLeader and ReadIndex requests the core holds, by request ID
-	lastRead uint64                     // the last request ID given out
+	forwards map[uint64][]*future       // proposals forwarded to the leader, by request ID
+	lastReq  uint64                     // the last request ID given out (reads and forwards)
 	addrs    map[ServerID]ServerAddress // learned from messages, beside the configuration
 	member   memberWaits                // membership_api.go: changes and transfers under way
 	lastPub  published
@@ -131,13 +132,17 @@ func NewRaft(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 	}
 	cc, tick := conf.coreConfig(rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
 	r := &Raft{
-		conf:          *conf,
-		logger:        conf.Logger,
-		trans:         trans,
-		stable:        stable,
-		tick:          tick,
-		addrs:         map[ServerID]ServerAddress{},
-		reads:         map[uint64]*future{},
+		conf:     *conf,
+		logger:   conf.Logger,
+		trans:    trans,
+		stable:   stable,
+		tick:     tick,
+		addrs:    map[ServerID]ServerAddress{},
+		reads:    map[uint64]*future{},
+		forwards: map[uint64][]*future{},
+		// Request IDs start at the boot time so that a restarted server
+		// does not reuse its forwarded proposals' IDs (forward.go).
+		lastReq:       uint64(time.Now().UnixNano()),
 		applyCh:       make(chan *future, 4*conf.MaxAppendEntries),
 		opCh:          make(chan func()),
 		persistNotify: make(chan struct{}, 1),
@@ -219,17 +224,27 @@ func validateEntry(e *Log) error {
 }
 
 // Apply proposes a command. The future's Error waits until the command is
-// applied on this server (the leader), leadership is lost, ctx ends or the
-// server shuts down. On a follower it fails at once with a *NotLeaderError.
+// applied on this server, leadership is lost, ctx ends or the server shuts
+// down; its Response is this server's FSM's.
 //
-// An error other than ErrNotLeader leaves the outcome unknown: the command
-// may still commit. Clients that retry need commands that are idempotent.
+// On a follower the command is forwarded to the leader over the transport
+// (unless Config.ForwardingDisabled): the leader appends it, and the
+// follower's future completes once the follower itself has applied it, so
+// a read of this server's FSM after Apply returns sees the command. With
+// forwarding off, or no leader known, it fails at once with a
+// *NotLeaderError naming the leader.
+//
+// ErrNotLeader, ErrLeadershipTransferInProgress and ErrRestoreInProgress
+// mean the command was not appended. Any other error leaves the outcome
+// unknown: the command may still commit. Clients that retry need commands
+// that are idempotent.
 func (r *Raft) Apply(ctx context.Context, cmd []byte) ApplyFuture {
 	return r.propose(ctx, Log{Type: LogCommand, Data: cmd})
 }
 
 // Barrier returns a future that completes once every entry committed before
-// it has been applied to the FSM on this server, the leader.
+// it has been applied to the FSM on this server. On a follower it is
+// forwarded to the leader like Apply.
 func (r *Raft) Barrier(ctx context.Context) Future {
 	return r.propose(ctx, Log{Type: LogNoop})
 }
@@ -280,12 +295,12 @@ func (r *Raft) ReadIndex(ctx context.Context) (uint64, error) {
 // requestRead hands a read request of the given kind to the core, on the
 // event loop; flush answers it.
 func (r *Raft) requestRead(f *future, kind readKind) {
-	r.lastRead++
-	if err := r.core.requestRead(r.lastRead, kind); err != nil {
+	r.lastReq++
+	if err := r.core.requestRead(r.lastReq, kind); err != nil {
 		f.respond(0, nil, r.notLeader())
 		return
 	}
-	r.reads[r.lastRead] = f
+	r.reads[r.lastReq] = f
 }
 
 // ReadMode is the consistency a Read asks for.

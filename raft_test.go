@@ -50,22 +50,6 @@ func TestApplyReplicatesInOrder(t *testing.T) {
 	require.Equal(t, "cmd-49", cmds[49])
 }
 
-func TestApplyOnFollowerNamesTheLeader(t *testing.T) {
-	c := newCluster(t, 3, 3, nil)
-	l := c.Leader()
-	for _, nd := range c.Servers() {
-		if nd == l {
-			continue
-		}
-		err := nd.Raft().Apply(context.Background(), []byte("x")).Error()
-		require.ErrorIs(t, err, raft.ErrNotLeader)
-		var nl *raft.NotLeaderError
-		require.ErrorAs(t, err, &nl)
-		require.Equal(t, l.ID, nl.LeaderID)
-		require.Equal(t, l.Addr, nl.LeaderAddress)
-	}
-}
-
 // Scenario 2: the leader is cut off after a write reached only it: the
 // write does not commit, a new leader is elected, the client's retry
 // succeeds, and after healing the command is applied exactly once.

@@ -89,13 +89,6 @@ type readRequest struct {
 	ctx   []byte
 }
 
-// fwdRead is a follower read waiting for the leader's answer.
-type fwdRead struct {
-	id      uint64
-	to      ServerID
-	elapsed int
-}
-
 // readResult answers a readRequest: the read index, or errNotLeader when
 // leadership was lost first (errReadFailed for a follower read that got no
 // answer).
@@ -114,8 +107,7 @@ func (c *core) requestRead(id uint64, kind readKind) error {
 		if kind != readAny || c.role != roleFollower || c.lead == "" {
 			return errNotLeader
 		}
-		c.fwdReads = append(c.fwdReads, fwdRead{id: id, to: c.lead})
-		c.send(Message{Type: MsgReadIndex, To: c.lead, Context: binary.BigEndian.AppendUint64(nil, id)})
+		c.forward(forwarded{id: id, to: c.lead}, Message{Type: MsgReadIndex})
 		return nil
 	}
 	if kind == readAny {
@@ -193,47 +185,14 @@ func (c *core) handleReadIndexRefused(m *Message) {
 // handleFollowerReadIndexResp answers a follower read with the leader's
 // read index.
 func (c *core) handleFollowerReadIndexResp(m *Message) {
-	if len(m.Context) != 8 {
-		return
-	}
-	id := binary.BigEndian.Uint64(m.Context)
-	for i, fr := range c.fwdReads {
-		if fr.id != id || fr.to != m.From {
-			continue
-		}
-		c.fwdReads = append(c.fwdReads[:i], c.fwdReads[i+1:]...)
-		if m.Reject {
-			c.readResults = append(c.readResults, readResult{id: id, err: errReadFailed})
-		} else {
-			c.readResults = append(c.readResults, readResult{id: id, index: m.Index})
-		}
-		return
-	}
-}
-
-// tickForwardedReads fails follower reads that waited electionTicks for an
-// answer.
-func (c *core) tickForwardedReads() {
-	n := 0
-	for _, fr := range c.fwdReads {
-		fr.elapsed++
-		if fr.elapsed >= c.cfg.electionTicks {
-			c.readResults = append(c.readResults, readResult{id: fr.id, err: errReadFailed})
-			continue
-		}
-		c.fwdReads[n] = fr
-		n++
-	}
-	c.fwdReads = c.fwdReads[:n]
-}
-
-// failForwardedReads fails every follower read waiting for an answer: the
-// server stopped following the leader asked.
-func (c *core) failForwardedReads() {
-	for _, fr := range c.fwdReads {
+	fr, ok := c.takeForwarded(m, false)
+	switch {
+	case !ok:
+	case m.Reject:
 		c.readResults = append(c.readResults, readResult{id: fr.id, err: errReadFailed})
+	default:
+		c.readResults = append(c.readResults, readResult{id: fr.id, index: m.Index})
 	}
-	c.fwdReads = nil
 }
 
 // heartbeat sends the periodic heartbeat. With lease reads on, each one

@@ -286,6 +286,11 @@ func (r *Raft) flushSnapshots(rd *ready) {
 	if rd.restore != nil {
 		meta := *rd.restore
 		r.snapMeta = meta
+		// Proposals a follower forwarded and the snapshot covers cannot
+		// be told apart from other entries there: outcome unknown.
+		for _, f := range r.takeInflight(meta.Index) {
+			f.respond(0, nil, ErrLeadershipLost)
+		}
 		r.applier.submit(applyBatch{op: func() { r.restoreFSM(meta) }})
 	}
 }

@@ -51,6 +51,13 @@ const (
 	// MsgReadIndexResp answers MsgReadIndex: Index is the read index once
 	// the leader confirmed its leadership, Reject that it could not.
 	MsgReadIndexResp
+	// MsgPropose hands a follower's proposals (Entries: types and data)
+	// to the leader; Context identifies the request and is echoed.
+	MsgPropose
+	// MsgProposeResp answers MsgPropose: Index and LogTerm are where the
+	// leader appended the first entry, or Reject that it did not
+	// (RejectHint says why).
+	MsgProposeResp
 
 	msgTypeEnd // one past the last valid type
 )
@@ -63,6 +70,7 @@ var msgTypeNames = [...]string{
 	MsgTimeoutNow: "MsgTimeoutNow",
 	MsgSnapshot:   "MsgSnapshot", MsgSnapshotResp: "MsgSnapshotResp",
 	MsgReadIndex: "MsgReadIndex", MsgReadIndexResp: "MsgReadIndexResp",
+	MsgPropose: "MsgPropose", MsgProposeResp: "MsgProposeResp",
 }
 
 // String returns the message type's name.
@@ -179,7 +187,7 @@ func (m *Message) validate() error {
 	if m.From == "" {
 		return errors.New("empty sender ID")
 	}
-	if (m.Type == MsgReadIndex || m.Type == MsgReadIndexResp) && len(m.Context) != 8 {
+	if (m.Type == MsgReadIndex || m.Type == MsgReadIndexResp || m.Type == MsgPropose || m.Type == MsgProposeResp) && len(m.Context) != 8 {
 		return fmt.Errorf("%v needs an 8-byte context", m.Type)
 	}
 	if err := m.validateSnapshot(); err != nil {
@@ -187,7 +195,12 @@ func (m *Message) validate() error {
 	}
 	for i := range m.Entries {
 		e := &m.Entries[i]
-		if e.Index != m.Index+uint64(i)+1 {
+		if m.Type == MsgPropose {
+			// The leader places forwarded proposals.
+			if e.Index != 0 || e.Term != 0 {
+				return fmt.Errorf("forwarded entry %d has index %d term %d, want none", i, e.Index, e.Term)
+			}
+		} else if e.Index != m.Index+uint64(i)+1 {
 			return fmt.Errorf("entry %d has index %d, want %d", i, e.Index, m.Index+uint64(i)+1)
 		}
 		if err := validateEntry(e); err != nil {

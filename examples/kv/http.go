@@ -51,8 +51,8 @@ func (n *node) handleDelete(w http.ResponseWriter, r *http.Request) {
 	n.write(w, r, command{Op: "delete", Key: r.PathValue("key")})
 }
 
-// write proposes c and answers once it is applied on this server, the
-// leader.
+// write proposes c and answers once it is applied on this server; a
+// follower forwards it to the leader (or, with forwarding off, redirects).
 func (n *node) write(w http.ResponseWriter, r *http.Request, c command) {
 	data, err := json.Marshal(c)
 	if err != nil {
@@ -75,28 +75,24 @@ func (n *node) write(w http.ResponseWriter, r *http.Request, c command) {
 
 func (n *node) handleGet(w http.ResponseWriter, r *http.Request) {
 	key := r.PathValue("key")
+	var mode raft.ReadMode
 	switch consistency := r.URL.Query().Get("consistency"); consistency {
 	case "stale":
-		// The local map, whatever this server has applied so far.
-	case "", "default", "linearizable":
-		// Only the leader answers: ReadIndex confirms it still leads and
-		// names the commit index to wait for; after WaitApplied the local
-		// map holds every write committed before the request. "default" is
-		// currently the same as "linearizable"; lease-based reads, which
-		// skip the heartbeat round, come later.
-		ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
-		defer cancel()
-		index, err := n.raft.ReadIndex(ctx)
-		if err == nil {
-			err = n.raft.WaitApplied(ctx, index)
-		}
-		if err != nil {
-			n.raftError(w, r, err)
-			return
-		}
+		mode = raft.Stale
+	case "", "default":
+		mode = raft.Lease
+	case "linearizable", "consistent":
+		mode = raft.Linearizable
 	default:
 		http.Error(w, fmt.Sprintf("unknown consistency %q: want stale, default or linearizable", consistency),
 			http.StatusBadRequest)
+		return
+	}
+	// Read returns once the local map reflects what the mode promises.
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	if _, err := n.raft.Read(ctx, mode); err != nil {
+		n.raftError(w, r, err)
 		return
 	}
 	value, ok := n.fsm.Get(key)
@@ -127,6 +123,8 @@ func (n *node) raftError(w http.ResponseWriter, r *http.Request, err error) {
 			return
 		}
 		http.Error(w, "not the leader; no leader known, retry later", http.StatusServiceUnavailable)
+	case errors.Is(err, raft.ErrFollowerReadFailed):
+		http.Error(w, "follower read failed: the leader did not answer; retry", http.StatusServiceUnavailable)
 	case errors.Is(err, raft.ErrLeadershipLost):
 		http.Error(w, "leadership lost: the write may or may not have been applied", http.StatusServiceUnavailable)
 	case errors.Is(err, context.DeadlineExceeded):
@@ -331,6 +329,8 @@ func (n *node) membershipError(w http.ResponseWriter, r *http.Request, what stri
 		http.Error(w, fmt.Sprintf("%s: %v; retry later", what, err), http.StatusConflict)
 	case errors.Is(err, context.DeadlineExceeded):
 		http.Error(w, fmt.Sprintf("%s: timed out: the change may or may not complete", what), http.StatusGatewayTimeout)
+	case errors.Is(err, raft.ErrFollowerReadFailed):
+		http.Error(w, "follower read failed: the leader did not answer; retry", http.StatusServiceUnavailable)
 	case errors.Is(err, raft.ErrLeadershipLost):
 		http.Error(w, fmt.Sprintf("%s: %v: the change may still complete under the next leader", what, err),
 			http.StatusServiceUnavailable)

@@ -157,16 +157,27 @@ func TestKV(t *testing.T) {
 		t.Fatalf("linearizable GET on leader: %d %q", r.code, r.body)
 	}
 
-	// A follower redirects writes and non-stale reads to the leader, once
-	// it has heard from it (the write above may have committed without it).
+	// A follower forwards writes and serves linearizable reads (follower
+	// reads) once it has heard from the leader (the write above may have
+	// committed without it); lease reads only the leader serves.
 	eventually(t, "the follower to know the leader", func() bool {
 		return raft.ServerID(follower.raft.Stats()["leader_id"]) == leader.id
 	})
+	if r := do(t, client, "GET", url(follower, "/kv/hello?consistency=linearizable"), ""); r.code != 200 || r.body != "world" {
+		t.Fatalf("linearizable GET on follower: %d %q", r.code, r.body)
+	}
+	if r := do(t, client, "PUT", url(follower, "/kv/other"), "forwarded"); r.code != http.StatusNoContent {
+		t.Fatalf("PUT on follower: %d %q", r.code, r.body)
+	}
+	if r := do(t, client, "GET", url(follower, "/kv/other?consistency=stale"), ""); r.code != 200 || r.body != "forwarded" {
+		t.Fatalf("stale GET on the follower right after its forwarded PUT: %d %q", r.code, r.body)
+	}
+	if r := do(t, client, "GET", url(leader, "/kv/other"), ""); r.code != 200 || r.body != "forwarded" {
+		t.Fatalf("default GET on leader: %d %q", r.code, r.body)
+	}
 	for _, c := range []struct{ method, path string }{
 		{"GET", "/kv/hello"},
-		{"GET", "/kv/hello?consistency=linearizable"},
-		{"PUT", "/kv/other"},
-		{"DELETE", "/kv/hello"},
+		{"GET", "/kv/hello?consistency=default"},
 	} {
 		r := do(t, client, c.method, url(follower, c.path), "x")
 		if want := url(leader, c.path); r.code != http.StatusTemporaryRedirect || r.location != want {
@@ -219,6 +230,37 @@ func TestKV(t *testing.T) {
 	})
 	if r := do(t, client, "PUT", url(next, "/kv/after"), "failover"); r.code != http.StatusNoContent {
 		t.Fatalf("PUT on new leader %s: %d %q", next.id, r.code, r.body)
+	}
+}
+
+// With forwarding off, a follower redirects writes to the leader.
+func TestFollowerRedirectsWritesWithoutForwarding(t *testing.T) {
+	nodes, _ := startClusterWith(t, 3, func(cfg *raft.Config) { cfg.ForwardingDisabled = true })
+	client := &http.Client{
+		Timeout:       10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	t.Cleanup(client.CloseIdleConnections)
+	url := func(n *node, path string) string { return "http://" + n.httpAddrs[n.id] + path }
+	leader := waitLeader(t, nodes)
+	var follower *node
+	for _, n := range nodes {
+		if n != leader {
+			follower = n
+			break
+		}
+	}
+	eventually(t, "the follower to know the leader", func() bool {
+		return raft.ServerID(follower.raft.Stats()["leader_id"]) == leader.id
+	})
+	for _, c := range []struct{ method, path string }{
+		{"PUT", "/kv/other"},
+		{"DELETE", "/kv/hello"},
+	} {
+		r := do(t, client, c.method, url(follower, c.path), "x")
+		if want := url(leader, c.path); r.code != http.StatusTemporaryRedirect || r.location != want {
+			t.Fatalf("%s %s on follower: %d Location %q, want 307 %q", c.method, c.path, r.code, r.location, want)
+		}
 	}
 }
 

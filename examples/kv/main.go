@@ -28,12 +28,24 @@
 //
 // HTTP API, on every server:
 //
-//	PUT    /kv/{key}   body = value              (leader; followers redirect)
-//	DELETE /kv/{key}                             (leader; followers redirect)
+//	PUT    /kv/{key}   body = value              (any server; see -forward)
+//	DELETE /kv/{key}                             (any server; see -forward)
 //	GET    /kv/{key}?consistency=stale|default|linearizable
 //	GET    /status     role, term, leader, indexes, committed and latest configuration
 //	POST   /join       id=ID&addr=RAFTADDR[&voter=false]  (leader; followers redirect)
 //	POST   /leave      id=ID                               (leader; followers redirect)
+//
+// A follower forwards writes to the leader through keel and answers once
+// it has applied them itself (so a stale read there sees the write); with
+// -forward=false it redirects them to the leader instead (307, or 503
+// naming the leader when its HTTP address is unknown).
+//
+// Reads, as Consul users know them: consistency=stale reads any server's
+// map as it is (it may lag); default is a lease read on the leader (no
+// round trip while its lease holds; followers redirect), linearizable
+// (also "consistent") confirms leadership with a heartbeat round and works
+// on any server — a follower asks the leader for the read index, waits
+// until it has applied it, and answers from its own map.
 //
 // /join and /leave take form values (query or urlencoded body) or a JSON
 // body {"id":..., "addr":..., "voter":...}. A new voter joins as a nonvoter
@@ -107,6 +119,7 @@ func run() error {
 		peerList = flag.String("peers", "", "all servers, id=raftaddr=httpaddr,...")
 		local    = flag.Int("local", 3, "without -id: run a local cluster of this many servers")
 		join     = flag.Bool("join", false, "do not bootstrap: start empty and wait to be added with POST /join")
+		forward  = flag.Bool("forward", true, "followers forward writes to the leader (false: redirect clients to it)")
 	)
 	flag.Parse()
 
@@ -118,7 +131,7 @@ func run() error {
 		if *raftBind != "" || *httpBind != "" || *dir != "" || *peerList != "" || *join {
 			return errors.New("-raft, -http, -dir, -peers and -join need -id")
 		}
-		return runLocal(ctx, *local, logger)
+		return runLocal(ctx, *local, *forward, logger)
 	}
 	if *dir == "" || *peerList == "" {
 		return errors.New("-id needs -dir and -peers")
@@ -137,7 +150,7 @@ func run() error {
 	if *httpBind == "" {
 		*httpBind = self.HTTPAddr
 	}
-	n, err := startNode(self.ID, *dir, *raftBind, self.RaftAddr, *httpBind, peers, !*join, logger)
+	n, err := startNode(self.ID, *dir, *raftBind, self.RaftAddr, *httpBind, peers, !*join, *forward, logger)
 	if err != nil {
 		return err
 	}
@@ -150,7 +163,7 @@ func run() error {
 }
 
 // runLocal runs a cluster of size servers in this process.
-func runLocal(ctx context.Context, size int, logger *slog.Logger) (err error) {
+func runLocal(ctx context.Context, size int, forward bool, logger *slog.Logger) (err error) {
 	if size < 1 || size > 9 {
 		return fmt.Errorf("-local %d: want 1 to 9 servers", size)
 	}
@@ -174,7 +187,7 @@ func runLocal(ctx context.Context, size int, logger *slog.Logger) (err error) {
 	var nodes []*node
 	for _, p := range peers {
 		n, err := startNode(p.ID, filepath.Join(base, string(p.ID)), string(p.RaftAddr), p.RaftAddr, p.HTTPAddr,
-			peers, true, logger.With("server", p.ID))
+			peers, true, forward, logger.With("server", p.ID))
 		if err != nil {
 			for _, n := range nodes {
 				n.Close()
@@ -223,7 +236,7 @@ func wait(ctx context.Context, nodes []*node, logger *slog.Logger) error {
 // cluster of peers if bootstrap is set and dir holds no state, and starts
 // serving.
 func startNode(id raft.ServerID, dir, raftBind string, advertise raft.ServerAddress, httpBind string,
-	peers []peer, bootstrap bool, logger *slog.Logger) (*node, error) {
+	peers []peer, bootstrap, forward bool, logger *slog.Logger) (*node, error) {
 	trans, err := tcp.New(raftBind, tcp.Options{Advertise: advertise})
 	if err != nil {
 		return nil, fmt.Errorf("%s: raft transport on %s: %w", id, raftBind, err)
@@ -236,6 +249,7 @@ func startNode(id raft.ServerID, dir, raftBind string, advertise raft.ServerAddr
 	cfg := raft.DefaultConfig()
 	cfg.LocalID = id
 	cfg.Logger = logger
+	cfg.ForwardingDisabled = !forward
 	return newNode(cfg, dir, trans, ln, peers, bootstrap)
 }
 
