@@ -376,6 +376,9 @@ func (c *core) useConfig() {
 	if c.role != roleLeader {
 		return
 	}
+	// A lease is a quorum of the configuration it was confirmed in; a
+	// quorum of the new one may not overlap it (read.go).
+	c.reads.leaseOK = false
 	next := make(map[ServerID]*progress, len(c.peers))
 	for _, id := range c.peers {
 		if pr, ok := c.prs[id]; ok {

@@ -33,7 +33,9 @@ import "encoding/binary"
 // not enforced: the driver's Ticker drops ticks while its loop is stalled
 // (a long GC pause), which stretches the lease in real time. A leader that has sent MsgTimeoutNow
 // (leadership transfer, which bypasses stickiness) serves no more lease
-// reads in its term. Without CheckQuorum a lease read is a ReadIndex read.
+// reads in its term, and a membership change ends the lease until a round
+// in the new configuration confirms the leader (a quorum of the new
+// configuration need not overlap the old one's). Without CheckQuorum a lease read is a ReadIndex read.
 //
 // Follower reads: a follower asked for a linearizable read (readAny) sends
 // MsgReadIndex to its leader, which answers with MsgReadIndexResp once its

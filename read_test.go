@@ -248,3 +248,19 @@ func TestLeaseBridgePartition(t *testing.T) {
 		})
 	}
 }
+
+// A lease is a quorum of the configuration it was confirmed in, which a
+// quorum of the next may not overlap: a membership change ends it until a
+// round in the new configuration confirms the leader.
+func TestLeaseEndsWithConfigurationChange(t *testing.T) {
+	net := leaseNet(t, nil)
+	l := net.nodes["s1"].c
+	require.True(t, l.leaseHolds())
+	next := bootstrapConfig(serverIDs(3))
+	next.Servers[2].Suffrage = Nonvoter
+	_, err := l.changeConfig(next)
+	require.NoError(t, err)
+	require.False(t, l.leaseHolds(), "the new configuration's quorum has not confirmed this leader")
+	net.tickAll()
+	require.True(t, l.leaseHolds(), "a round in the new configuration renews it")
+}

@@ -89,6 +89,8 @@ func chainHash(prev uint64, e *Log) uint64 {
 type simChecker struct {
 	s        *simCluster
 	leaderOf map[uint64]ServerID
+	// maxLeaderTerm is the latest term a leader was elected in.
+	maxLeaderTerm uint64
 	entries  map[[2]uint64]uint64 // (index, term) -> chained hash, for log matching
 	// committed holds the chained hash and term of every entry known
 	// committed, index i at [i-1], and the term of the server that first
@@ -158,6 +160,17 @@ func (k *simChecker) staleAppendRefused(n *simNode, m *Message) {
 	}
 }
 
+// leaseRead checks a lease read the leader n is about to serve without a
+// round trip: no leader of a later term may have been elected yet, or the
+// read may miss its writes. Stronger than the linearizability check, which
+// needs such a write and a read to race.
+func (k *simChecker) leaseRead(n *simNode) {
+	if k.maxLeaderTerm > n.c.term {
+		k.s.fail("lease read: %s, leader of term %d, served a read from its lease after %s was elected in term %d",
+			n.id, n.c.term, k.leaderOf[k.maxLeaderTerm], k.maxLeaderTerm)
+	}
+}
+
 // afterStep checks a server's role and commit index after it acted.
 func (k *simChecker) afterStep(n *simNode) {
 	c, life := n.c, k.lives[n.id]
@@ -174,6 +187,7 @@ func (k *simChecker) afterStep(n *simNode) {
 		}
 		if life.leaderTerm != c.term {
 			k.leaderOf[c.term] = n.id
+			k.maxLeaderTerm = max(k.maxLeaderTerm, c.term)
 			life.leaderTerm, life.leaderLast = c.term, c.log.lastIndex()
 			k.s.record(n, "leader", "", c.term, c.log.lastIndex())
 			k.completeness(n)

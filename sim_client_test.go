@@ -260,6 +260,9 @@ func (n *simNode) clientRequest(c *simClient, op *simOp) {
 	} else {
 		n.lastRead++
 		p.minIndex, p.read, p.call = uint64(len(s.check.committed)), op.read, op.call
+		if op.read == readLease && n.c.role == roleLeader && n.c.committedInTerm() && n.c.leaseHolds() {
+			s.check.leaseRead(n)
+		}
 		if err := n.c.requestRead(n.lastRead, op.read); err != nil {
 			s.reply(p, replyRedirect, sim.KVOutput{}, n.c.lead)
 			return

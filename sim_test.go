@@ -623,6 +623,9 @@ func (s *simCluster) partition() {
 	if f.IsolateLeader {
 		kinds = append(kinds, "isolate")
 	}
+	if f.Partition || f.OneWay {
+		kinds = append(kinds, "bridge")
+	}
 	kind := kinds[s.rand.IntN(len(kinds))]
 	s.net.Heal()
 	switch kind {
@@ -646,6 +649,18 @@ func (s *simCluster) partition() {
 			if n.up() && n.c.role == roleLeader {
 				s.net.Split([]string{string(n.id)}, s.names)
 				s.record(n, "isolate", "")
+			}
+		}
+	case "bridge":
+		// The leader and one other server lose their link; both still
+		// reach everyone else. The other's election timer fires while
+		// the rest hear from the leader: what leader stickiness is for.
+		for _, n := range s.nodes {
+			if n.up() && n.c.role == roleLeader {
+				o := s.names[s.rand.IntN(len(s.names))]
+				s.net.Cut(string(n.id), o)
+				s.net.Cut(o, string(n.id))
+				s.record(n, "bridge", o)
 			}
 		}
 	}
