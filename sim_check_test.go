@@ -91,7 +91,7 @@ type simChecker struct {
 	leaderOf map[uint64]ServerID
 	// maxLeaderTerm is the latest term a leader was elected in.
 	maxLeaderTerm uint64
-	entries  map[[2]uint64]uint64 // (index, term) -> chained hash, for log matching
+	entries       map[[2]uint64]uint64 // (index, term) -> chained hash, for log matching
 	// committed holds the chained hash and term of every entry known
 	// committed, index i at [i-1], and the term of the server that first
 	// reported it committed: it was committed in that term or earlier.
