@@ -32,6 +32,13 @@ type plantedBugs struct {
 	// LeaseWithoutCheckQuorum serves lease reads even when CheckQuorum is
 	// off, where no voter's stickiness backs the lease.
 	LeaseWithoutCheckQuorum bool
+	// ForwardDuplicates appends every copy of a forwarded proposal the
+	// network delivers, so a duplicated MsgPropose applies twice.
+	ForwardDuplicates bool
+	// ApplyBeforeForwardAnswer lets a follower apply entries while its
+	// forwarded proposals are unanswered, so the one it forwarded can be
+	// applied before it knows the index: its caller never hears.
+	ApplyBeforeForwardAnswer bool
 	// SingleMajorityWhileJoint makes a joint configuration count only its
 	// incoming half (C_new) for commits, elections and leadership checks,
 	// as if it were not joint.

@@ -139,7 +139,7 @@ func (c *core) failForward(f forwarded, err error) {
 func (c *core) applyLimit() uint64 {
 	limit := uint64(math.MaxUint64)
 	for _, f := range c.forwards {
-		if f.propose {
+		if f.propose && !c.cfg.bugs.ApplyBeforeForwardAnswer {
 			limit = min(limit, f.commit)
 		}
 	}
@@ -153,7 +153,7 @@ func (c *core) handleLeaderPropose(m *Message) {
 		return
 	}
 	id := binary.BigEndian.Uint64(m.Context)
-	if id <= c.proposeSeen[m.From] {
+	if id <= c.proposeSeen[m.From] && !c.cfg.bugs.ForwardDuplicates {
 		c.refuseProposal(m, refusedDuplicate)
 		return
 	}

@@ -27,13 +27,15 @@ var simBugs = []simBug{
 	{"skip the up-to-date check when voting", func(o *simOptions) { o.bugs.SkipUpToDateCheck = true }},
 	{"drop the new leader's no-op", func(o *simOptions) { o.bugs.NoNoop = true }},
 	{"serve ReadIndex before the new leader's first commit", func(o *simOptions) { o.bugs.ReadBeforeCommitInTerm = true }},
+	{"append a duplicated forwarded proposal twice", func(o *simOptions) { o.bugs.ForwardDuplicates = true }},
+	{"apply before a forwarded proposal is answered", func(o *simOptions) { o.bugs.ApplyBeforeForwardAnswer = true }},
 	{"use a single majority while joint", func(o *simOptions) { o.bugs.SingleMajorityWhileJoint = true }},
 	{"compact past the commit index", func(o *simOptions) { o.snapBugs.CompactPastCommit = true }},
 	{"install a snapshot older than the applied index", func(o *simOptions) { o.snapBugs.ApplyOlderSnapshot = true }},
 }
 
 // simBugBudget is how many seeds a planted bug may take to be caught.
-var simBugBudget = flag.Uint64("sim.bugbudget", 500, "seeds a planted bug may take to be caught")
+var simBugBudget = flag.Uint64("sim.bugbudget", 1000, "seeds a planted bug may take to be caught")
 
 // TestSimulatorCatchesPlantedBugs proves the checkers can fail: each
 // planted bug must make a seed fail within the budget, counting from seed

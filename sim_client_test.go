@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"maps"
@@ -250,7 +251,17 @@ func (n *simNode) clientRequest(c *simClient, op *simOp) {
 	s.record(n, "client", op.in.Key, uint64(c.id), op.req)
 	if op.in.Put {
 		cmd := simCommand{client: c.id, req: op.req, key: op.in.Key, value: op.in.Value}
-		index, err := n.c.propose([]Log{{Type: LogCommand, Data: cmd.encode()}})
+		ents := []Log{{Type: LogCommand, Data: cmd.encode()}}
+		index, err := n.c.propose(ents)
+		if err != nil && s.forward {
+			// As the driver does: a follower hands the put to its leader.
+			n.lastRead++
+			if n.c.forwardProposals(n.lastRead, ents) == nil {
+				n.fwdProps[n.lastRead] = p
+				n.flush()
+				return
+			}
+		}
 		if err != nil {
 			s.reply(p, replyRedirect, sim.KVOutput{}, n.c.lead)
 			return
@@ -342,6 +353,32 @@ func (n *simNode) readAnswered(r readResult) {
 	n.readWaits = append(n.readWaits, p)
 }
 
+// forwardAnswered settles a put this follower forwarded: answered, it
+// waits like the leader's own proposals for its index to be applied here.
+func (n *simNode) forwardAnswered(r proposeResult) {
+	p, ok := n.fwdProps[r.id]
+	if !ok {
+		n.s.fail("%s answered unknown forwarded proposal %d", n.id, r.id)
+		return
+	}
+	delete(n.fwdProps, r.id)
+	switch {
+	case errors.Is(r.err, errForwardUnknown):
+		n.s.reply(p, replyUnknown, sim.KVOutput{}, "")
+	case r.err != nil:
+		// Refused: not appended anywhere.
+		n.s.reply(p, replyRedirect, sim.KVOutput{}, n.c.lead)
+	case r.index <= n.fsm.applied && r.index > n.c.log.snapIndex:
+		n.s.fail("%s applied index %d before the answer to its forwarded proposal there (the core must hold applies back)", n.id, r.index)
+	case r.index <= n.fsm.applied:
+		// A snapshot installed since covered it.
+		n.s.reply(p, replyUnknown, sim.KVOutput{}, "")
+	default:
+		p.term = r.term
+		n.props[r.index] = p
+	}
+}
+
 // serveReads answers the reads whose index this server has applied.
 func (n *simNode) serveReads() {
 	k := 0
@@ -359,12 +396,13 @@ func (n *simNode) serveReads() {
 
 // leadershipChanged tells the clients of proposals still in flight that
 // their outcome is unknown once this server stops leading the term they
-// were proposed in — what Apply's ErrLeadershipLost says.
+// were proposed in, or its term changes — what Apply's ErrLeadershipLost
+// says.
 func (n *simNode) leadershipChanged() {
 	leading := n.c.role == roleLeader
-	if leading && !n.wasLeader {
-	}
-	if n.wasLeader && (!leading || n.c.term != n.term) {
+	// A follower's forwarded proposals, like the driver's, fail on any
+	// change of term.
+	if n.wasLeader && !leading || n.c.term != n.term {
 		idx := make([]uint64, 0, len(n.props))
 		for i := range n.props {
 			idx = append(idx, i)

@@ -2,6 +2,7 @@ package raft
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/keelraft/raft/internal/sim"
@@ -138,6 +139,14 @@ func (n *simNode) installed(meta SnapshotMeta) {
 	}
 	n.fsm.restore(s.snapData[meta.ID])
 	n.c.appliedTo(meta.Index) // as the applier reports after a restore
+	// Forwarded puts the snapshot covers: which entry took their index is
+	// unknown (the driver fails their futures alike).
+	for _, i := range slices.Sorted(maps.Keys(n.props)) {
+		if i <= meta.Index {
+			s.reply(n.props[i], replyUnknown, sim.KVOutput{}, "")
+			delete(n.props, i)
+		}
+	}
 	n.mirror.install(k, meta.Index, n.c.log.lastIndex())
 	k.installed(n, meta.Index)
 }

@@ -87,6 +87,9 @@ type simCluster struct {
 	// assume, so clients use them (with CheckQuorum off they must fall
 	// back to ReadIndex).
 	leaseReads bool
+	// forward: followers forward clients' puts to the leader (proposal
+	// forwarding) instead of redirecting the client.
+	forward bool
 
 	calm    bool // the liveness phase: no new faults, no new client ops
 	err     error
@@ -117,6 +120,7 @@ type simNode struct {
 	fsm    simFSM
 	// Client work this server holds as leader.
 	props      map[uint64]simPending // proposals by log index
+	fwdProps   map[uint64]simPending // proposals forwarded to the leader, by request ID
 	reads      map[uint64]simPending // read requests by ID
 	readWaits  []simPending          // reads waiting for their index to apply
 	lastRead   uint64
@@ -204,6 +208,7 @@ func newSimCluster(opt simOptions, dataDir string) *simCluster {
 	for _, n := range s.nodes {
 		s.leaseReads = s.leaseReads && n.cfg.checkQuorum == s.nodes[0].cfg.checkQuorum
 	}
+	s.forward = r.IntN(2) == 0
 	for i := 0; i < 3+r.IntN(6); i++ { // enough keys that porcupine's per-key histories stay small
 		s.keys = append(s.keys, fmt.Sprintf("k%d", i))
 	}
@@ -309,7 +314,7 @@ func (n *simNode) start() {
 	n.c = newCore(n.cfg, n.hs, snap.Index, snap.Term, base, ents)
 	n.mirror.resetAt(n.s.check, snap.Index, ents)
 	n.snapshotting = false
-	n.props, n.reads, n.readWaits = map[uint64]simPending{}, map[uint64]simPending{}, nil
+	n.props, n.fwdProps, n.reads, n.readWaits = map[uint64]simPending{}, map[uint64]simPending{}, map[uint64]simPending{}, nil
 	n.wasLeader, n.term, n.commitSeen = false, n.c.term, snap.Index
 	n.s.check.restarted(n, snap.Index)
 	n.scheduleTick()
@@ -383,6 +388,11 @@ func (n *simNode) flush() {
 	s.check.afterStep(n)
 	if err := n.c.checkSnapshotInvariants(); err != nil {
 		s.fail("%v", err)
+	}
+	// Forwarded proposals answered now wait for applies in this same
+	// batch, as in the driver.
+	for _, r := range rd.proposed {
+		n.forwardAnswered(r)
 	}
 	for i := range rd.apply {
 		n.apply(&rd.apply[i])
