@@ -182,11 +182,16 @@ func TestLargeSnapshotTransfer(t *testing.T) {
 			cf.SnapshotThreshold = 1 << 40
 			cf.TrailingLogs = 0
 			cf.SnapshotChunkSize = chunk
-			cf.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			cf.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 		}),
 		rafttest.WithSnapshotStoreWrapper(func(id raft.ServerID, s raft.SnapshotStore) raft.SnapshotStore {
 			return countingSnaps{s, written[id]}
 		}))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("warnings logged:\n%s", logs.String())
+		}
+	})
 	l := c.Leader()
 	behind := c.Others(l)[0]
 	c.Crash(behind)
