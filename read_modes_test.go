@@ -62,9 +62,10 @@ func TestReadModesSeeAcknowledgedWrites(t *testing.T) {
 	}
 }
 
-// Scenario 7 with lease reads: the old leader, cut off in a minority with
-// CheckQuorum on, keeps no lease past its end — no lease read it serves
-// after the majority acknowledged a newer write succeeds; it steps down.
+// Scenario 7 with reads: the old leader, cut off in a minority with
+// CheckQuorum on, serves no linearizable read (it cannot confirm) and keeps
+// no lease past its end — no read it serves after the majority
+// acknowledged a newer write succeeds; it steps down.
 func TestPartitionedLeaderLeaseLapses(t *testing.T) {
 	c := newCluster(t, 5, 42, nil)
 	c.apply("a")
@@ -75,6 +76,7 @@ func TestPartitionedLeaderLeaseLapses(t *testing.T) {
 	c.Partition([]*rafttest.Server{old, others[0]}, others[1:])
 
 	type read struct {
+		mode  raft.ReadMode
 		start time.Time
 		err   error
 		idx   uint64
@@ -83,7 +85,7 @@ func TestPartitionedLeaderLeaseLapses(t *testing.T) {
 	done := make(chan []read)
 	go func() {
 		var reads []read
-		for {
+		for i := 0; ; i++ {
 			select {
 			case <-stop:
 				done <- reads
@@ -91,10 +93,11 @@ func TestPartitionedLeaderLeaseLapses(t *testing.T) {
 			default:
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			mode := []raft.ReadMode{raft.Lease, raft.Linearizable}[i%2]
 			start := time.Now()
-			idx, err := old.Raft().Read(ctx, raft.Lease)
+			idx, err := old.Raft().Read(ctx, mode)
 			cancel()
-			reads = append(reads, read{start, err, idx})
+			reads = append(reads, read{mode, start, err, idx})
 			if err != nil {
 				// Not leader any more, or no confirmation: wait a little.
 				select {
@@ -117,10 +120,10 @@ func TestPartitionedLeaderLeaseLapses(t *testing.T) {
 	for _, r := range reads {
 		if r.err == nil {
 			served++
-			require.True(t, r.start.Before(acked), "a lease read started after the write was acknowledged succeeded at index %d (write at %d)", r.idx, b.Index())
+			require.True(t, r.start.Before(acked), "a %v read started after the write was acknowledged succeeded at index %d (write at %d)", r.mode, r.idx, b.Index())
 		}
 	}
-	t.Logf("%d lease reads on the old leader, %d served before its lease lapsed", len(reads), served)
+	t.Logf("%d reads on the old leader, %d served before it lost its lease", len(reads), served)
 	_, err = old.Raft().Read(context.Background(), raft.Lease)
 	require.ErrorIs(t, err, raft.ErrNotLeader)
 	c.Heal()
