@@ -60,6 +60,7 @@ func BenchmarkRead(b *testing.B) {
 		op   func(l, f *raft.Raft) error
 	}{
 		{"write", func(l, _ *raft.Raft) error { return l.Apply(context.Background(), make([]byte, 128)).Error() }},
+		{"forwarded-write", func(_, f *raft.Raft) error { return f.Apply(context.Background(), make([]byte, 128)).Error() }},
 		{"readindex", func(l, _ *raft.Raft) error { _, err := l.Read(context.Background(), raft.Linearizable); return err }},
 		{"lease", func(l, _ *raft.Raft) error { _, err := l.Read(context.Background(), raft.Lease); return err }},
 		{"follower", func(_, f *raft.Raft) error { _, err := f.Read(context.Background(), raft.Linearizable); return err }},

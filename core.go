@@ -127,6 +127,9 @@ type core struct {
 	// proposeSeen is, per follower, the highest forwarded-proposal ID this
 	// leader took in its term (forward.go).
 	proposeSeen map[ServerID]uint64
+	// forwardedTo is the index of the last forwarded proposal this leader
+	// appended: commits below it are announced at once (announceCommit).
+	forwardedTo uint64
 	// leaderTicks counts ticks; the lease is measured in it.
 	leaderTicks int
 	// startHold counts down the ticks after start during which this

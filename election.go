@@ -120,7 +120,7 @@ func (c *core) becomeCandidate() {
 // earlier terms can commit (Raft paper §5.4.2, §8).
 func (c *core) becomeLeader() {
 	c.failForwarded()
-	c.proposeSeen = map[ServerID]uint64{}
+	c.proposeSeen, c.forwardedTo = map[ServerID]uint64{}, 0
 	c.role = roleLeader
 	c.lead = c.id()
 	c.votes = nil

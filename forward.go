@@ -174,6 +174,7 @@ func (c *core) handleLeaderPropose(m *Message) {
 		resp.Reject, resp.RejectHint = true, refusedTransfer
 	} else {
 		resp.Index, resp.LogTerm = first, c.term
+		c.forwardedTo = first + uint64(len(ents)) - 1
 	}
 	c.send(resp)
 }

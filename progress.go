@@ -34,6 +34,8 @@ type progress struct {
 	// pendingSnapshot is the index of the snapshot being sent, in
 	// stateSnapshot.
 	pendingSnapshot uint64
+	// commitSent is the highest commit index sent to the follower.
+	commitSent uint64
 }
 
 func newProgress(next uint64, maxMsgs int, maxBytes uint64) *progress {

@@ -167,6 +167,10 @@ func (c *core) answerRead(rq readRequest, err error) {
 		return
 	}
 	c.send(Message{Type: MsgReadIndexResp, To: rq.from, Index: rq.index, Context: rq.ctx, Reject: err != nil})
+	if err == nil {
+		// The follower waits until it has applied the read index.
+		c.announceCommit(rq.from)
+	}
 }
 
 // handleLeaderReadIndex takes a follower's read request.

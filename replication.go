@@ -33,6 +33,7 @@ func (c *core) sendAppend(to ServerID) bool {
 		Index: prevIndex, LogTerm: prevTerm,
 		Entries: ents, Commit: c.log.committed,
 	})
+	pr.commitSent = max(pr.commitSent, c.log.committed)
 	pr.sent(prevIndex+uint64(len(ents)), bytes, len(ents))
 	return true
 }
@@ -55,8 +56,26 @@ func (c *core) bcastAppend() {
 // as far as that peer is known to hold the log.
 func (c *core) bcastHeartbeat(ctx []byte) {
 	for _, id := range c.peers {
-		pr := c.prs[id]
-		c.send(Message{Type: MsgHeartbeat, To: id, Commit: min(pr.match, c.log.committed), Context: ctx})
+		c.sendHeartbeat(id, ctx)
+	}
+}
+
+func (c *core) sendHeartbeat(to ServerID, ctx []byte) {
+	pr := c.prs[to]
+	commit := min(pr.match, c.log.committed)
+	c.send(Message{Type: MsgHeartbeat, To: to, Commit: commit, Context: ctx})
+	pr.commitSent = max(pr.commitSent, commit)
+}
+
+// announceCommit tells a follower that has every entry, and so gets no
+// append soon, that the commit index moved, so that it applies without
+// waiting for the next heartbeat: a forwarded proposal and a follower read
+// wait on the follower's apply. Only for commits that matter to a
+// follower (forward.go, read.go): a leader's own writes do not pay for it.
+func (c *core) announceCommit(to ServerID) {
+	pr := c.prs[to]
+	if pr != nil && pr.state == stateReplicate && pr.next > c.log.lastIndex() && min(pr.match, c.log.committed) > pr.commitSent {
+		c.sendHeartbeat(to, nil)
 	}
 }
 
@@ -87,8 +106,14 @@ func (c *core) maybeCommit() bool {
 	if t, _ := c.log.term(mci); t != c.term && !c.cfg.bugs.CommitOldTerm {
 		return false
 	}
+	forwarded := c.log.committed < c.forwardedTo // a forwarded proposal may be among the newly committed
 	c.log.committed = mci
 	c.confs.compact(mci)
+	if forwarded {
+		for _, id := range c.peers {
+			c.announceCommit(id)
+		}
+	}
 	return true
 }
 
