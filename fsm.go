@@ -12,7 +12,10 @@ type FSM interface {
 	// same entries in the same order, exactly once. The return value is
 	// handed to the ApplyFuture of the server that proposed the entry.
 	// Apply must be deterministic: it may depend only on the FSM's state and
-	// the entry.
+	// the entry. A command sent through a client session (ApplySession)
+	// arrives the same way, as a LogCommand entry whose Data is the
+	// command, once per sequence number; its response must be nil, a
+	// []byte, a string or an error, which keel keeps for retries.
 	Apply(*Log) any
 
 	// Snapshot captures the FSM's state at this point. It should be quick:

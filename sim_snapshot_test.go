@@ -137,6 +137,7 @@ func (n *simNode) installed(meta SnapshotMeta) {
 		return
 	}
 	n.fsm.restore(s.snapData[meta.ID])
+	n.fsm.sessions.bugs = s.opt.sessBugs
 	n.c.appliedTo(meta.Index) // as the applier reports after a restore
 	n.mirror.install(k, meta.Index, n.c.log.lastIndex())
 	k.installed(n, meta.Index)
