@@ -139,9 +139,7 @@ func (a *applier) applyEntries(entries []Log) []applyResult {
 			}
 		}
 	}
-	for j, resp := range a.applyCommands(a.cmds) {
-		results[a.cmdAt[j]].resp = resp
-	}
+	a.applyCommands(results)
 	for _, s := range a.steps {
 		r := &results[s.at]
 		r.resp, r.err = a.sessions.finish(s.step, r.resp)
@@ -157,18 +155,20 @@ type indexedStep struct {
 	step sessionStep
 }
 
-// applyCommands has the FSM apply cmds and returns a response per command.
-func (a *applier) applyCommands(cmds []*Log) []any {
-	responses := make([]any, len(cmds))
-	if len(cmds) == 0 {
-		return responses
+// applyCommands has the FSM apply a.cmds and stores each response in the
+// result of its entry.
+func (a *applier) applyCommands(results []applyResult) {
+	if len(a.cmds) == 0 {
+		return
 	}
 	if bf, ok := a.fsm.(BatchingFSM); ok {
-		copy(responses, bf.ApplyBatch(cmds))
-		return responses
+		out := bf.ApplyBatch(a.cmds)
+		for j := range min(len(out), len(a.cmds)) {
+			results[a.cmdAt[j]].resp = out[j]
+		}
+		return
 	}
-	for i, l := range cmds {
-		responses[i] = a.fsm.Apply(l)
+	for j, l := range a.cmds {
+		results[a.cmdAt[j]].resp = a.fsm.Apply(l)
 	}
-	return responses
 }

@@ -41,7 +41,8 @@ type BatchingFSM interface {
 // FSMSnapshot is a point-in-time state of the FSM, returned by FSM.Snapshot.
 type FSMSnapshot interface {
 	// Persist writes the snapshot to sink and then closes it, or cancels
-	// the sink (sink.Cancel) on error.
+	// the sink (sink.Cancel) on error. keel has written a header of its
+	// own to sink first; FSM.Restore gets exactly the bytes Persist wrote.
 	Persist(sink SnapshotSink) error
 	// Release is called when keel is done with the snapshot.
 	Release()

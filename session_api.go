@@ -24,14 +24,16 @@ import (
 // index of its register entry). It must be called on the leader; on a
 // follower it fails with a *NotLeaderError.
 //
-// The session expires once ttl of log time passes without a command in it.
-// Log time is the highest timestamp, taken from the leader's wall clock,
-// of the session entries applied so far, so every server expires sessions
-// at the same point of the log; the TTL is part of the register entry, so
-// servers agree on it whatever their configuration. Clock differences
-// between leaders shift when sessions expire, not which commands apply.
-// Pick a TTL longer than the longest pause between a client's commands,
-// retries included.
+// The session expires once ttl of log time passes without a command in it
+// (any command counts: applied, retried or stale). Log time is the highest
+// timestamp, taken from the leader's wall clock when it appended the entry,
+// of the session entries applied so far: it moves only with session
+// entries (of any session), never goes back, and every server sees it move
+// at the same point of the log, so every server expires a session at the
+// same entry. The TTL is part of the register entry, so servers agree on it
+// whatever their configuration. Clock differences between leaders shift
+// when sessions expire, never which commands apply twice. Pick a TTL longer
+// than the longest pause between a client's commands, retries included.
 //
 // An error other than ErrNotLeader leaves the outcome unknown; an orphaned
 // session expires on its own. ttl must be more than 0.
@@ -76,9 +78,11 @@ func (r *Raft) RegisterSession(ctx context.Context, ttl time.Duration) (uint64, 
 // (errors.New: error identity does not survive, messages do). Another
 // type comes back as such an error naming it.
 //
-// Errors other than these, ErrNotLeader and argument errors (session and
-// seq must be more than 0) leave the outcome unknown: retry the same
-// (session, seq), on the new leader if leadership moved.
+// Each attempt takes a log entry, whatever the table decides; the future's
+// Index is that entry's. Errors other than these, ErrNotLeader and
+// argument errors (session and seq must be more than 0) leave the outcome
+// unknown: retry the same (session, seq), on the new leader if leadership
+// moved.
 func (r *Raft) ApplySession(ctx context.Context, session, seq uint64, cmd []byte) ApplyFuture {
 	switch {
 	case session == 0:

@@ -2,6 +2,7 @@ package raft
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -479,7 +480,7 @@ func TestSnapshotHeaderDamage(t *testing.T) {
 }
 
 // Length fields cannot make the reader allocate what is not there: a
-// header claiming 4 GiB, or a body claiming 2^60 sessions or a 4 GiB
+// header claiming 64 MiB, or a body claiming 2^60 sessions or a 4 GiB
 // response, costs no more than the bytes that arrive.
 func TestSnapshotHeaderBoundedAllocation(t *testing.T) {
 	r := newTableRunner()
@@ -488,7 +489,7 @@ func TestSnapshotHeaderBoundedAllocation(t *testing.T) {
 	hdr := mustHeader(t, r.t)
 
 	huge := bytes.Clone(hdr[:snapshotPrefixBytes])
-	huge[9], huge[10], huge[11], huge[12] = 0, 0, 0, 1 // 1<<32 bytes
+	binary.BigEndian.PutUint64(huge[9:], 64<<20) // within the bound, far beyond what follows
 	sessions := bytes.Clone(hdr)
 	copy(sessions[snapshotPrefixBytes+8:], []byte{0x10, 0, 0, 0, 0, 0, 0, 0})
 	resp := bytes.Clone(hdr)
