@@ -436,10 +436,10 @@ func TestSessionRestoreUserSnapshot(t *testing.T) {
 // register), on every server alike. Closing ends a session at once.
 func TestSessionExpiryAndClose(t *testing.T) {
 	c := newSessCluster(t, 3, 39)
-	short := c.register(200 * time.Millisecond)
+	short := c.register(500 * time.Millisecond)
 	_, err := c.apply(short, 1, "a")
 	require.NoError(t, err)
-	time.Sleep(400 * time.Millisecond)
+	time.Sleep(time.Second)
 	c.register(time.Hour) // moves log time past short's TTL
 	_, err = c.apply(short, 2, "b")
 	require.ErrorIs(t, err, raft.ErrSessionExpired)

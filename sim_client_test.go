@@ -29,10 +29,13 @@ import (
 
 const (
 	simClientTimeout = 2 * simET
+	// simRetryTimeout is how long a client waits for a put before it
+	// resends it: safe to make short, sessions make resends harmless.
+	simRetryTimeout = simET
 	simCheckTimeout  = 30 * time.Second
 	// simMaxRetries bounds how often a client resends a put of unknown
 	// outcome before it gives up on it (and moves on in its session).
-	simMaxRetries = 5
+	simMaxRetries = 2
 )
 
 // simFSM is the key-value state machine, with the configuration as of its
@@ -246,7 +249,11 @@ func (c *simClient) send() {
 			n.clientRequest(c, op, register, session)
 		}
 	})
-	s.sched.After(simClientTimeout, func() {
+	timeout := simClientTimeout
+	if op.in.Put {
+		timeout = simRetryTimeout
+	}
+	s.sched.After(timeout, func() {
 		if c.op == op && op.attempt == attempt {
 			c.unknown(op)
 		}
