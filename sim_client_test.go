@@ -32,7 +32,7 @@ const (
 	// simRetryTimeout is how long a client waits for a put before it
 	// resends it: safe to make short, sessions make resends harmless.
 	simRetryTimeout = simET
-	simCheckTimeout  = 30 * time.Second
+	simCheckTimeout = 30 * time.Second
 	// simMaxRetries bounds how often a client resends a put of unknown
 	// outcome before it gives up on it (and moves on in its session).
 	simMaxRetries = 2
