@@ -29,7 +29,14 @@ type applier struct {
 	mu        sync.Mutex
 	changedCh chan struct{}
 
-	cmds []*Log // reused ApplyBatch argument
+	// Reused by applyEntries: the FSM's commands, their positions in the
+	// batch, and the batch's session steps.
+	cmds  []*Log
+	cmdAt []int
+	steps []indexedStep
+
+	// sessions is the client session table (session.go), as of applied.
+	sessions *sessionTable
 
 	// The term and configuration as of applied, for snapshots taken at
 	// this point (applier goroutine only).
@@ -38,8 +45,8 @@ type applier struct {
 	confIndex uint64
 }
 
-func newApplier(fsm FSM, applied uint64, notify func()) *applier {
-	a := &applier{fsm: fsm, notify: notify, queue: newWorkQueue[applyBatch](), changedCh: make(chan struct{})}
+func newApplier(fsm FSM, applied uint64, sessions *sessionTable, notify func()) *applier {
+	a := &applier{fsm: fsm, notify: notify, queue: newWorkQueue[applyBatch](), changedCh: make(chan struct{}), sessions: sessions}
 	a.applied.Store(applied)
 	return a
 }
@@ -80,14 +87,16 @@ func (a *applier) run() {
 }
 
 // apply applies one batch: commands go to the FSM (in one ApplyBatch call
-// when it is a BatchingFSM), other entries only complete their futures.
+// when it is a BatchingFSM), session entries to the session table (and the
+// commands it lets through to the FSM), other entries only complete their
+// futures.
 func (a *applier) apply(b applyBatch) {
 	if b.op != nil {
 		b.op()
 		return
 	}
 	a.track(b.entries)
-	responses := a.applyCommands(b.entries)
+	results := a.applyEntries(b.entries)
 	// Published before futures complete: a caller whose Apply returned sees
 	// AppliedIndex at or past its entry.
 	a.applied.Store(b.entries[len(b.entries)-1].Index)
@@ -105,41 +114,67 @@ func (a *applier) apply(b applyBatch) {
 			f.respond(0, nil, ErrLeadershipLost)
 			continue
 		}
-		f.respond(f.log.Index, responses[i], nil)
+		f.respond(f.log.Index, results[i].resp, results[i].err)
 	}
 }
 
-// applyCommands applies the LogCommand entries and returns a response per
-// entry (nil for other types).
-func (a *applier) applyCommands(entries []Log) []any {
-	responses := make([]any, len(entries))
-	if bf, ok := a.fsm.(BatchingFSM); ok {
-		a.cmds = a.cmds[:0]
-		for i := range entries {
-			if entries[i].Type == LogCommand {
-				a.cmds = append(a.cmds, &entries[i])
-			}
-		}
-		if len(a.cmds) == 0 {
-			return responses
-		}
-		out := bf.ApplyBatch(a.cmds)
-		j := 0
-		for i := range entries {
-			if entries[i].Type == LogCommand {
-				if j < len(out) {
-					responses[i] = out[j]
-				}
-				j++
-			}
-		}
-		clear(a.cmds)
-		return responses
-	}
+// applyResult is what an entry's future gets.
+type applyResult struct {
+	resp any
+	err  error
+}
+
+// applyEntries applies a batch in log order and returns a result per
+// entry. Session entries go through the table in two passes around the
+// FSM call (see sessionTable.begin): the table's decisions never depend on
+// the FSM, so one ApplyBatch call still covers every command of the batch.
+func (a *applier) applyEntries(entries []Log) []applyResult {
+	results := make([]applyResult, len(entries))
+	a.cmds, a.cmdAt, a.steps = a.cmds[:0], a.cmdAt[:0], a.steps[:0]
 	for i := range entries {
-		if entries[i].Type == LogCommand {
-			responses[i] = a.fsm.Apply(&entries[i])
+		e := &entries[i]
+		switch e.Type {
+		case LogCommand:
+			a.cmds, a.cmdAt = append(a.cmds, e), append(a.cmdAt, i)
+		case LogSession:
+			st := a.sessions.begin(e.Index, e.Data)
+			a.steps = append(a.steps, indexedStep{at: i, step: st})
+			if st.kind == stepApply {
+				a.cmds = append(a.cmds, &Log{Index: e.Index, Term: e.Term, Type: LogCommand, Data: st.cmd})
+				a.cmdAt = append(a.cmdAt, i)
+			}
 		}
 	}
-	return responses
+	a.applyCommands(results)
+	for _, s := range a.steps {
+		r := &results[s.at]
+		r.resp, r.err = a.sessions.finish(s.step, r.resp)
+	}
+	clear(a.cmds)
+	clear(a.steps)
+	return results
+}
+
+// indexedStep is a session step and the position of its entry in a batch.
+type indexedStep struct {
+	at   int
+	step sessionStep
+}
+
+// applyCommands has the FSM apply a.cmds and stores each response in the
+// result of its entry.
+func (a *applier) applyCommands(results []applyResult) {
+	if len(a.cmds) == 0 {
+		return
+	}
+	if bf, ok := a.fsm.(BatchingFSM); ok {
+		out := bf.ApplyBatch(a.cmds)
+		for j := range min(len(out), len(a.cmds)) {
+			results[a.cmdAt[j]].resp = out[j]
+		}
+		return
+	}
+	for j, l := range a.cmds {
+		results[a.cmdAt[j]].resp = a.fsm.Apply(l)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/keelraft/raft"
+	"github.com/keelraft/raft/rafttest"
 )
 
 // BenchmarkApply measures commits per second of a 3-server cluster in one
@@ -84,6 +85,49 @@ func BenchmarkRead(b *testing.B) {
 					defer wg.Done()
 					for next.Add(1) <= int64(b.N) {
 						if err := bc.op(l.Raft(), f.Raft()); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "ops/s")
+		})
+	}
+}
+
+// BenchmarkApplySession is BenchmarkApply with each proposer a client with
+// a session of its own, numbering its commands: the cost of exactly-once
+// over Apply.
+func BenchmarkApplySession(b *testing.B) {
+	for _, proposers := range []int{1, 16, 128} {
+		b.Run(fmt.Sprintf("proposers=%d", proposers), func(b *testing.B) {
+			c := rafttest.New(b, 3, newSessionFSM, rafttest.WithSeed(1), rafttest.WithConfig(func(conf *raft.Config) {
+				conf.HeartbeatInterval = 100 * time.Millisecond
+				conf.ElectionTimeout = time.Second
+			}))
+			l := c.Leader()
+			cmd := make([]byte, 128)
+			sessions := make([]uint64, proposers)
+			for p := range sessions {
+				s, err := l.Raft().RegisterSession(context.Background(), time.Hour)
+				if err != nil {
+					b.Fatal(err)
+				}
+				sessions[p] = s
+			}
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			for p := 0; p < proposers; p++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for seq := uint64(1); next.Add(1) <= int64(b.N); seq++ {
+						if err := l.Raft().ApplySession(context.Background(), sessions[p], seq, cmd).Error(); err != nil {
 							b.Error(err)
 							return
 						}

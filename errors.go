@@ -63,6 +63,17 @@ var (
 	// ErrRestoreInProgress means a command was refused because Restore is
 	// replacing the cluster's state; retry once it returns.
 	ErrRestoreInProgress = errors.New("raft: restore in progress")
+
+	// ErrSessionExpired means a client session is unknown, closed or
+	// expired (its TTL of log time passed without a command); the command
+	// was not applied. A command retried after this error has an unknown
+	// outcome: an earlier attempt may have been applied. Register a new
+	// session.
+	ErrSessionExpired = errors.New("raft: client session expired or unknown")
+	// ErrSessionStale means a session command's sequence number is below
+	// the session's last applied one: the client has moved on, and this is
+	// an old copy. It was not applied.
+	ErrSessionStale = errors.New("raft: stale session command")
 )
 
 // NotLeaderError is returned when a call needs the leader. errors.Is(err,

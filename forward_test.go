@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -168,4 +169,22 @@ func TestDuplicatedForwardedProposalAppendedOnce(t *testing.T) {
 	net.tickAll()
 	require.Equal(t, []string{"x", "y"}, net.commands("s1"))
 	require.Equal(t, []proposeResult{{id: 12, index: 4, term: net.nodes["s1"].c.term}, {id: 11, err: errForwardUnknown}}, f.proposed[1:])
+}
+
+// A leader stamps forwarded session entries with its own clock, copying
+// what it changes: the sender may share the message.
+func TestStampForwardedCopies(t *testing.T) {
+	sess := sessionEntry{op: sessionCommand, session: 3, seq: 1, payload: []byte("x"), time: 5}
+	m := &Message{Type: MsgPropose, Entries: []Log{{Type: LogCommand, Data: []byte("c")}, {Type: LogSession, Data: sess.encode()}}}
+	orig := slices.Clone(m.Entries[1].Data)
+	out := stampForwarded(m, 99)
+	require.NotSame(t, m, out)
+	require.Equal(t, orig, m.Entries[1].Data, "the sender's entry is untouched")
+	e, err := decodeSessionEntry(out.Entries[1].Data)
+	require.NoError(t, err)
+	require.Equal(t, int64(99), e.time)
+	require.Equal(t, m.Entries[0], out.Entries[0])
+
+	plain := &Message{Type: MsgPropose, Entries: []Log{{Type: LogCommand, Data: []byte("c")}}}
+	require.Same(t, plain, stampForwarded(plain, 99), "nothing to stamp: no copy")
 }

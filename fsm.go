@@ -12,7 +12,10 @@ type FSM interface {
 	// same entries in the same order, exactly once. The return value is
 	// handed to the ApplyFuture of the server that proposed the entry.
 	// Apply must be deterministic: it may depend only on the FSM's state and
-	// the entry.
+	// the entry. A command sent through a client session (ApplySession)
+	// arrives the same way, as a LogCommand entry whose Data is the
+	// command, once per sequence number; its response must be nil, a
+	// []byte, a string or an error, which keel keeps for retries.
 	Apply(*Log) any
 
 	// Snapshot captures the FSM's state at this point. It should be quick:
@@ -38,7 +41,8 @@ type BatchingFSM interface {
 // FSMSnapshot is a point-in-time state of the FSM, returned by FSM.Snapshot.
 type FSMSnapshot interface {
 	// Persist writes the snapshot to sink and then closes it, or cancels
-	// the sink (sink.Cancel) on error.
+	// the sink (sink.Cancel) on error. keel has written a header of its
+	// own to sink first; FSM.Restore gets exactly the bytes Persist wrote.
 	Persist(sink SnapshotSink) error
 	// Release is called when keel is done with the snapshot.
 	Release()

@@ -16,7 +16,8 @@ func FuzzDecodeMessage(f *testing.F) {
 	conf := encodeConfiguration(bootstrapConfig(serverIDs(3)))
 	seeds := []Message{
 		{Type: MsgAppend, From: "s1", To: "s2", Term: 3, Index: 7, LogTerm: 2, Commit: 6,
-			Entries: []Log{{Index: 8, Term: 3, Type: LogCommand, Data: []byte("x")}, {Index: 9, Term: 3, Type: LogConfiguration, Data: conf}}},
+			Entries: []Log{{Index: 8, Term: 3, Type: LogCommand, Data: []byte("x")}, {Index: 9, Term: 3, Type: LogConfiguration, Data: conf},
+				{Index: 10, Term: 3, Type: LogSession, Data: regData(1, 10)}, {Index: 11, Term: 3, Type: LogSession, Data: cmdData(2, 10, 1, "y")}}},
 		{Type: MsgAppendResp, From: "s2", To: "s1", Term: 3, Index: 7, Reject: true, RejectHint: 5, LogTerm: 2},
 		{Type: MsgHeartbeat, From: "s1", To: "s2", Term: 3, Commit: 6, Context: []byte{0, 0, 0, 0, 0, 0, 0, 1}},
 		{Type: MsgVote, From: "s3", To: "s1", Term: 4, Index: 9, LogTerm: 3, Transfer: true},
@@ -76,6 +77,7 @@ func TestDecodeRefusesBadEntries(t *testing.T) {
 		"configuration without voters": {Type: MsgAppend, From: "s1", Index: 1, Entries: []Log{{Index: 2, Type: LogConfiguration,
 			Data: encodeConfiguration(Configuration{Servers: []Server{{ID: "a", Address: "a", Suffrage: Nonvoter}}})}}},
 		"unknown entry type":       {Type: MsgAppend, From: "s1", Index: 1, Entries: []Log{{Index: 2, Type: 9}}},
+		"malformed session entry":  {Type: MsgAppend, From: "s1", Index: 1, Entries: []Log{{Index: 2, Type: LogSession, Data: cmdData(1, 0, 1, "x")}}},
 		"index gap":                {Type: MsgAppend, From: "s1", Index: 1, Entries: []Log{{Index: 3}}},
 		"unknown type":             {Type: 99, From: "s1"},
 		"no sender":                {Type: MsgHeartbeat},

@@ -17,6 +17,7 @@ var coreFiles = []string{
 	"progress.go", "quorum.go", "log.go", "membership.go",
 	"transfer.go", "bugs.go",
 	"snapshot.go", "bugs_snapshot.go",
+	"session.go", // applied by the applier, not the core, but every server must agree
 }
 
 // forbiddenInCore are packages that bring time, I/O, concurrency or
@@ -61,13 +62,17 @@ func TestCoreIsDeterministic(t *testing.T) {
 var orderFreeRanges = map[string]bool{
 	"election.go:tickLeader":   true, // clears a flag on every progress
 	"election.go:quorumActive": true, // builds a set
+	"session.go:sweep":         true, // deletes every expired session
+	"session.go:dropFrom":      true, // deletes every session at or above an index
+	"session.go:liveIDs":       true, // collects IDs, then sorts them
 }
 
 // isMapRange reports whether a range statement ranges over a field or
-// variable we know is a map: the progress and vote maps.
+// variable we know is a map: the progress and vote maps, and the session
+// table.
 func isMapRange(n *ast.RangeStmt) bool {
 	sel, ok := n.X.(*ast.SelectorExpr)
-	return ok && (sel.Sel.Name == "prs" || sel.Sel.Name == "votes" || sel.Sel.Name == "acks")
+	return ok && (sel.Sel.Name == "prs" || sel.Sel.Name == "votes" || sel.Sel.Name == "acks" || sel.Sel.Name == "sessions")
 }
 
 func funcAt(f *ast.File, pos token.Pos) string {

@@ -17,6 +17,11 @@ const (
 	LogNoop
 	// LogConfiguration carries a cluster membership configuration.
 	LogConfiguration
+	// LogSession carries a client session operation: RegisterSession,
+	// ApplySession or CloseSession. keel applies it to its session table;
+	// the FSM sees only the commands the table lets through, each as a
+	// LogCommand entry (same Index and Term) whose Data is the command.
+	LogSession
 )
 
 // String returns the name of the log type.
@@ -28,6 +33,8 @@ func (t LogType) String() string {
 		return "LogNoop"
 	case LogConfiguration:
 		return "LogConfiguration"
+	case LogSession:
+		return "LogSession"
 	default:
 		return fmt.Sprintf("LogType(%d)", uint8(t))
 	}
@@ -41,8 +48,9 @@ type Log struct {
 	Term uint64
 	// Type says how Data is interpreted.
 	Type LogType
-	// Data is the command (LogCommand) or the encoded configuration
-	// (LogConfiguration). It must not be modified once the entry is proposed.
+	// Data is the command (LogCommand), the encoded configuration
+	// (LogConfiguration) or the encoded session operation (LogSession). It
+	// must not be modified once the entry is proposed.
 	Data []byte
 }
 

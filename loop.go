@@ -70,9 +70,12 @@ func (r *Raft) step(m *Message) {
 	if m.FromAddr != "" {
 		r.addrs[m.From] = m.FromAddr
 	}
-	if m.Type == MsgPropose && r.restoring && r.core.role == roleLeader {
-		r.core.refuseProposal(m, refusedRestore)
-		return
+	if m.Type == MsgPropose && r.core.role == roleLeader {
+		if r.restoring {
+			r.core.refuseProposal(m, refusedRestore)
+			return
+		}
+		m = stampForwarded(m, time.Now().UnixNano())
 	}
 	r.core.step(m)
 	if m.Type == MsgSnapshotResp {
@@ -102,10 +105,19 @@ func (r *Raft) proposeBatch(f *future) {
 	}
 	ents := make([]Log, 0, len(batch))
 	live := batch[:0]
+	var now int64
 	for _, f := range batch {
 		if err := f.ctx.Err(); err != nil {
 			f.respond(0, nil, err) // the caller gave up: do not commit it behind its back
 			continue
+		}
+		if f.log.Type == LogSession {
+			// The leader's clock gives session entries their log time;
+			// the core stays clock-free.
+			if now == 0 {
+				now = time.Now().UnixNano()
+			}
+			stampSessionEntry(f.log.Data, now)
 		}
 		ents = append(ents, f.log)
 		live = append(live, f)

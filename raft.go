@@ -122,7 +122,7 @@ func NewRaft(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 	if err != nil {
 		return nil, err
 	}
-	snap, err := restoreNewestSnapshot(conf.Logger, fsm, snaps, logs)
+	snap, sessions, err := restoreNewestSnapshot(conf.Logger, fsm, snaps, logs)
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +158,7 @@ func NewRaft(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 	base := confEntry{index: snap.ConfigurationIndex, conf: snap.Configuration}
 	r.core = newCore(cc, hs, snap.Index, snap.Term, base, entries)
 	r.persister = newPersister(logs, lastOnDisk, r.sendNow, r.persistedTo, r.fatal)
-	r.applier = newApplier(fsm, snap.Index, func() { notify(r.applyNotify) })
+	r.applier = newApplier(fsm, snap.Index, sessions, func() { notify(r.applyNotify) })
 	r.publish()
 
 	r.startSnapshotWorkers(snaps, snap)
@@ -209,14 +209,18 @@ func loadLog(logs LogStore, snapIndex uint64) ([]Log, uint64, error) {
 	return entries, last, nil
 }
 
-// validateEntry checks what the core relies on: a known type, and a
-// readable configuration in configuration entries.
+// validateEntry checks what the core and the applier rely on: a known
+// type, a readable configuration in configuration entries, and a
+// well-formed session operation in session entries.
 func validateEntry(e *Log) error {
 	switch e.Type {
 	case LogCommand, LogNoop:
 		return nil
 	case LogConfiguration:
 		_, err := decodeConfiguration(e.Data)
+		return err
+	case LogSession:
+		_, err := decodeSessionEntry(e.Data)
 		return err
 	default:
 		return fmt.Errorf("unknown entry type %d", e.Type)

@@ -32,6 +32,9 @@ var simBugs = []simBug{
 	{"use a single majority while joint", func(o *simOptions) { o.bugs.SingleMajorityWhileJoint = true }},
 	{"compact past the commit index", func(o *simOptions) { o.snapBugs.CompactPastCommit = true }},
 	{"install a snapshot older than the applied index", func(o *simOptions) { o.snapBugs.ApplyOlderSnapshot = true }},
+	{"apply a session retry again", func(o *simOptions) { o.sessBugs.ApplyRetries = true }},
+	{"apply a stale session command", func(o *simOptions) { o.sessBugs.ApplyStale = true }},
+	{"leave the sessions out of snapshots", func(o *simOptions) { o.sessBugs.ForgetInSnapshot = true }},
 }
 
 // simBugBudget is how many seeds a planted bug may take to be caught.

@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -15,32 +16,57 @@ import (
 
 // Simulated clients issue puts and linearizable gets (ReadIndex, lease reads
 // in seeds where every server sets CheckQuorum alike, and follower reads) against a
-// key-value FSM, through whichever server they believe leads. A put whose
-// fate the client cannot learn (timeout, leadership lost) is recorded with
-// an unknown outcome and the client moves on to a new write, as a client
-// without sessions must: resending the same write could apply it twice.
+// key-value FSM, through whichever server they believe leads. Puts go
+// through client sessions (session.go, the table the driver's applier
+// uses): a client registers a session, numbers its puts, and resends a put
+// whose fate it cannot learn (timeout, leadership lost) with the same
+// number, up to simMaxRetries times, to whichever server it then believes
+// leads. A put returns the value it replaced, so porcupine checks the
+// answers of retries too, and a checker compares each answer with what the
+// first apply returned; the FSM fails the seed if it applies a request
+// twice. A put refused because its session expired has an unknown outcome
+// (an earlier attempt may have been applied); the client registers anew.
 
 const (
 	simClientTimeout = 2 * simET
-	simCheckTimeout  = 30 * time.Second
+	// simRetryTimeout is how long a client waits for a put before it
+	// resends it: safe to make short, sessions make resends harmless.
+	simRetryTimeout = simET
+	simCheckTimeout = 30 * time.Second
+	// simMaxRetries bounds how often a client resends a put of unknown
+	// outcome before it gives up on it (and moves on in its session).
+	simMaxRetries = 2
 )
 
 // simFSM is the key-value state machine, with the configuration as of its
-// applied index (what a snapshot records).
+// applied index and the session table (what a snapshot records).
 type simFSM struct {
 	kv        map[string]string
 	applied   uint64
 	seen      map[uint64]bool // requests applied, to catch a write applied twice
+	lastReq   map[int]uint64  // by client, the last request applied: they apply in order
 	conf      Configuration
 	confIndex uint64
+	sessions  *sessionTable
 }
 
 func (f *simFSM) reset() {
-	*f = simFSM{kv: map[string]string{}, seen: map[uint64]bool{}}
+	*f = simFSM{kv: map[string]string{}, seen: map[uint64]bool{}, lastReq: map[int]uint64{}, sessions: newSessionTable()}
 }
 
+// clone copies the FSM; the session table goes through the snapshot
+// header's encoding, as a snapshot's does.
 func (f *simFSM) clone() *simFSM {
-	return &simFSM{kv: maps.Clone(f.kv), applied: f.applied, seen: maps.Clone(f.seen), conf: f.conf.Clone(), confIndex: f.confIndex}
+	hdr, err := encodeSnapshotHeader(f.sessions)
+	if err != nil {
+		panic(err)
+	}
+	sessions, err := readSnapshotHeader(bytes.NewReader(hdr))
+	if err != nil {
+		panic(err)
+	}
+	return &simFSM{kv: maps.Clone(f.kv), applied: f.applied, seen: maps.Clone(f.seen), lastReq: maps.Clone(f.lastReq),
+		conf: f.conf.Clone(), confIndex: f.confIndex, sessions: sessions}
 }
 
 func (f *simFSM) restore(from *simFSM) { *f = *from.clone() }
@@ -55,6 +81,11 @@ func (f *simFSM) hash() uint64 {
 	for _, k := range keys {
 		fmt.Fprintf(h, "%s=%s;", k, f.kv[k])
 	}
+	hdr, err := encodeSnapshotHeader(f.sessions)
+	if err != nil {
+		panic(err)
+	}
+	h.Write(hdr)
 	return h.Sum64()
 }
 
@@ -90,7 +121,8 @@ type simWriteOp struct {
 	hist    int
 	applied bool
 	at      sim.Time
-	index   uint64 // where it was first applied
+	index   uint64       // where it was first applied
+	out     sim.KVOutput // what it replaced there: every answer must say so
 }
 
 // settleUnknownWrites narrows the puts whose outcome no client learned, with
@@ -106,7 +138,7 @@ func (s *simCluster) settleUnknownWrites() {
 		switch {
 		case s.hist.Returned(w.hist):
 		case w.applied:
-			s.hist.Return(w.hist, sim.KVOutput{}, w.at)
+			s.hist.Return(w.hist, w.out, w.at)
 		default:
 			s.hist.Forget(w.hist)
 		}
@@ -117,8 +149,10 @@ func (s *simCluster) settleUnknownWrites() {
 type simPending struct {
 	client *simClient
 	req    uint64
-	term   uint64 // proposals: the term proposed in
-	index  uint64 // reads: the read index
+	// register: the proposal registers a session for the client.
+	register bool
+	term     uint64 // proposals: the term proposed in
+	index    uint64 // reads: the read index
 	// reads: the highest index known committed (anywhere) when the
 	// request arrived; a linearizable read index must cover it.
 	minIndex uint64
@@ -130,17 +164,29 @@ type simPending struct {
 type simReply uint8
 
 const (
-	replyOK       simReply = iota
-	replyRedirect          // not done: try the server named by leader
-	replyUnknown           // may or may not have happened
+	replyOK         simReply = iota
+	replyRedirect            // not done: try the server named by leader
+	replyUnknown             // may or may not have happened
+	replyRegistered          // a session was registered: answer.session
+	replyRefused             // a session refused the put: answer.err
 )
 
+// simAnswer is a server's answer to a client.
+type simAnswer struct {
+	kind    simReply
+	out     sim.KVOutput
+	leader  ServerID // replyRedirect: the leader the server knows
+	session uint64   // replyRegistered
+	err     error    // replyRefused
+}
+
 type simClient struct {
-	s      *simCluster
-	id     int
-	target ServerID
-	req    uint64
-	op     *simOp
+	s       *simCluster
+	id      int
+	target  ServerID
+	req     uint64
+	op      *simOp
+	session uint64 // 0 until a registration is answered
 }
 
 type simOp struct {
@@ -150,6 +196,7 @@ type simOp struct {
 	in      sim.KVInput
 	hist    int
 	attempt int
+	retries int // puts: resends after an unknown outcome
 }
 
 // next thinks for a while, then issues a new operation.
@@ -188,50 +235,106 @@ func (c *simClient) next() {
 	})
 }
 
-// send sends the current operation to the target server and starts its
-// timeout.
+// send sends the current operation to the target server — for a put
+// without a session, a registration first — and starts its timeout.
 func (c *simClient) send() {
 	op := c.op
 	op.attempt++
 	attempt := op.attempt
 	s := c.s
 	n := s.node(c.target)
-	s.sched.After(s.clientDelay(), func() {
+	register, session := op.in.Put && s.sessions && c.session == 0, c.session
+	s.sched.After(s.requestDelay(), func() {
 		if n.up() {
-			n.clientRequest(c, op)
+			n.clientRequest(c, op, register, session)
 		}
 	})
-	s.sched.After(simClientTimeout, func() {
+	timeout := simClientTimeout
+	if op.in.Put {
+		timeout = simRetryTimeout
+	}
+	s.sched.After(timeout, func() {
 		if c.op == op && op.attempt == attempt {
-			s.res.unsure++
-			c.next()
+			c.unknown(op)
 		}
 	})
 }
 
+// unknown handles an attempt whose outcome the client cannot learn: a put
+// is resent with the same sequence number (to a server picked at random:
+// the one it tried may be down), up to simMaxRetries times; anything else
+// is given up.
+func (c *simClient) unknown(op *simOp) {
+	s := c.s
+	if !op.in.Put || !s.sessions || s.calm || op.retries >= simMaxRetries {
+		s.res.unsure++
+		c.next()
+		return
+	}
+	op.retries++
+	s.res.retries++
+	c.target = s.ids[s.rand.IntN(len(s.ids))]
+	c.send()
+}
+
+// clientDelay is how long a message between a client and a server takes.
 func (s *simCluster) clientDelay() sim.Time {
 	return sim.Time(200 + s.rand.IntN(2000))
 }
 
+// requestDelay is how long a request takes to reach a server: as any
+// client message, but now and then (a slow path, a retransmission) several
+// election timeouts, so that a request can arrive after the client resent
+// it and moved on — the stale copies sessions must refuse.
+func (s *simCluster) requestDelay() sim.Time {
+	if s.rand.IntN(200) == 0 {
+		return simET + sim.Time(s.rand.Int64N(int64(7*simET)))
+	}
+	return s.clientDelay()
+}
+
 // reply delivers a server's answer to the client.
-func (s *simCluster) reply(p simPending, kind simReply, out sim.KVOutput, leader ServerID) {
+func (s *simCluster) reply(p simPending, a simAnswer) {
 	c := p.client
 	s.sched.After(s.clientDelay(), func() {
 		op := c.op
 		if op == nil || op.req != p.req {
 			return // an answer to an operation the client gave up on
 		}
-		switch kind {
+		if p.register != (op.in.Put && c.session == 0) {
+			return // about a registration, when another was answered first
+		}
+		switch a.kind {
 		case replyOK:
-			s.hist.Return(op.hist, out, s.sched.Now())
+			if op.in.Put {
+				if w := s.writes[simReqID(c.id, op.req)]; !w.applied || w.out != a.out {
+					s.fail("client %d put %d answered %+v, but its first apply (applied %v) returned %+v", c.id, op.req, a.out, w.applied, w.out)
+					return
+				}
+			}
+			s.hist.Return(op.hist, a.out, s.sched.Now())
 			s.res.done++
 			c.next()
 		case replyUnknown:
+			c.unknown(op)
+		case replyRegistered:
+			c.session = a.session
+			s.res.registered++
+			c.send()
+		case replyRefused:
+			if !errors.Is(a.err, ErrSessionExpired) {
+				// One put outstanding per session: the current one is
+				// never below the session's last.
+				s.fail("client %d put %d refused: %v", c.id, op.req, a.err)
+				return
+			}
+			s.res.expired++
 			s.res.unsure++
+			c.session = 0
 			c.next()
 		case replyRedirect:
-			if leader != "" {
-				c.target = leader
+			if a.leader != "" {
+				c.target = a.leader
 			} else {
 				c.target = s.ids[s.rand.IntN(len(s.ids))]
 			}
@@ -244,14 +347,26 @@ func (s *simCluster) reply(p simPending, kind simReply, out sim.KVOutput, leader
 	})
 }
 
-// clientRequest is a client operation arriving at a server.
-func (n *simNode) clientRequest(c *simClient, op *simOp) {
+// clientRequest is a client operation arriving at a server: a session
+// registration, a put in session, or a get.
+func (n *simNode) clientRequest(c *simClient, op *simOp, register bool, session uint64) {
 	s := n.s
-	p := simPending{client: c, req: op.req, key: op.in.Key}
-	s.record(n, "client", op.in.Key, uint64(c.id), op.req)
+	p := simPending{client: c, req: op.req, key: op.in.Key, register: register}
+	s.record(n, "client", op.in.Key, uint64(c.id), op.req, session)
 	if op.in.Put {
 		cmd := simCommand{client: c.id, req: op.req, key: op.in.Key, value: op.in.Value}
 		ents := []Log{{Type: LogCommand, Data: cmd.encode()}}
+		if s.sessions {
+			e := sessionEntry{op: sessionRegister, ttl: int64(s.sessionTTL)}
+			if !register {
+				e = sessionEntry{op: sessionCommand, session: session, seq: op.req, payload: cmd.encode()}
+			}
+			// The leader stamps the entry with its own clock, as the
+			// driver's proposeBatch does (a follower's stamp is replaced
+			// by the leader's when it forwards the entry).
+			e.time = int64(n.clock())
+			ents = []Log{{Type: LogSession, Data: e.encode()}}
+		}
 		index, err := n.c.propose(ents)
 		if err != nil && s.forward {
 			// As the driver does: a follower hands the put to its leader.
@@ -263,7 +378,7 @@ func (n *simNode) clientRequest(c *simClient, op *simOp) {
 			}
 		}
 		if err != nil {
-			s.reply(p, replyRedirect, sim.KVOutput{}, n.c.lead)
+			s.reply(p, simAnswer{kind: replyRedirect, leader: n.c.lead})
 			return
 		}
 		p.term = n.c.term
@@ -275,7 +390,7 @@ func (n *simNode) clientRequest(c *simClient, op *simOp) {
 			s.check.leaseRead(n)
 		}
 		if err := n.c.requestRead(n.lastRead, op.read); err != nil {
-			s.reply(p, replyRedirect, sim.KVOutput{}, n.c.lead)
+			s.reply(p, simAnswer{kind: replyRedirect, leader: n.c.lead})
 			return
 		}
 		n.reads[n.lastRead] = p
@@ -283,8 +398,13 @@ func (n *simNode) clientRequest(c *simClient, op *simOp) {
 	n.flush()
 }
 
-// apply applies a committed entry to the FSM and answers the client that
-// proposed it here.
+// clock is the server's wall clock: virtual time off by the server's own
+// offset, so that a new leader's clock may be behind its predecessor's.
+func (n *simNode) clock() sim.Time { return n.s.sched.Now() + n.clockOffset }
+
+// apply applies a committed entry — a session entry through the session
+// table, the put it lets through to the key-value map — and answers the
+// client that proposed it here.
 func (n *simNode) apply(e *Log) {
 	s := n.s
 	s.check.applied(n, e)
@@ -297,32 +417,103 @@ func (n *simNode) apply(e *Log) {
 		}
 		n.fsm.conf, n.fsm.confIndex = conf, e.Index
 	}
-	if e.Type != LogCommand {
+	var (
+		resp any
+		err  error
+	)
+	switch e.Type {
+	case LogCommand: // a plain put, without a session
+		var ok bool
+		if resp, ok = n.applyPut(e.Index, e.Data); !ok {
+			return
+		}
+	case LogSession:
+		st := n.fsm.sessions.begin(e.Index, e.Data)
+		if st.kind == stepApply {
+			var ok bool
+			if resp, ok = n.applyPut(e.Index, st.cmd); !ok {
+				return
+			}
+		}
+		resp, err = n.fsm.sessions.finish(st, resp)
+	default:
 		return
 	}
-	cmd, ok := decodeSimCommand(e.Data)
+	p, ok := n.props[e.Index]
 	if !ok {
-		s.fail("%s applied an undecodable command at %d", n.id, e.Index)
 		return
 	}
+	delete(n.props, e.Index)
+	var a simAnswer
+	switch {
+	case p.term != e.Term:
+		// Another entry took the index: the proposal never commits.
+		a = simAnswer{kind: replyRedirect, leader: n.c.lead}
+	case err != nil:
+		a = simAnswer{kind: replyRefused, err: err}
+	case p.register:
+		a = simAnswer{kind: replyRegistered, session: resp.(uint64)}
+	default:
+		out, ok := decodeSimOutput(resp)
+		if !ok {
+			s.fail("%s answered put at %d with %#v", n.id, e.Index, resp)
+			return
+		}
+		a = simAnswer{kind: replyOK, out: out}
+	}
+	s.reply(p, a)
+}
+
+// applyPut applies a put to the key-value map and returns the value it
+// replaced, as the response the session keeps.
+func (n *simNode) applyPut(index uint64, data []byte) (any, bool) {
+	s := n.s
+	cmd, ok := decodeSimCommand(data)
+	if !ok {
+		s.fail("%s applied an undecodable command at %d", n.id, index)
+		return nil, false
+	}
+	prev, found := n.fsm.kv[cmd.key]
+	out := sim.KVOutput{Value: prev, Found: found}
 	id := simReqID(cmd.client, cmd.req)
 	if w := s.writes[id]; w != nil && !w.applied {
-		w.applied, w.at, w.index = true, s.sched.Now(), e.Index
+		w.applied, w.at, w.index, w.out = true, s.sched.Now(), index, out
 	}
 	if n.fsm.seen[id] {
-		s.fail("%s applied client %d request %d twice (again at index %d)", n.id, cmd.client, cmd.req, e.Index)
+		s.fail("%s applied client %d request %d twice (again at index %d)", n.id, cmd.client, cmd.req, index)
+	}
+	if last := n.fsm.lastReq[cmd.client]; cmd.req < last && s.sessions {
+		// A stale copy of a request the client gave up on or learned the
+		// fate of: its session must refuse it. (Without sessions nothing
+		// refuses a late copy of a put the client gave up on.)
+		s.fail("%s applied client %d request %d after its request %d (at index %d)", n.id, cmd.client, cmd.req, last, index)
 	}
 	n.fsm.seen[id] = true
+	n.fsm.lastReq[cmd.client] = cmd.req
 	n.fsm.kv[cmd.key] = cmd.value
-	if p, ok := n.props[e.Index]; ok {
-		delete(n.props, e.Index)
-		if p.term == e.Term {
-			s.reply(p, replyOK, sim.KVOutput{}, "")
-		} else {
-			// Another entry took the index: the proposal never commits.
-			s.reply(p, replyRedirect, sim.KVOutput{}, n.c.lead)
-		}
+	return encodeSimOutput(out), true
+}
+
+// encodeSimOutput is a put's response as the session keeps it: "0" for
+// none, "1" and the value otherwise.
+func encodeSimOutput(o sim.KVOutput) string {
+	if !o.Found {
+		return "0"
 	}
+	return "1" + o.Value
+}
+
+func decodeSimOutput(v any) (sim.KVOutput, bool) {
+	s, ok := v.(string)
+	switch {
+	case !ok || s == "":
+		return sim.KVOutput{}, false
+	case s == "0":
+		return sim.KVOutput{}, true
+	case s[0] == '1':
+		return sim.KVOutput{Value: s[1:], Found: true}, true
+	}
+	return sim.KVOutput{}, false
 }
 
 // readAnswered handles the core's answer to a read request.
@@ -334,7 +525,7 @@ func (n *simNode) readAnswered(r readResult) {
 	}
 	delete(n.reads, r.id)
 	if r.err != nil {
-		n.s.reply(p, replyRedirect, sim.KVOutput{}, n.c.lead)
+		n.s.reply(p, simAnswer{kind: replyRedirect, leader: n.c.lead})
 		return
 	}
 	if r.index < p.minIndex {
@@ -364,15 +555,15 @@ func (n *simNode) forwardAnswered(r proposeResult) {
 	delete(n.fwdProps, r.id)
 	switch {
 	case errors.Is(r.err, errForwardUnknown):
-		n.s.reply(p, replyUnknown, sim.KVOutput{}, "")
+		n.s.reply(p, simAnswer{kind: replyUnknown})
 	case r.err != nil:
 		// Refused: not appended anywhere.
-		n.s.reply(p, replyRedirect, sim.KVOutput{}, n.c.lead)
+		n.s.reply(p, simAnswer{kind: replyRedirect, leader: n.c.lead})
 	case r.index <= n.fsm.applied && r.index > n.c.log.snapIndex:
 		n.s.fail("%s applied index %d before the answer to its forwarded proposal there (the core must hold applies back)", n.id, r.index)
 	case r.index <= n.fsm.applied:
 		// A snapshot installed since covered it.
-		n.s.reply(p, replyUnknown, sim.KVOutput{}, "")
+		n.s.reply(p, simAnswer{kind: replyUnknown})
 	default:
 		p.term = r.term
 		n.props[r.index] = p
@@ -389,7 +580,7 @@ func (n *simNode) serveReads() {
 			continue
 		}
 		v, found := n.fsm.kv[p.key]
-		n.s.reply(p, replyOK, sim.KVOutput{Value: v, Found: found}, "")
+		n.s.reply(p, simAnswer{kind: replyOK, out: sim.KVOutput{Value: v, Found: found}})
 	}
 	n.readWaits = n.readWaits[:k]
 }
@@ -409,7 +600,7 @@ func (n *simNode) leadershipChanged() {
 		}
 		slices.Sort(idx)
 		for _, i := range idx {
-			n.s.reply(n.props[i], replyUnknown, sim.KVOutput{}, "")
+			n.s.reply(n.props[i], simAnswer{kind: replyUnknown})
 		}
 		clear(n.props)
 	}

@@ -138,12 +138,13 @@ func (n *simNode) installed(meta SnapshotMeta) {
 		return
 	}
 	n.fsm.restore(s.snapData[meta.ID])
+	n.fsm.sessions.bugs = s.opt.sessBugs
 	n.c.appliedTo(meta.Index) // as the applier reports after a restore
 	// Forwarded puts the snapshot covers: which entry took their index is
 	// unknown (the driver fails their futures alike).
 	for _, i := range slices.Sorted(maps.Keys(n.props)) {
 		if i <= meta.Index {
-			s.reply(n.props[i], replyUnknown, sim.KVOutput{}, "")
+			s.reply(n.props[i], simAnswer{kind: replyUnknown})
 			delete(n.props, i)
 		}
 	}

@@ -40,6 +40,7 @@ type simOptions struct {
 	clients  int
 	bugs     plantedBugs
 	snapBugs snapshotBugs
+	sessBugs sessionBugs
 	// lazyHardState is a planted driver bug: term and vote are written
 	// with the next log write instead of before any message leaves.
 	lazyHardState bool
@@ -54,6 +55,8 @@ type simResult struct {
 	committed, terms         int
 	crashes, partitions      int
 	leaderCrashes            int
+	retries, expired         int // puts resent; refused as their session expired
+	registered               int // sessions registered
 	trace                    uint64
 }
 
@@ -91,6 +94,15 @@ type simCluster struct {
 	// forwarding) instead of redirecting the client.
 	forward bool
 
+	// sessions: clients put through client sessions, resending a put of
+	// unknown outcome with the same sequence number; otherwise (a quarter
+	// of the seeds) plain commands, given up when their outcome is
+	// unknown, which a double apply would show.
+	sessions bool
+	// sessionTTL is the TTL clients register their sessions with: short
+	// in some seeds, so that sessions expire under the clients.
+	sessionTTL sim.Time
+
 	calm    bool // the liveness phase: no new faults, no new client ops
 	err     error
 	res     simResult
@@ -105,8 +117,11 @@ type simNode struct {
 	cfg    coreConfig
 	period sim.Time // this server's tick: ±25 % of simTick, so clocks disagree
 	disk   sim.Time // the longest a log write takes
-	c      *core
-	inc    int // incarnation; events scheduled by an earlier one are void
+	// clockOffset is how far its wall clock, which stamps session
+	// entries, is ahead of virtual time.
+	clockOffset sim.Time
+	c           *core
+	inc         int // incarnation; events scheduled by an earlier one are void
 
 	hs           hardState
 	durable      []Log          // the LogStore, entries durableFirst on
@@ -209,11 +224,19 @@ func newSimCluster(opt simOptions, dataDir string) *simCluster {
 		s.leaseReads = s.leaseReads && n.cfg.checkQuorum == s.nodes[0].cfg.checkQuorum
 	}
 	s.forward = r.IntN(2) == 0
+	s.sessions = r.IntN(4) != 0
 	for i := 0; i < 3+r.IntN(6); i++ { // enough keys that porcupine's per-key histories stay small
 		s.keys = append(s.keys, fmt.Sprintf("k%d", i))
 	}
 	for i := 0; i < opt.clients; i++ {
 		s.clients = append(s.clients, &simClient{s: s, id: i, target: s.ids[r.IntN(len(s.ids))]})
+	}
+	s.sessionTTL = 1000 * simET
+	if r.IntN(4) == 0 {
+		s.sessionTTL = simET * sim.Time(3+r.IntN(8))
+	}
+	for _, n := range s.nodes {
+		n.clockOffset = sim.Time(r.Int64N(int64(6 * simET)))
 	}
 	return s
 }
@@ -311,6 +334,7 @@ func (n *simNode) start() {
 		base = confEntry{index: snap.ConfigurationIndex, conf: snap.Configuration.Clone()}
 		n.fsm.restore(n.s.snapData[snap.ID])
 	}
+	n.fsm.sessions.bugs = n.s.opt.sessBugs
 	n.c = newCore(n.cfg, n.hs, snap.Index, snap.Term, base, ents)
 	n.mirror.resetAt(n.s.check, snap.Index, ents)
 	n.snapshotting = false
@@ -469,6 +493,9 @@ func (s *simCluster) deliver(m Message) {
 	}
 	s.record(to, m.Type.String(), string(m.From), m.Term, m.Index, m.LogTerm, uint64(len(m.Entries))<<32|m.Commit)
 	stale := m.Type == MsgAppend && m.Term < to.c.term
+	if m.Type == MsgPropose && to.c.role == roleLeader {
+		m = *stampForwarded(&m, int64(to.clock())) // as the driver's step does
+	}
 	to.c.step(&m)
 	if stale {
 		s.check.staleAppendRefused(to, &m)

@@ -38,7 +38,9 @@ type snapDriver struct {
 type SnapshotFuture interface {
 	Future
 	// Open returns the snapshot's metadata and a reader of its contents,
-	// once Error has returned nil. The caller closes the reader.
+	// once Error has returned nil. The caller closes the reader. The
+	// contents are keel's header (the client session table) followed by
+	// the FSM's bytes: what Restore takes.
 	Open() (*SnapshotMeta, io.ReadCloser, error)
 }
 
@@ -133,6 +135,12 @@ func (r *Raft) takeSnapshot(minIndex uint64) {
 		return
 	}
 	meta := SnapshotMeta{Index: index, Term: a.lastTerm, Configuration: a.conf.Clone(), ConfigurationIndex: a.confIndex}
+	// The session table as of index, encoded here: the applier changes it.
+	hdr, err := encodeSnapshotHeader(a.sessions)
+	if err != nil {
+		r.toLoop(func() { r.snapshotFinished(SnapshotMeta{}, err) })
+		return
+	}
 	fs, err := a.fsm.Snapshot()
 	if err != nil {
 		err = fmt.Errorf("raft: FSM snapshot at index %d: %w", index, err)
@@ -143,20 +151,25 @@ func (r *Raft) takeSnapshot(minIndex uint64) {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		m, err := r.persistSnapshot(fs, meta)
+		m, err := r.persistSnapshot(fs, meta, hdr)
 		fs.Release()
 		r.toLoop(func() { r.snapshotFinished(m, err) })
 	}()
 }
 
-// persistSnapshot writes an FSM snapshot to the store.
-func (r *Raft) persistSnapshot(fs FSMSnapshot, meta SnapshotMeta) (SnapshotMeta, error) {
+// persistSnapshot writes keel's header hdr, then the FSM's snapshot, to
+// the store.
+func (r *Raft) persistSnapshot(fs FSMSnapshot, meta SnapshotMeta, hdr []byte) (SnapshotMeta, error) {
 	sink, err := r.snaps.Create(meta.Index, meta.Term, meta.Configuration, meta.ConfigurationIndex)
 	if err != nil {
 		return meta, fmt.Errorf("raft: create snapshot at index %d: %w", meta.Index, err)
 	}
 	meta.ID = sink.ID()
 	cs := &guardedSink{SnapshotSink: sink, stop: r.shutdownCh}
+	if _, err := cs.Write(hdr); err != nil {
+		cs.Cancel()
+		return meta, fmt.Errorf("raft: persist snapshot %s: header: %w", meta.ID, err)
+	}
 	if err := fs.Persist(cs); err != nil {
 		cs.Cancel()
 		return meta, fmt.Errorf("raft: persist snapshot %s: %w", meta.ID, err)
@@ -299,24 +312,31 @@ func (r *Raft) flushSnapshots(rd *ready) {
 // failure stops the server: the FSM's state is unknown.
 func (r *Raft) restoreFSM(meta SnapshotMeta) {
 	a := r.applier
-	if err := restoreFrom(a.fsm, r.snaps, meta.ID); err != nil {
+	sessions, err := restoreFrom(a.fsm, r.snaps, meta.ID)
+	if err != nil {
 		r.fatal(err)
 		return
 	}
+	a.sessions = sessions
 	a.lastTerm, a.conf, a.confIndex = meta.Term, meta.Configuration.Clone(), meta.ConfigurationIndex
 	a.applied.Store(meta.Index)
 	r.logger.Info("restored snapshot", "id", meta.ID, "index", meta.Index)
 }
 
 // restoreFrom restores fsm from snapshot id and reads the reader to its end,
-// so that a store that checks a checksum at the end does.
-func restoreFrom(fsm FSM, snaps SnapshotStore, id string) error {
+// so that a store that checks a checksum at the end does. It returns the
+// snapshot's session table; the FSM reads only what follows keel's header
+// (and is not called if the header is damaged).
+func restoreFrom(fsm FSM, snaps SnapshotStore, id string) (*sessionTable, error) {
 	_, rc, err := snaps.Open(id)
 	if err != nil {
-		return fmt.Errorf("raft: snapshot %s: open: %w", id, err)
+		return nil, fmt.Errorf("raft: snapshot %s: open: %w", id, err)
 	}
 	cr := &checkedReader{rc: rc}
-	err = fsm.Restore(cr)
+	sessions, err := readSnapshotHeader(cr)
+	if err == nil {
+		err = fsm.Restore(cr)
+	}
 	if err == nil {
 		_, err = io.Copy(io.Discard, cr.rc)
 		if err == nil {
@@ -325,9 +345,9 @@ func restoreFrom(fsm FSM, snaps SnapshotStore, id string) error {
 	}
 	rc.Close()
 	if err != nil {
-		return fmt.Errorf("raft: snapshot %s: restore: %w", id, err)
+		return nil, fmt.Errorf("raft: snapshot %s: restore: %w", id, err)
 	}
-	return nil
+	return sessions, nil
 }
 
 // checkedReader hands the FSM the snapshot, remembering a read error the
@@ -352,24 +372,24 @@ func (c *checkedReader) Close() error { return nil }
 // error) it says which and falls back to an older one, but only to one the
 // log still covers up to the newest: never silently losing entries. If
 // snapshots exist and none can be used, it fails naming them.
-func restoreNewestSnapshot(logger *slog.Logger, fsm FSM, snaps SnapshotStore, logs LogStore) (SnapshotMeta, error) {
+func restoreNewestSnapshot(logger *slog.Logger, fsm FSM, snaps SnapshotStore, logs LogStore) (SnapshotMeta, *sessionTable, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	metas, err := snaps.List()
 	if err != nil {
-		return SnapshotMeta{}, fmt.Errorf("raft: list snapshots: %w", err)
+		return SnapshotMeta{}, nil, fmt.Errorf("raft: list snapshots: %w", err)
 	}
 	if len(metas) == 0 {
-		return SnapshotMeta{}, nil
+		return SnapshotMeta{}, newSessionTable(), nil
 	}
 	first, err := logs.FirstIndex()
 	if err != nil {
-		return SnapshotMeta{}, fmt.Errorf("raft: read first log index: %w", err)
+		return SnapshotMeta{}, nil, fmt.Errorf("raft: read first log index: %w", err)
 	}
 	last, err := logs.LastIndex()
 	if err != nil {
-		return SnapshotMeta{}, fmt.Errorf("raft: read last log index: %w", err)
+		return SnapshotMeta{}, nil, fmt.Errorf("raft: read last log index: %w", err)
 	}
 	var errs []error
 	for i, m := range metas {
@@ -377,7 +397,8 @@ func restoreNewestSnapshot(logger *slog.Logger, fsm FSM, snaps SnapshotStore, lo
 			errs = append(errs, fmt.Errorf("snapshot %s: the log [%d, %d] does not cover the entries from it to snapshot %s", m.ID, first, last, metas[0].ID))
 			continue
 		}
-		if err := restoreFrom(fsm, snaps, m.ID); err != nil {
+		sessions, err := restoreFrom(fsm, snaps, m.ID)
+		if err != nil {
 			logger.Error("snapshot unusable, trying an older one", "id", m.ID, "err", err)
 			errs = append(errs, err)
 			continue
@@ -386,11 +407,11 @@ func restoreNewestSnapshot(logger *slog.Logger, fsm FSM, snaps SnapshotStore, lo
 			logger.Warn("restored an older snapshot", "id", m.ID, "index", m.Index)
 		}
 		if err := dropConflictingSuffix(logs, m, first, last); err != nil {
-			return SnapshotMeta{}, err
+			return SnapshotMeta{}, nil, err
 		}
-		return *m, nil
+		return *m, sessions, nil
 	}
-	return SnapshotMeta{}, fmt.Errorf("%w: no usable snapshot: %w", ErrCorruptState, errors.Join(errs...))
+	return SnapshotMeta{}, nil, fmt.Errorf("%w: no usable snapshot: %w", ErrCorruptState, errors.Join(errs...))
 }
 
 // dropConflictingSuffix trims what a crash between installing a leader's

@@ -141,6 +141,8 @@ func TestRestartWithLogEndingBeforeSnapshot(t *testing.T) {
 	conf := raft.Configuration{Servers: []raft.Server{{ID: "s1", Address: "s1"}}}
 	sink, err := s.snaps.Create(10, 1, conf, 1)
 	require.NoError(t, err)
+	_, err = sink.Write(raft.EmptySnapshotHeader())
+	require.NoError(t, err)
 	require.NoError(t, (&testSnapshot{applied: []string{"a", "b"}}).Persist(sink))
 
 	fsm := &testFSM{}

@@ -8,8 +8,15 @@ import (
 
 // Restore replaces the cluster's state with an external snapshot, for
 // disaster recovery (hashicorp/raft's Restore). It must be called on the
-// leader; reader gives the snapshot's bytes in the FSM's format (meta is
-// informational: its Index and Term are replaced).
+// leader; reader gives a snapshot as SnapshotFuture.Open returns it: keel's
+// header (the client session table), then the FSM's bytes (meta is
+// informational: its Index and Term are replaced). A reader that does not
+// start with a readable header is refused (ErrSnapshotCorrupt) before
+// anything changes.
+//
+// The client sessions become the snapshot's: sessions registered since
+// it was taken are gone (ErrSessionExpired), and a retry of a command the
+// snapshot covers gets its cached response.
 //
 // The leader refuses new commands (ErrRestoreInProgress) while it commits a
 // barrier, so that the FSM reflects everything committed before; it then
@@ -23,12 +30,17 @@ import (
 // become the cluster's state); call Restore again. Restore is an operator's
 // tool: it discards whatever the cluster's state was.
 func (r *Raft) Restore(ctx context.Context, meta *SnapshotMeta, reader io.Reader) error {
+	// 0. Read keel's header: a stream that is not a snapshot stops here.
+	sessions, err := readSnapshotHeader(reader)
+	if err != nil {
+		return fmt.Errorf("raft: restore: %w", err)
+	}
 	// 1. Stop accepting commands and commit a barrier.
 	barrier := newFuture(ctx, r.shutdownCh)
 	barrier.log = Log{Type: LogNoop}
 	var term uint64
 	var conf confEntry
-	err := r.do(ctx, func() {
+	err = r.do(ctx, func() {
 		if r.core.role != roleLeader {
 			barrier.respond(0, nil, r.notLeader())
 			return
@@ -56,7 +68,17 @@ func (r *Raft) Restore(ctx context.Context, meta *SnapshotMeta, reader io.Reader
 		return fmt.Errorf("raft: restore: create snapshot: %w", err)
 	}
 	gs := &guardedSink{SnapshotSink: sink, stop: r.shutdownCh}
-	if _, err := io.Copy(gs, reader); err != nil {
+	// Session IDs are register indexes: those at or above index, from a
+	// longer log, would collide with the sessions registered from now on.
+	sessions.dropFrom(index)
+	hdr, err := encodeSnapshotHeader(sessions)
+	if err == nil {
+		_, err = gs.Write(hdr)
+	}
+	if err == nil {
+		_, err = io.Copy(gs, reader)
+	}
+	if err != nil {
 		gs.Cancel()
 		r.endRestore()
 		return fmt.Errorf("raft: restore: write snapshot %s: %w", sink.ID(), err)

@@ -19,6 +19,7 @@ func TestRestoreExternalSnapshot(t *testing.T) {
 		c.apply("a")
 		c.apply("b")
 		var ext bytes.Buffer
+		ext.Write(raft.EmptySnapshotHeader())
 		require.NoError(t, gob.NewEncoder(&ext).Encode([]string{"x", "y"}))
 
 		l := c.Leader()
@@ -35,7 +36,17 @@ func TestRestoreExternalSnapshot(t *testing.T) {
 		require.Equal(t, []string{"x", "y", "z", "w"}, c.waitConverged())
 
 		follower := c.Others(c.Leader())[0]
-		err := follower.Raft().Restore(context.Background(), nil, bytes.NewReader(nil))
+		err := follower.Raft().Restore(context.Background(), nil, bytes.NewReader(raft.EmptySnapshotHeader()))
 		require.ErrorIs(t, err, raft.ErrNotLeader)
+
+		// A stream without keel's header (the FSM's bytes alone) is
+		// refused before anything changes.
+		var raw bytes.Buffer
+		require.NoError(t, gob.NewEncoder(&raw).Encode([]string{"q"}))
+		err = c.Leader().Raft().Restore(context.Background(), nil, &raw)
+		require.ErrorIs(t, err, raft.ErrSnapshotCorrupt)
+		require.ErrorContains(t, err, "not a keel snapshot")
+		c.apply("v")
+		require.Equal(t, []string{"x", "y", "z", "w", "v"}, c.waitConverged())
 	})
 }

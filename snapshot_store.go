@@ -17,7 +17,9 @@ type SnapshotMeta struct {
 	Size int64
 }
 
-// SnapshotStore stores FSM snapshots.
+// SnapshotStore stores snapshots: a small header of keel's (the client
+// session table), then the FSM's bytes. A store treats them as opaque
+// bytes.
 type SnapshotStore interface {
 	// Create starts a new snapshot. It becomes visible to List and Open only
 	// once its sink is closed without error.

@@ -16,7 +16,8 @@ type KVInput struct {
 	Value string
 }
 
-// KVOutput is what a get returned; Found is false for a missing key.
+// KVOutput is what a get returned, or what a put replaced; Found is false
+// for a missing key.
 type KVOutput struct {
 	Value string
 	Found bool
@@ -46,16 +47,24 @@ var KVModel = porcupine.Model{
 	Step: func(state, input, output any) (bool, any) {
 		st, in := state.(kvState), input.(KVInput)
 		if in.Put {
-			return true, kvState{Value: in.Value, Found: true}
+			// A put whose outcome is unknown has no output: any is fine.
+			out, known := output.(KVOutput)
+			return !known || out == st, kvState{Value: in.Value, Found: true}
 		}
 		return output.(KVOutput) == st, st
 	},
 	DescribeOperation: func(input, output any) string {
 		in := input.(KVInput)
+		out, known := output.(KVOutput)
 		if in.Put {
-			return fmt.Sprintf("put(%s, %s)", in.Key, in.Value)
+			switch {
+			case !known:
+				return fmt.Sprintf("put(%s, %s) -> ?", in.Key, in.Value)
+			case !out.Found:
+				return fmt.Sprintf("put(%s, %s) -> none", in.Key, in.Value)
+			}
+			return fmt.Sprintf("put(%s, %s) -> %s", in.Key, in.Value, out.Value)
 		}
-		out, _ := output.(KVOutput)
 		if !out.Found {
 			return fmt.Sprintf("get(%s) -> none", in.Key)
 		}

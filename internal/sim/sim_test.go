@@ -64,7 +64,8 @@ func TestTraceTailAndHash(t *testing.T) {
 
 // The checker must be able to fail: a read that misses an acknowledged
 // write is caught, with a visualisation written; an unknown put may take
-// effect late; a forgotten put does not count.
+// effect late; a forgotten put does not count; a put must return the value
+// it replaced.
 func TestHistoryCheck(t *testing.T) {
 	var h History
 	w := h.Call(0, KVInput{Put: true, Key: "k", Value: "1"}, 0)
@@ -84,4 +85,14 @@ func TestHistoryCheck(t *testing.T) {
 	require.NoError(t, ok.Check(time.Second, t.TempDir()), "an unknown put may take effect after its call")
 	ok.Forget(u)
 	require.Error(t, ok.Check(time.Second, t.TempDir()), "a forgotten put cannot explain the read")
+
+	// A put returns the value it replaced: a wrong one is caught.
+	var p History
+	a := p.Call(0, KVInput{Put: true, Key: "k", Value: "1"}, 0)
+	p.Return(a, KVOutput{}, 10)
+	b := p.Call(0, KVInput{Put: true, Key: "k", Value: "2"}, 20)
+	p.Return(b, KVOutput{Value: "1", Found: true}, 30)
+	require.NoError(t, p.Check(time.Second, t.TempDir()))
+	p.Return(b, KVOutput{Value: "0", Found: true}, 30)
+	require.ErrorContains(t, p.Check(time.Second, t.TempDir()), "not linearizable")
 }
