@@ -12,11 +12,14 @@ type recvChunk struct {
 	addr ServerAddress
 }
 
-// recvKey identifies a transfer: a new leader, term, snapshot or ID starts
-// a new one.
+// recvKey identifies a transfer: a new leader, snapshot or ID starts a new
+// one. The leader's term is not part of it: an ID names one snapshot of
+// one server, so a leader elected again in a later term that sends the
+// same snapshot resumes where the transfer stopped instead of starting
+// over (under load, with elections now and then, a large snapshot that
+// restarts at every new term may never arrive).
 type recvKey struct {
 	from  ServerID
-	term  uint64
 	index uint64
 	id    string
 }
@@ -74,7 +77,7 @@ func (rc *snapshotReceiver) abort() {
 
 func (rc *snapshotReceiver) handle(c recvChunk) {
 	m, ch := c.m, c.m.Snapshot
-	key := recvKey{from: m.From, term: m.Term, index: m.Index, id: ch.ID}
+	key := recvKey{from: m.From, index: m.Index, id: ch.ID}
 	if rc.cur != nil && rc.cur.key != key {
 		rc.r.logger.Info("snapshot transfer superseded", "id", rc.cur.key.id, "from", rc.cur.key.from, "by", ch.ID)
 		rc.abort()

@@ -85,13 +85,14 @@ func TestSnapshotReceiverChunks(t *testing.T) {
 
 	data := bytes.Repeat([]byte("0123456789"), 10) // 100 bytes in chunks of 30
 	conf := bootstrapConfig(serverIDs(3))
+	term := uint64(2)
 	chunk := func(id string, off int, sum uint64) recvChunk {
 		end := min(off+30, len(data))
 		c := &SnapshotChunk{ID: id, Offset: uint64(off), Data: data[off:end], Configuration: &conf, ConfigurationIndex: 1}
 		if end == len(data) {
 			c.Done, c.Size, c.Checksum = true, uint64(len(data)), sum
 		}
-		return recvChunk{m: &Message{Type: MsgSnapshot, From: "l", To: "f", Term: 2, Index: 50, LogTerm: 2, Snapshot: c}, addr: "l"}
+		return recvChunk{m: &Message{Type: MsgSnapshot, From: "l", To: "f", Term: term, Index: 50, LogTerm: 2, Snapshot: c}, addr: "l"}
 	}
 	sum := crc64.Checksum(data, crcTable)
 	ackOf := func() uint64 { m := tr.last(t); require.False(t, m.Reject); return m.Snapshot.Offset }
@@ -107,6 +108,13 @@ func TestSnapshotReceiverChunks(t *testing.T) {
 	rc.handle(chunk("A", 30, sum))
 	require.Equal(t, uint64(60), ackOf())
 	require.Equal(t, 60, rc.cur.sink.(*memSink).buf.Len(), "nothing written twice")
+
+	// The same leader, elected again, sends the same snapshot from the
+	// start in a later term: it is told to resume.
+	term = 3
+	rc.handle(chunk("A", 0, sum))
+	require.Equal(t, uint64(60), ackOf(), "resumed across terms")
+	require.Equal(t, 0, snaps.cancelled)
 
 	// A new transfer (another leader's snapshot) restarts.
 	rc.handle(chunk("B", 0, sum))

@@ -184,7 +184,9 @@ func (s *snapshotSender) run() error {
 				resetTimer(timer, timeout)
 			case off < acked || off > rd.off:
 				// The follower holds less than acknowledged (it restarted
-				// or began again): resume from what it has.
+				// or began again), or more than this sender sent (what it
+				// kept of this snapshot from an earlier term): resume
+				// from what it has.
 				if err := s.rewind(&rd, &acked, off, &eof); err != nil {
 					return err
 				}
@@ -213,8 +215,9 @@ func (s *snapshotSender) run() error {
 	}
 }
 
+// rewind restarts the stream at off, which the follower holds; off past
+// the snapshot's end fails the transfer.
 func (s *snapshotSender) rewind(rd *snapReader, acked *uint64, off uint64, eof *bool) error {
-	off = min(off, rd.off)
 	*acked, *eof = off, false
 	return s.open(rd, off)
 }
