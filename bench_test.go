@@ -18,33 +18,49 @@ import (
 func BenchmarkApply(b *testing.B) {
 	for _, proposers := range []int{1, 16, 128} {
 		b.Run(fmt.Sprintf("proposers=%d", proposers), func(b *testing.B) {
-			c := newCluster(b, 3, 1, func(conf *raft.Config) {
-				conf.HeartbeatInterval = 100 * time.Millisecond
-				conf.ElectionTimeout = time.Second
-			})
+			c := newCluster(b, 3, 1, benchConfig)
 			l := c.Leader()
 			cmd := make([]byte, 128)
-			var next atomic.Int64
-			var wg sync.WaitGroup
-			b.ReportAllocs()
-			b.ResetTimer()
-			start := time.Now()
-			for p := 0; p < proposers; p++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for next.Add(1) <= int64(b.N) {
-						if err := l.Raft().Apply(context.Background(), cmd).Error(); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				}()
-			}
-			wg.Wait()
-			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "ops/s")
+			runWorkers(b, proposers, func(int) func() error {
+				return func() error { return l.Raft().Apply(context.Background(), cmd).Error() }
+			})
 		})
 	}
+}
+
+// benchConfig is the benchmarks' timing: the defaults' heartbeat and
+// election timeout, not the test kit's faster ones.
+func benchConfig(conf *raft.Config) {
+	conf.HeartbeatInterval = 100 * time.Millisecond
+	conf.ElectionTimeout = time.Second
+}
+
+// runWorkers runs b.N operations from workers goroutines, worker w calling
+// the function newOp(w) returns, and reports operations per second.
+func runWorkers(b *testing.B, workers int, newOp func(w int) func() error) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	ops := make([]func() error, workers)
+	for w := range ops {
+		ops[w] = newOp(w)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for _, op := range ops {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(b.N) {
+				if err := op(); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "ops/s")
 }
 
 // BenchmarkRead measures reads per second on a 3-server cluster in one
@@ -67,32 +83,13 @@ func BenchmarkRead(b *testing.B) {
 		{"follower", func(_, f *raft.Raft) error { _, err := f.Read(context.Background(), raft.Linearizable); return err }},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			c := newCluster(b, 3, 1, func(conf *raft.Config) {
-				conf.HeartbeatInterval = 100 * time.Millisecond
-				conf.ElectionTimeout = time.Second
-			})
+			c := newCluster(b, 3, 1, benchConfig)
 			l := c.Leader()
 			f := c.Others(l)[0]
 			c.apply("warm-up")
-			var next atomic.Int64
-			var wg sync.WaitGroup
-			b.ReportAllocs()
-			b.ResetTimer()
-			start := time.Now()
-			for w := 0; w < workers; w++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for next.Add(1) <= int64(b.N) {
-						if err := bc.op(l.Raft(), f.Raft()); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				}()
-			}
-			wg.Wait()
-			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "ops/s")
+			runWorkers(b, workers, func(int) func() error {
+				return func() error { return bc.op(l.Raft(), f.Raft()) }
+			})
 		})
 	}
 }
@@ -103,39 +100,20 @@ func BenchmarkRead(b *testing.B) {
 func BenchmarkApplySession(b *testing.B) {
 	for _, proposers := range []int{1, 16, 128} {
 		b.Run(fmt.Sprintf("proposers=%d", proposers), func(b *testing.B) {
-			c := rafttest.New(b, 3, newSessionFSM, rafttest.WithSeed(1), rafttest.WithConfig(func(conf *raft.Config) {
-				conf.HeartbeatInterval = 100 * time.Millisecond
-				conf.ElectionTimeout = time.Second
-			}))
+			c := rafttest.New(b, 3, newSessionFSM, rafttest.WithSeed(1), rafttest.WithConfig(benchConfig))
 			l := c.Leader()
 			cmd := make([]byte, 128)
-			sessions := make([]uint64, proposers)
-			for p := range sessions {
+			runWorkers(b, proposers, func(int) func() error {
 				s, err := l.Raft().RegisterSession(context.Background(), time.Hour)
 				if err != nil {
 					b.Fatal(err)
 				}
-				sessions[p] = s
-			}
-			var next atomic.Int64
-			var wg sync.WaitGroup
-			b.ReportAllocs()
-			b.ResetTimer()
-			start := time.Now()
-			for p := 0; p < proposers; p++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for seq := uint64(1); next.Add(1) <= int64(b.N); seq++ {
-						if err := l.Raft().ApplySession(context.Background(), sessions[p], seq, cmd).Error(); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				}()
-			}
-			wg.Wait()
-			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "ops/s")
+				var seq uint64
+				return func() error {
+					seq++
+					return l.Raft().ApplySession(context.Background(), s, seq, cmd).Error()
+				}
+			})
 		})
 	}
 }
