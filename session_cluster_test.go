@@ -3,7 +3,6 @@ package raft_test
 import (
 	"bytes"
 	"context"
-	"encoding/gob"
 	"errors"
 	"fmt"
 	"io"
@@ -27,8 +26,7 @@ import (
 // named "bytes:…", "err:…" and "nil:…" answer a []byte, an error and nil.
 // A test can hold a command on one server's FSM.
 type sessionFSM struct {
-	mu      sync.Mutex
-	applied []string
+	testFSM // applied, under its mu; Snapshot, Restore and commands
 	types   []raft.LogType
 	indexes []uint64
 	holds   map[string]*fsmHold
@@ -78,30 +76,6 @@ func (f *sessionFSM) hold(cmd string) (entered <-chan struct{}, release func()) 
 	f.mu.Unlock()
 	var once sync.Once
 	return h.entered, func() { once.Do(func() { close(h.release) }) }
-}
-
-func (f *sessionFSM) commands() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]string(nil), f.applied...)
-}
-
-func (f *sessionFSM) Snapshot() (raft.FSMSnapshot, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return &testSnapshot{append([]string(nil), f.applied...)}, nil
-}
-
-func (f *sessionFSM) Restore(rc io.ReadCloser) error {
-	defer rc.Close()
-	var applied []string
-	if err := gob.NewDecoder(rc).Decode(&applied); err != nil {
-		return err
-	}
-	f.mu.Lock()
-	f.applied = applied
-	f.mu.Unlock()
-	return nil
 }
 
 type sessCluster struct {

@@ -80,20 +80,15 @@ func TestJoinLeave(t *testing.T) {
 		cfg.PromotionStableTime = 100 * time.Millisecond
 	}
 	nodes, peers := startClusterWith(t, 3, tiny)
-	client := &http.Client{
-		Timeout:       40 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	client := noRedirects(t, 40*time.Second)
 	follow := &http.Client{Timeout: 40 * time.Second} // follows redirects to the leader
-	t.Cleanup(client.CloseIdleConnections)            // run before the servers close
-	t.Cleanup(follow.CloseIdleConnections)
-	addr := func(n *node, path string) string { return "http://" + n.httpAddrs[n.id] + path }
+	t.Cleanup(follow.CloseIdleConnections)            // runs before the servers close
 
 	leader := waitLeader(t, nodes)
 	value := strings.Repeat("v", 300)
 	const keys = 40
 	for i := range keys {
-		if r := do(t, follow, "PUT", addr(leader, fmt.Sprintf("/kv/k%02d", i)), fmt.Sprintf("%s%d", value, i)); r.code != http.StatusNoContent {
+		if r := do(t, follow, "PUT", nodeURL(leader, fmt.Sprintf("/kv/k%02d", i)), fmt.Sprintf("%s%d", value, i)); r.code != http.StatusNoContent {
 			t.Fatalf("PUT k%02d: %d %q", i, r.code, r.body)
 		}
 	}
@@ -139,11 +134,11 @@ func TestJoinLeave(t *testing.T) {
 		{"/leave", "", ""},
 		{"/leave?id=nosuch", "", ""},
 	} {
-		if r := post(t, client, addr(leader, c.path), c.contentType, c.body); r.code != http.StatusBadRequest {
+		if r := post(t, client, nodeURL(leader, c.path), c.contentType, c.body); r.code != http.StatusBadRequest {
 			t.Fatalf("POST %s %q: %d %q, want 400", c.path, c.body, r.code, r.body)
 		}
 	}
-	if r := post(t, client, addr(leader, "/leave?id=nosuch"), "", ""); !strings.Contains(r.body, raft.ErrUnknownServer.Error()) {
+	if r := post(t, client, nodeURL(leader, "/leave?id=nosuch"), "", ""); !strings.Contains(r.body, raft.ErrUnknownServer.Error()) {
 		t.Fatalf("leave of an unknown server: %q does not carry the library's error", r.body)
 	}
 
@@ -160,10 +155,10 @@ func TestJoinLeave(t *testing.T) {
 		return raft.ServerID(follower.raft.Stats()["leader_id"]) == leader.id
 	})
 	joinPath := "/join?" + url.Values{"id": {"d"}, "addr": {string(dPeer.RaftAddr)}}.Encode()
-	if r := post(t, client, addr(follower, joinPath), "", ""); r.code != http.StatusTemporaryRedirect || r.location != addr(leader, joinPath) {
-		t.Fatalf("join on a follower: %d Location %q, want 307 %q", r.code, r.location, addr(leader, joinPath))
+	if r := post(t, client, nodeURL(follower, joinPath), "", ""); r.code != http.StatusTemporaryRedirect || r.location != nodeURL(leader, joinPath) {
+		t.Fatalf("join on a follower: %d Location %q, want 307 %q", r.code, r.location, nodeURL(leader, joinPath))
 	}
-	r := post(t, follow, addr(follower, joinPath), "", "")
+	r := post(t, follow, nodeURL(follower, joinPath), "", "")
 	var res membershipResult
 	if err := json.Unmarshal([]byte(r.body), &res); err != nil || r.code != http.StatusOK || res.Index == 0 {
 		t.Fatalf("join d: %d %q: %v", r.code, r.body, err)
@@ -172,7 +167,7 @@ func TestJoinLeave(t *testing.T) {
 	// d catches up: it serves every key from its own state.
 	eventuallyWithin(t, 20*time.Second, "d to serve every key", func() bool {
 		for i := range keys {
-			r := do(t, client, "GET", addr(d, fmt.Sprintf("/kv/k%02d?consistency=stale", i)), "")
+			r := do(t, client, "GET", nodeURL(d, fmt.Sprintf("/kv/k%02d?consistency=stale", i)), "")
 			if r.code != http.StatusOK || r.body != fmt.Sprintf("%s%d", value, i) {
 				return false
 			}
@@ -206,7 +201,7 @@ func TestJoinLeave(t *testing.T) {
 			break
 		}
 	}
-	r = post(t, follow, addr(leader, "/leave"), "application/json", fmt.Sprintf(`{"id":%q}`, gone.id))
+	r = post(t, follow, nodeURL(leader, "/leave"), "application/json", fmt.Sprintf(`{"id":%q}`, gone.id))
 	if err := json.Unmarshal([]byte(r.body), &res); err != nil || r.code != http.StatusOK || res.Index == 0 {
 		t.Fatalf("leave %s: %d %q: %v", gone.id, r.code, r.body, err)
 	}
@@ -236,11 +231,11 @@ func TestJoinLeave(t *testing.T) {
 	}
 
 	// Writes still commit, and reach d.
-	if r := do(t, follow, "PUT", addr(leader, "/kv/after"), "leave"); r.code != http.StatusNoContent {
+	if r := do(t, follow, "PUT", nodeURL(leader, "/kv/after"), "leave"); r.code != http.StatusNoContent {
 		t.Fatalf("PUT after leave: %d %q", r.code, r.body)
 	}
 	eventually(t, "d to apply the write after the leave", func() bool {
-		r := do(t, client, "GET", addr(d, "/kv/after?consistency=stale"), "")
+		r := do(t, client, "GET", nodeURL(d, "/kv/after?consistency=stale"), "")
 		return r.code == http.StatusOK && r.body == "leave"
 	})
 }

@@ -132,74 +132,87 @@ func do(t *testing.T, c *http.Client, method, url, body string) response {
 	return response{code: resp.StatusCode, body: string(b), location: resp.Header.Get("Location")}
 }
 
-func TestKV(t *testing.T) {
-	nodes, peers := startCluster(t, 3)
-	client := &http.Client{
-		Timeout:       10 * time.Second,
+// noRedirects returns an HTTP client that reports redirects instead of
+// following them, closed before the servers are (t.Cleanup order).
+func noRedirects(t *testing.T, timeout time.Duration) *http.Client {
+	c := &http.Client{
+		Timeout:       timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	t.Cleanup(client.CloseIdleConnections) // runs before the servers close
-	url := func(n *node, path string) string { return "http://" + n.httpAddrs[n.id] + path }
+	t.Cleanup(c.CloseIdleConnections)
+	return c
+}
 
-	leader := waitLeader(t, nodes)
-	var follower *node
+// nodeURL is path on n's HTTP server.
+func nodeURL(n *node, path string) string { return "http://" + n.httpAddrs[n.id] + path }
+
+// leaderAndFollower waits for a leader and for a follower that knows it.
+func leaderAndFollower(t *testing.T, nodes []*node) (leader, follower *node) {
+	t.Helper()
+	leader = waitLeader(t, nodes)
 	for _, n := range nodes {
 		if n != leader {
 			follower = n
 			break
 		}
 	}
+	eventually(t, "the follower to know the leader", func() bool {
+		return raft.ServerID(follower.raft.Stats()["leader_id"]) == leader.id
+	})
+	return leader, follower
+}
 
-	if r := do(t, client, "PUT", url(leader, "/kv/hello"), "world"); r.code != http.StatusNoContent {
+func TestKV(t *testing.T) {
+	nodes, peers := startCluster(t, 3)
+	client := noRedirects(t, 10*time.Second)
+	leader, follower := leaderAndFollower(t, nodes)
+
+	if r := do(t, client, "PUT", nodeURL(leader, "/kv/hello"), "world"); r.code != http.StatusNoContent {
 		t.Fatalf("PUT on leader: %d %q", r.code, r.body)
 	}
-	if r := do(t, client, "GET", url(leader, "/kv/hello?consistency=linearizable"), ""); r.code != 200 || r.body != "world" {
+	if r := do(t, client, "GET", nodeURL(leader, "/kv/hello?consistency=linearizable"), ""); r.code != 200 || r.body != "world" {
 		t.Fatalf("linearizable GET on leader: %d %q", r.code, r.body)
 	}
 
 	// A follower forwards writes and serves linearizable reads (follower
-	// reads) once it has heard from the leader (the write above may have
-	// committed without it); lease reads only the leader serves.
-	eventually(t, "the follower to know the leader", func() bool {
-		return raft.ServerID(follower.raft.Stats()["leader_id"]) == leader.id
-	})
-	if r := do(t, client, "GET", url(follower, "/kv/hello?consistency=linearizable"), ""); r.code != 200 || r.body != "world" {
+	// reads); lease reads only the leader serves.
+	if r := do(t, client, "GET", nodeURL(follower, "/kv/hello?consistency=linearizable"), ""); r.code != 200 || r.body != "world" {
 		t.Fatalf("linearizable GET on follower: %d %q", r.code, r.body)
 	}
-	if r := do(t, client, "PUT", url(follower, "/kv/other"), "forwarded"); r.code != http.StatusNoContent {
+	if r := do(t, client, "PUT", nodeURL(follower, "/kv/other"), "forwarded"); r.code != http.StatusNoContent {
 		t.Fatalf("PUT on follower: %d %q", r.code, r.body)
 	}
-	if r := do(t, client, "GET", url(follower, "/kv/other?consistency=stale"), ""); r.code != 200 || r.body != "forwarded" {
+	if r := do(t, client, "GET", nodeURL(follower, "/kv/other?consistency=stale"), ""); r.code != 200 || r.body != "forwarded" {
 		t.Fatalf("stale GET on the follower right after its forwarded PUT: %d %q", r.code, r.body)
 	}
-	if r := do(t, client, "GET", url(leader, "/kv/other"), ""); r.code != 200 || r.body != "forwarded" {
+	if r := do(t, client, "GET", nodeURL(leader, "/kv/other"), ""); r.code != 200 || r.body != "forwarded" {
 		t.Fatalf("default GET on leader: %d %q", r.code, r.body)
 	}
 	for _, c := range []struct{ method, path string }{
 		{"GET", "/kv/hello"},
 		{"GET", "/kv/hello?consistency=default"},
 	} {
-		r := do(t, client, c.method, url(follower, c.path), "x")
-		if want := url(leader, c.path); r.code != http.StatusTemporaryRedirect || r.location != want {
+		r := do(t, client, c.method, nodeURL(follower, c.path), "x")
+		if want := nodeURL(leader, c.path); r.code != http.StatusTemporaryRedirect || r.location != want {
 			t.Fatalf("%s %s on follower: %d Location %q, want 307 %q", c.method, c.path, r.code, r.location, want)
 		}
 	}
 	eventually(t, "a stale read on the follower", func() bool {
-		r := do(t, client, "GET", url(follower, "/kv/hello?consistency=stale"), "")
+		r := do(t, client, "GET", nodeURL(follower, "/kv/hello?consistency=stale"), "")
 		return r.code == 200 && r.body == "world"
 	})
 
-	if r := do(t, client, "GET", url(leader, "/kv/hello?consistency=bogus"), ""); r.code != http.StatusBadRequest {
+	if r := do(t, client, "GET", nodeURL(leader, "/kv/hello?consistency=bogus"), ""); r.code != http.StatusBadRequest {
 		t.Fatalf("GET with bad consistency: %d %q", r.code, r.body)
 	}
-	if r := do(t, client, "DELETE", url(leader, "/kv/hello"), ""); r.code != http.StatusNoContent {
+	if r := do(t, client, "DELETE", nodeURL(leader, "/kv/hello"), ""); r.code != http.StatusNoContent {
 		t.Fatalf("DELETE on leader: %d %q", r.code, r.body)
 	}
-	if r := do(t, client, "GET", url(leader, "/kv/hello"), ""); r.code != http.StatusNotFound {
+	if r := do(t, client, "GET", nodeURL(leader, "/kv/hello"), ""); r.code != http.StatusNotFound {
 		t.Fatalf("GET after DELETE: %d %q", r.code, r.body)
 	}
 
-	r := do(t, client, "GET", url(follower, "/status"), "")
+	r := do(t, client, "GET", nodeURL(follower, "/status"), "")
 	var st status
 	if err := json.Unmarshal([]byte(r.body), &st); err != nil || r.code != 200 {
 		t.Fatalf("status: %d %q: %v", r.code, r.body, err)
@@ -210,7 +223,7 @@ func TestKV(t *testing.T) {
 	}
 
 	// Stop the leader: a new one is elected and serves what was written.
-	if r := do(t, client, "PUT", url(leader, "/kv/survivor"), "yes"); r.code != http.StatusNoContent {
+	if r := do(t, client, "PUT", nodeURL(leader, "/kv/survivor"), "yes"); r.code != http.StatusNoContent {
 		t.Fatalf("PUT on leader: %d %q", r.code, r.body)
 	}
 	client.CloseIdleConnections()
@@ -225,10 +238,10 @@ func TestKV(t *testing.T) {
 	}
 	next := waitLeader(t, rest)
 	eventually(t, "the new leader to serve the value", func() bool {
-		r := do(t, client, "GET", url(next, "/kv/survivor?consistency=linearizable"), "")
+		r := do(t, client, "GET", nodeURL(next, "/kv/survivor?consistency=linearizable"), "")
 		return r.code == 200 && r.body == "yes"
 	})
-	if r := do(t, client, "PUT", url(next, "/kv/after"), "failover"); r.code != http.StatusNoContent {
+	if r := do(t, client, "PUT", nodeURL(next, "/kv/after"), "failover"); r.code != http.StatusNoContent {
 		t.Fatalf("PUT on new leader %s: %d %q", next.id, r.code, r.body)
 	}
 }
@@ -236,29 +249,14 @@ func TestKV(t *testing.T) {
 // With forwarding off, a follower redirects writes to the leader.
 func TestFollowerRedirectsWritesWithoutForwarding(t *testing.T) {
 	nodes, _ := startClusterWith(t, 3, func(cfg *raft.Config) { cfg.ForwardingDisabled = true })
-	client := &http.Client{
-		Timeout:       10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	t.Cleanup(client.CloseIdleConnections)
-	url := func(n *node, path string) string { return "http://" + n.httpAddrs[n.id] + path }
-	leader := waitLeader(t, nodes)
-	var follower *node
-	for _, n := range nodes {
-		if n != leader {
-			follower = n
-			break
-		}
-	}
-	eventually(t, "the follower to know the leader", func() bool {
-		return raft.ServerID(follower.raft.Stats()["leader_id"]) == leader.id
-	})
+	client := noRedirects(t, 10*time.Second)
+	leader, follower := leaderAndFollower(t, nodes)
 	for _, c := range []struct{ method, path string }{
 		{"PUT", "/kv/other"},
 		{"DELETE", "/kv/hello"},
 	} {
-		r := do(t, client, c.method, url(follower, c.path), "x")
-		if want := url(leader, c.path); r.code != http.StatusTemporaryRedirect || r.location != want {
+		r := do(t, client, c.method, nodeURL(follower, c.path), "x")
+		if want := nodeURL(leader, c.path); r.code != http.StatusTemporaryRedirect || r.location != want {
 			t.Fatalf("%s %s on follower: %d Location %q, want 307 %q", c.method, c.path, r.code, r.location, want)
 		}
 	}
