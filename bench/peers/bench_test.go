@@ -28,10 +28,17 @@ type cluster interface {
 	shutdown()
 }
 
+// syncCounter is a cluster that counts the fsyncs of its servers' logs.
+type syncCounter interface {
+	// syncs returns how many fsyncs the servers' logs have done so far.
+	syncs() uint64
+}
+
 // benchApply runs, for each proposer count, a sub-benchmark in which
 // proposers goroutines share b.N Applies on a fresh cluster from start, each
 // waiting for its Apply to finish before the next. It reports ops/s and the
-// 50th and 99th percentile latency of one Apply.
+// 50th and 99th percentile latency of one Apply, and, for a syncCounter,
+// the log fsyncs per Apply (of all three servers).
 func benchApply(b *testing.B, start func(b *testing.B) cluster) {
 	for _, proposers := range proposerCounts {
 		b.Run(fmt.Sprintf("proposers=%d", proposers), func(b *testing.B) {
@@ -47,6 +54,11 @@ func benchApply(b *testing.B, start func(b *testing.B) cluster) {
 			}
 			var next atomic.Int64
 			var wg sync.WaitGroup
+			sc, _ := c.(syncCounter)
+			var syncs0 uint64
+			if sc != nil {
+				syncs0 = sc.syncs()
+			}
 			b.ReportAllocs()
 			b.ResetTimer()
 			begin := time.Now()
@@ -70,6 +82,9 @@ func benchApply(b *testing.B, start func(b *testing.B) cluster) {
 			all := slices.Concat(lat...)
 			slices.Sort(all)
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "ops/s")
+			if sc != nil {
+				b.ReportMetric(float64(sc.syncs()-syncs0)/float64(b.N), "fsyncs/op")
+			}
 			if len(all) > 0 {
 				pct := func(q float64) float64 {
 					return float64(all[min(len(all)-1, int(q*float64(len(all))))].Nanoseconds()) / 1e3

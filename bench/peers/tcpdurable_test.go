@@ -28,6 +28,10 @@ func BenchmarkKeelTCPDurable(b *testing.B) { benchApply(b, startKeelTCPDurable) 
 // StableStore and a FileSnapshotStore (retain 2), in b.TempDir().
 func BenchmarkHashicorpTCPDurable(b *testing.B) { benchApply(b, startHashicorpTCPDurable) }
 
+// BenchmarkTCPDurableLimits measures the machine's limits for the two
+// benchmarks above, in the same run: see tcpDurableLimits.
+func BenchmarkTCPDurableLimits(b *testing.B) { tcpDurableLimits(b) }
+
 type keelTCPNode struct {
 	trans  *tcp.Transport
 	logs   *keelwal.Log
@@ -92,6 +96,14 @@ func startKeelTCPDurable(b *testing.B) cluster {
 		return false
 	})
 	return c
+}
+
+func (c *keelTCPCluster) syncs() uint64 {
+	var n uint64
+	for _, s := range c.nodes {
+		n += s.logs.Stats().Syncs
+	}
+	return n
 }
 
 func (c *keelTCPCluster) apply(cmd []byte) error {
