@@ -92,6 +92,19 @@ type Config struct {
 
 	// Logger receives keel's logs. Nil means silent.
 	Logger *slog.Logger
+
+	// sessionClock, when set (tests only, export_test.go), replaces the
+	// wall clock a leader stamps session entries with.
+	sessionClock func() time.Time
+}
+
+// sessionNow is the leader's time for a session entry, in Unix
+// nanoseconds.
+func (c *Config) sessionNow() int64 {
+	if c.sessionClock != nil {
+		return c.sessionClock().UnixNano()
+	}
+	return time.Now().UnixNano()
 }
 
 // DefaultConfig returns a Config with every default set; only LocalID is

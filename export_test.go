@@ -1,5 +1,7 @@
 package raft
 
+import "time"
+
 // EmptySnapshotHeader returns keel's header of a snapshot without client
 // sessions, for tests in package raft_test that write snapshots by hand.
 func EmptySnapshotHeader() []byte {
@@ -9,3 +11,7 @@ func EmptySnapshotHeader() []byte {
 	}
 	return b
 }
+
+// SetSessionClock makes c's leader stamp session entries with now instead
+// of the wall clock, so that tests can move log time without waiting.
+func SetSessionClock(c *Config, now func() time.Time) { c.sessionClock = now }

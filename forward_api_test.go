@@ -96,22 +96,26 @@ func TestForwardingUnderFaults(t *testing.T) {
 					return
 				default:
 				}
+				// Any live server but the leader: one always exists.
 				var s *rafttest.Server
 				for _, cand := range c.Live() {
-					if cand.Raft().State() == raft.Follower {
+					if cand.Raft().State() != raft.Leader {
 						s = cand
 						break
 					}
-				}
-				if s == nil {
-					time.Sleep(time.Millisecond)
-					continue
 				}
 				cmd := fmt.Sprintf("w%d-%d", w, i)
 				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 				f := s.Raft().Apply(ctx, []byte(cmd))
 				err := f.Error()
 				cancel()
+				if errors.Is(err, raft.ErrNotLeader) {
+					// No leader known yet: wait, bounded, for this server
+					// to apply something new (a new leader's first commit).
+					ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+					_ = s.Raft().WaitApplied(ctx, s.Raft().AppliedIndex()+1)
+					cancel()
+				}
 				var idx uint64
 				if err == nil {
 					idx = f.Index()

@@ -188,3 +188,75 @@ func TestStampForwardedCopies(t *testing.T) {
 	plain := &Message{Type: MsgPropose, Entries: []Log{{Type: LogCommand, Data: []byte("c")}}}
 	require.Same(t, plain, stampForwarded(plain, 99), "nothing to stamp: no copy")
 }
+
+// A follower waiting on an apply hears of the commit at once: the leader
+// announces a commit that covers a forwarded proposal to caught-up
+// followers — no heartbeat tick needed — and a follower read learns the
+// commit from its confirmation round. A commit of the leader's own
+// proposals costs no extra message.
+func TestCommitAnnouncedToWaitingFollowers(t *testing.T) {
+	net := electedNet(t, nil)
+	net.tickAll() // everyone knows the no-op committed
+	heartbeats := 0
+	count := func(m *Message) bool {
+		if m.Type == MsgHeartbeat {
+			heartbeats++
+		}
+		return false
+	}
+	net.drop = count
+	net.propose("s1", "own")
+	require.Zero(t, heartbeats, "the leader's own write: followers learn the commit with the next append")
+
+	f := net.nodes["s2"]
+	require.NoError(t, f.c.forwardProposals(20, []Log{{Type: LogCommand, Data: []byte("fwd")}}))
+	net.settle()
+	require.Equal(t, []string{"own", "fwd"}, net.commands("s2"), "applied without a tick")
+
+	// The forwarder is told even when its acknowledgement comes after the
+	// commit (the other follower made the quorum).
+	net.drop = func(m *Message) bool { return m.Type == MsgAppendResp && m.From == "s2" }
+	require.NoError(t, f.c.forwardProposals(22, []Log{{Type: LogCommand, Data: []byte("late")}}))
+	net.settle()
+	held := net.nodes["s1"].c.prs["s2"].match
+	net.drop = count
+	net.nodes["s1"].c.step(&Message{Type: MsgAppendResp, From: "s2", To: "s1", Term: f.c.term, Index: f.c.log.lastIndex()})
+	net.settle()
+	require.Less(t, held, f.c.log.lastIndex())
+	require.Equal(t, []string{"own", "fwd", "late"}, net.commands("s2"), "applied without a tick")
+
+	net.propose("s1", "more")
+	require.NoError(t, f.c.requestRead(21, readAny))
+	net.settle()
+	require.Equal(t, net.nodes["s1"].c.log.committed, f.reads[len(f.reads)-1].index)
+	require.Equal(t, f.c.log.committed, f.reads[len(f.reads)-1].index, "the follower knows the read index committed")
+	require.Equal(t, []string{"own", "fwd", "late", "more"}, net.commands("s2"))
+}
+
+// In a larger cluster the forwarder may acknowledge before the commit: the
+// leader tells it when a later acknowledgement commits the entry.
+func TestCommitAnnouncedToEarlyAcknowledger(t *testing.T) {
+	net := newCoreNet(t, 5, 42, nil)
+	net.elect("s1")
+	net.tickAll()
+	// Only s2, the forwarder, and then s3 acknowledge.
+	var held []Message
+	net.drop = func(m *Message) bool {
+		if m.Type == MsgAppendResp && m.From == "s3" {
+			held = append(held, *m)
+			return true
+		}
+		return m.Type == MsgAppendResp && (m.From == "s4" || m.From == "s5")
+	}
+	f := net.nodes["s2"]
+	require.NoError(t, f.c.forwardProposals(30, []Log{{Type: LogCommand, Data: []byte("x")}}))
+	net.settle()
+	require.Empty(t, net.commands("s2"), "no quorum yet: leader and s2 are two of five")
+	require.NotEmpty(t, held)
+	for i := range held {
+		net.nodes["s1"].c.step(&held[i])
+	}
+	net.settle()
+	require.Equal(t, []string{"x"}, net.commands("s1"))
+	require.Equal(t, []string{"x"}, net.commands("s2"), "applied without a tick")
+}

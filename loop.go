@@ -75,7 +75,7 @@ func (r *Raft) step(m *Message) {
 			r.core.refuseProposal(m, refusedRestore)
 			return
 		}
-		m = stampForwarded(m, time.Now().UnixNano())
+		m = stampForwarded(m, r.conf.sessionNow())
 	}
 	r.core.step(m)
 	if m.Type == MsgSnapshotResp {
@@ -115,7 +115,7 @@ func (r *Raft) proposeBatch(f *future) {
 			// The leader's clock gives session entries their log time;
 			// the core stays clock-free.
 			if now == 0 {
-				now = time.Now().UnixNano()
+				now = r.conf.sessionNow()
 			}
 			stampSessionEntry(f.log.Data, now)
 		}

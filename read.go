@@ -166,11 +166,10 @@ func (c *core) answerRead(rq readRequest, err error) {
 		c.readResults = append(c.readResults, readResult{id: rq.id, index: rq.index, err: err})
 		return
 	}
+	// The follower then waits until it has applied the read index; the
+	// round's heartbeats, sent after the index was recorded, told it that
+	// index is committed.
 	c.send(Message{Type: MsgReadIndexResp, To: rq.from, Index: rq.index, Context: rq.ctx, Reject: err != nil})
-	if err == nil {
-		// The follower waits until it has applied the read index.
-		c.announceCommit(rq.from)
-	}
 }
 
 // handleLeaderReadIndex takes a follower's read request.

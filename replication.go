@@ -69,9 +69,11 @@ func (c *core) sendHeartbeat(to ServerID, ctx []byte) {
 
 // announceCommit tells a follower that has every entry, and so gets no
 // append soon, that the commit index moved, so that it applies without
-// waiting for the next heartbeat: a forwarded proposal and a follower read
-// wait on the follower's apply. Only for commits that matter to a
-// follower (forward.go, read.go): a leader's own writes do not pay for it.
+// waiting for the next heartbeat: a forwarded proposal waits on the
+// follower's apply. Only while a forwarded proposal may be among the
+// entries committed (forward.go): a leader's own writes do not pay for it.
+// (A follower read needs nothing: the confirmation round's heartbeats
+// carry the commit index.)
 func (c *core) announceCommit(to ServerID) {
 	pr := c.prs[to]
 	if pr != nil && pr.state == stateReplicate && pr.next > c.log.lastIndex() && min(pr.match, c.log.committed) > pr.commitSent {
@@ -147,6 +149,10 @@ func (c *core) handleLeaderAppendResp(m *Message) {
 	}
 	c.maybeCommit()
 	c.fillWindow(m.From)
+	if pr.commitSent < c.forwardedTo {
+		// Its acknowledgement may come after the commit it missed.
+		c.announceCommit(m.From)
+	}
 }
 
 func (c *core) handleLeaderHeartbeatResp(m *Message) {

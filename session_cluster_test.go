@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -127,32 +128,14 @@ func (c *sessCluster) apply(session, seq uint64, cmd string) (any, error) {
 }
 
 // retry calls op on the current leader until it returns nil or a session
-// error.
+// error; any other error fails the test.
 func (c *sessCluster) retry(what string, op func(ctx context.Context, r *raft.Raft) error) error {
 	c.t.Helper()
-	deadline := time.Now().Add(c.Timeout())
-	var last error
-	for time.Now().Before(deadline) {
-		r := c.CurrentLeader()
-		if r == nil {
-			time.Sleep(2 * time.Millisecond)
-			continue
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := op(ctx, r)
-		cancel()
-		switch {
-		case err == nil, errors.Is(err, raft.ErrSessionExpired), errors.Is(err, raft.ErrSessionStale):
-			return err
-		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown),
-			errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, context.DeadlineExceeded):
-			last = err
-		default:
-			c.t.Fatalf("%s: %v", what, err)
-		}
+	err := c.OnLeader(what, op)
+	if err != nil && !errors.Is(err, raft.ErrSessionExpired) && !errors.Is(err, raft.ErrSessionStale) {
+		c.t.Fatalf("%s: %v", what, err)
 	}
-	c.t.Fatalf("%s: no leader answered within %v (last error: %v)", what, c.Timeout(), last)
-	return nil
+	return err
 }
 
 // applyOn sends one attempt to one server, with a short timeout.
@@ -409,11 +392,21 @@ func TestSessionRestoreUserSnapshot(t *testing.T) {
 // log time moves with every session entry (here another session's
 // register), on every server alike. Closing ends a session at once.
 func TestSessionExpiryAndClose(t *testing.T) {
-	c := newSessCluster(t, 3, 39)
-	short := c.register(500 * time.Millisecond)
+	// Every leader stamps session entries with this clock, which the test
+	// moves by hand.
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	c := newSessCluster(t, 3, 39, rafttest.WithConfig(func(cfg *raft.Config) {
+		raft.SetSessionClock(cfg, func() time.Time { return time.Unix(0, clock.Load()) })
+	}))
+	short := c.register(time.Minute)
 	_, err := c.apply(short, 1, "a")
 	require.NoError(t, err)
-	time.Sleep(time.Second)
+	clock.Add(int64(time.Minute))
+	c.register(time.Hour) // log time exactly short's TTL after its last command: still live
+	_, err = c.apply(short, 1, "a")
+	require.NoError(t, err, "a retry within the TTL gets the cached answer and counts as activity")
+	clock.Add(int64(time.Minute + time.Nanosecond))
 	c.register(time.Hour) // moves log time past short's TTL
 	_, err = c.apply(short, 2, "b")
 	require.ErrorIs(t, err, raft.ErrSessionExpired)

@@ -51,8 +51,7 @@ func singleServer() (*raft.Raft, func()) {
 	if err != nil {
 		panic(err)
 	}
-	for r.State() != raft.Leader {
-		time.Sleep(time.Millisecond)
+	for !<-r.LeaderCh() { // it elects itself
 	}
 	return r, func() { r.Shutdown(); network.Close() }
 }

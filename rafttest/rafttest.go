@@ -487,31 +487,46 @@ func (c *Cluster) WaitLeader(among ...*Server) *Server {
 // package documentation about commands applied twice.
 func (c *Cluster) Apply(cmd []byte) (resp any, index uint64) {
 	c.t.Helper()
+	err := c.OnLeader(fmt.Sprintf("Apply %q", cmd), func(ctx context.Context, r *raft.Raft) error {
+		f := r.Apply(ctx, cmd)
+		err := f.Error()
+		resp, index = f.Response(), f.Index()
+		return err
+	})
+	if err != nil {
+		c.t.Fatalf("rafttest: Apply %q: %v", cmd, err)
+	}
+	return resp, index
+}
+
+// OnLeader calls op on the current leader (as Apply finds it) until op
+// returns nil or an error other than the ones a leader change causes
+// (ErrNotLeader, ErrLeadershipLost, ErrLeadershipTransferInProgress,
+// ErrRaftShutdown, the attempt's deadline), and returns that. Each attempt
+// gets a context with a deadline of ten election timeouts (at least 1s).
+// It fails the test if no leader answered within the cluster's timeout.
+func (c *Cluster) OnLeader(what string, op func(ctx context.Context, r *raft.Raft) error) error {
+	c.t.Helper()
 	attempt := max(time.Second, 10*c.config("s1").ElectionTimeout)
 	deadline := time.Now().Add(c.opts.timeout)
 	var lastErr error
 	for time.Now().Before(deadline) {
-		l := c.CurrentLeader()
-		if l == nil {
-			time.Sleep(2 * time.Millisecond)
-			continue
+		var l *raft.Raft
+		if !poll(time.Until(deadline), func() bool { l = c.CurrentLeader(); return l != nil }) {
+			break
 		}
 		ctx, cancel := context.WithDeadline(context.Background(), minTime(deadline, time.Now().Add(attempt)))
-		f := l.Apply(ctx, cmd)
-		err := f.Error()
+		err := op(ctx, l)
 		cancel()
-		if err == nil {
-			return f.Response(), f.Index()
-		}
-		lastErr = err
-		if !errors.Is(err, raft.ErrNotLeader) && !errors.Is(err, raft.ErrLeadershipLost) &&
+		if err == nil || !errors.Is(err, raft.ErrNotLeader) && !errors.Is(err, raft.ErrLeadershipLost) &&
 			!errors.Is(err, raft.ErrLeadershipTransferInProgress) &&
 			!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, raft.ErrRaftShutdown) {
-			c.t.Fatalf("rafttest: Apply %q: %v", cmd, err)
+			return err
 		}
+		lastErr = err
 	}
-	c.t.Fatalf("rafttest: Apply %q: no leader applied it within %v (last error: %v)\n%s", cmd, c.opts.timeout, lastErr, describe(c.Servers()))
-	return nil, 0
+	c.t.Fatalf("rafttest: %s: no leader answered within %v (last error: %v)\n%s", what, c.opts.timeout, lastErr, describe(c.Servers()))
+	return nil
 }
 
 func minTime(a, b time.Time) time.Time {

@@ -81,7 +81,7 @@ func TestWaitLeaderFailsOnACrashedServer(t *testing.T) {
 func TestApplyFailsWithoutALeader(t *testing.T) {
 	f, c := newFakeCluster(t, 3)
 	splitAll(c)
-	requireFatalSoon(t, f, c, func() { c.Apply([]byte("a=1")) }, `Apply "a=1": no leader applied it within 300ms`)
+	requireFatalSoon(t, f, c, func() { c.Apply([]byte("a=1")) }, `Apply "a=1": no leader answered within 300ms`)
 }
 
 func TestApplyFollowsTheLeader(t *testing.T) {

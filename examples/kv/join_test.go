@@ -125,7 +125,7 @@ func TestJoinLeave(t *testing.T) {
 	}
 
 	// Bad requests are refused with 400 before anything changes.
-	leader = waitLeader(t, nodes)
+	leader, follower := leaderAndFollower(t, nodes)
 	for _, c := range []struct{ path, contentType, body string }{
 		{"/join?id=d", "", ""},
 		{"/join", "application/x-www-form-urlencoded", "addr=" + string(dPeer.RaftAddr)},
@@ -144,16 +144,6 @@ func TestJoinLeave(t *testing.T) {
 
 	// A follower redirects /join to the leader; following the redirect
 	// adds d, and answers once d votes in the committed configuration.
-	var follower *node
-	for _, n := range nodes {
-		if n != leader {
-			follower = n
-			break
-		}
-	}
-	eventually(t, "the follower to know the leader", func() bool {
-		return raft.ServerID(follower.raft.Stats()["leader_id"]) == leader.id
-	})
 	joinPath := "/join?" + url.Values{"id": {"d"}, "addr": {string(dPeer.RaftAddr)}}.Encode()
 	if r := post(t, client, nodeURL(follower, joinPath), "", ""); r.code != http.StatusTemporaryRedirect || r.location != nodeURL(leader, joinPath) {
 		t.Fatalf("join on a follower: %d Location %q, want 307 %q", r.code, r.location, nodeURL(leader, joinPath))
