@@ -48,6 +48,23 @@ type Config struct {
 	// 0 means no bound beyond MaxInflightAppends. Default 32 MiB.
 	MaxInflightBytes uint64
 
+	// MaxLogCacheBytes bounds the memory the log's entries take once they
+	// are applied: beyond it the oldest applied, durable entries are
+	// dropped from memory and read back from the LogStore if a follower
+	// that lags needs them. Entries not yet applied are bounded by
+	// MaxPendingBytes on a leader. An entry counts as its data plus 64
+	// bytes. 0 means the default, 4 MiB.
+	MaxLogCacheBytes uint64
+	// MaxPendingBytes bounds the commands a leader holds that its FSM has
+	// not applied yet (appended, replicating, committed but not applied),
+	// counted like MaxLogCacheBytes. Beyond it Apply (and proposals
+	// forwarded to this leader) fail at once with ErrProposalQueueFull
+	// instead of queueing without bound when commands come faster than
+	// the cluster commits and applies them; one batch is always admitted
+	// when nothing is pending, so a single large command is never refused
+	// for its size. 0 means the default, 32 MiB.
+	MaxPendingBytes uint64
+
 	// PreVoteDisabled turns off PreVote (on by default): without it, a
 	// server cut off from the leader raises its term when it campaigns and
 	// disrupts the cluster when it comes back.
@@ -117,6 +134,8 @@ func DefaultConfig() *Config {
 		MaxAppendBytes:     1 << 20,
 		MaxInflightAppends: 64,
 		MaxInflightBytes:   32 << 20,
+		MaxLogCacheBytes:   defaultLogCacheBytes,
+		MaxPendingBytes:    defaultPendingBytes,
 
 		PromotionMaxLag:     256,
 		PromotionStableTime: time.Second,
@@ -127,8 +146,20 @@ func DefaultConfig() *Config {
 	}
 }
 
-// defaultClockDrift is Config.ClockDrift's default.
-const defaultClockDrift = 0.1
+// Defaults for fields where 0 means the default.
+const (
+	defaultClockDrift    = 0.1
+	defaultLogCacheBytes = 4 << 20
+	defaultPendingBytes  = 32 << 20
+)
+
+// orDefault returns v, or def when v is 0.
+func orDefault(v, def uint64) uint64 {
+	if v == 0 {
+		return def
+	}
+	return v
+}
 
 // heartbeatTicks is how many ticks make a HeartbeatInterval. The core counts
 // time in ticks; a tick is HeartbeatInterval/heartbeatTicks.
@@ -202,5 +233,7 @@ func (c *Config) coreConfig(rand randSource) (coreConfig, time.Duration) {
 		promotionMaxLag:      c.PromotionMaxLag,
 		promotionStableTicks: int((c.PromotionStableTime + tick - 1) / tick),
 		trailingLogs:         c.TrailingLogs,
+		logCacheBytes:        orDefault(c.MaxLogCacheBytes, defaultLogCacheBytes),
+		maxPendingBytes:      orDefault(c.MaxPendingBytes, defaultPendingBytes),
 	}, tick
 }

@@ -28,6 +28,7 @@ type coreNet struct {
 	// latestSnap is each server's newest snapshot.
 	latestSnap map[ServerID]*coreSnap
 	installs   int // snapshots installed from a leader
+	loads      int // reads of entries evicted from a core's memory
 }
 
 // coreNode is one server: its core and what it made durable.
@@ -120,6 +121,11 @@ func (net *coreNet) process(id ServerID) bool {
 	if len(rd.entries) > 0 {
 		last := rd.entries[len(rd.entries)-1]
 		nd.c.persisted(last.Index, last.Term)
+	}
+	for _, ld := range rd.loads {
+		// Read back what the LogStore holds, as the persister does.
+		net.loads++
+		nd.c.loaded(ld, slices.Clone(nd.durable[ld.Lo-1:ld.Hi]))
 	}
 	nd.reads = append(nd.reads, rd.reads...)
 	nd.proposed = append(nd.proposed, rd.proposed...)

@@ -50,6 +50,12 @@ func (r *Raft) run() {
 			r.core.persisted(index, term)
 		case <-r.applyNotify:
 			r.core.appliedTo(r.applier.applied.Load())
+		case <-r.loadNotify:
+			if err := r.takeLoads(); err != nil {
+				r.fatal(err)
+				r.failAll()
+				return
+			}
 		case op := <-r.opCh:
 			op()
 		}
@@ -200,9 +206,9 @@ func (r *Raft) flush() error {
 			return err
 		}
 	}
-	if len(rd.entries) > 0 || len(rd.msgsAfterAppend) > 0 || rd.compactTo > 0 {
+	if len(rd.entries) > 0 || len(rd.msgsAfterAppend) > 0 || rd.compactTo > 0 || len(rd.loads) > 0 {
 		job := persistJob{entries: rd.entries, msgs: make([]outMsg, 0, len(rd.msgsAfterAppend)),
-			compact: logCompaction{to: rd.compactTo, reset: rd.resetLog}}
+			compact: logCompaction{to: rd.compactTo, reset: rd.resetLog}, loads: rd.loads}
 		for i := range rd.msgsAfterAppend {
 			job.msgs = append(job.msgs, r.route(&rd.msgsAfterAppend[i]))
 		}
@@ -267,6 +273,35 @@ func (r *Raft) sendNow(m outMsg) {
 	if err := r.trans.Send(m.addr, m.msg); err != nil {
 		r.logger.Debug("send failed", "peer", m.msg.To, "type", m.msg.Type, "err", err)
 	}
+}
+
+// loadsDone is the persister's report of the loads it did.
+func (r *Raft) loadsDone(res []loadResult) {
+	r.persistMu.Lock()
+	r.loadResults = append(r.loadResults, res...)
+	r.persistMu.Unlock()
+	notify(r.loadNotify)
+}
+
+// takeLoads hands the core the entries the persister read for it. An
+// entry missing because a compaction removed it meanwhile is no error (the
+// follower gets a snapshot instead); any other failure to read an entry
+// the log holds stops the server, as a failed write does.
+func (r *Raft) takeLoads() error {
+	r.persistMu.Lock()
+	res := r.loadResults
+	r.loadResults = nil
+	r.persistMu.Unlock()
+	for _, lr := range res {
+		if lr.err != nil {
+			if !errors.Is(lr.err, ErrLogNotFound) || lr.load.Lo > r.core.log.snapIndex {
+				return lr.err
+			}
+			lr.ents = nil
+		}
+		r.core.loaded(lr.load, lr.ents)
+	}
+	return nil
 }
 
 // persistedTo is the persister's report that the log is durable up to

@@ -75,7 +75,9 @@ type Raft struct {
 	applyNotify   chan struct{}
 
 	persistMu   sync.Mutex
-	persistedAt [2]uint64 // (index, term) last made durable
+	persistedAt [2]uint64    // (index, term) last made durable
+	loadResults []loadResult // reads of evicted entries done, not yet taken
+	loadNotify  chan struct{}
 
 	pubMu sync.RWMutex
 	pub   published
@@ -147,6 +149,7 @@ func NewRaft(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 		opCh:          make(chan func()),
 		persistNotify: make(chan struct{}, 1),
 		applyNotify:   make(chan struct{}, 1),
+		loadNotify:    make(chan struct{}, 1),
 		observers:     map[*observer]struct{}{},
 		leaderCh:      make(chan bool, 1),
 		shutdownCh:    make(chan struct{}),
@@ -157,7 +160,7 @@ func NewRaft(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 	r.logger = r.logger.With("server", conf.LocalID)
 	base := confEntry{index: snap.ConfigurationIndex, conf: snap.Configuration}
 	r.core = newCore(cc, hs, snap.Index, snap.Term, base, entries)
-	r.persister = newPersister(logs, lastOnDisk, r.sendNow, r.persistedTo, r.fatal)
+	r.persister = newPersister(logs, lastOnDisk, r.sendNow, r.persistedTo, r.fatal, r.loadsDone)
 	r.applier = newApplier(fsm, snap.Index, sessions, func() { notify(r.applyNotify) })
 	r.publish()
 

@@ -20,10 +20,23 @@ func (c *core) sendAppend(to ServerID) bool {
 		// The entry is compacted away; the follower needs a snapshot.
 		return c.maybeSendSnapshot(to)
 	}
+	if pr.next <= c.log.base {
+		// Evicted from memory: read from the LogStore first.
+		c.requestLoad(to)
+		return false
+	}
 	ents := c.log.slice(pr.next, c.log.lastIndex()+1, c.cfg.maxAppendEntries, c.cfg.maxAppendBytes)
 	if len(ents) == 0 && pr.state == stateReplicate {
 		return false
 	}
+	c.sendEntries(to, prevIndex, prevTerm, ents)
+	return true
+}
+
+// sendEntries sends follower to an append of ents after (prevIndex,
+// prevTerm).
+func (c *core) sendEntries(to ServerID, prevIndex, prevTerm uint64, ents []Log) {
+	pr := c.prs[to]
 	var bytes uint64
 	for i := range ents {
 		bytes += uint64(len(ents[i].Data))
@@ -35,7 +48,6 @@ func (c *core) sendAppend(to ServerID) bool {
 	})
 	pr.commitSent = max(pr.commitSent, c.log.committed)
 	pr.sent(prevIndex+uint64(len(ents)), bytes, len(ents))
-	return true
 }
 
 // fillWindow sends a follower appends until it is caught up or its window
