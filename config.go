@@ -93,6 +93,14 @@ type Config struct {
 	// make the server take a new one (checked every SnapshotInterval).
 	// Default 8192.
 	SnapshotThreshold uint64
+	// SnapshotMaxEntries bounds the log under any load: once this many
+	// entries were applied since the last snapshot, a snapshot is taken at
+	// once, without waiting for SnapshotInterval. It keeps bounded what
+	// grows with the log's length — the LogStore's index in memory, the
+	// disk, the replay after a restart — when commands come faster than
+	// SnapshotThreshold per SnapshotInterval. At least SnapshotThreshold;
+	// 0 means the default, 1,048,576.
+	SnapshotMaxEntries uint64
 	// SnapshotInterval is how often the server checks SnapshotThreshold;
 	// each wait is drawn at random from [SnapshotInterval,
 	// 2*SnapshotInterval) so that servers do not snapshot in step. Default
@@ -140,6 +148,7 @@ func DefaultConfig() *Config {
 		PromotionMaxLag:     256,
 		PromotionStableTime: time.Second,
 		SnapshotThreshold:   8192,
+		SnapshotMaxEntries:  defaultSnapMaxEnts,
 		SnapshotInterval:    2 * time.Minute,
 		TrailingLogs:        10240,
 		SnapshotChunkSize:   256 << 10,
@@ -151,6 +160,7 @@ const (
 	defaultClockDrift    = 0.1
 	defaultLogCacheBytes = 4 << 20
 	defaultPendingBytes  = 32 << 20
+	defaultSnapMaxEnts   = 1 << 20
 )
 
 // orDefault returns v, or def when v is 0.
@@ -196,6 +206,8 @@ func ValidateConfig(c *Config) error {
 		return bad("PromotionStableTime", "is %v, want at least 0", c.PromotionStableTime)
 	case c.SnapshotThreshold < 1:
 		return bad("SnapshotThreshold", "is %d, want at least 1", c.SnapshotThreshold)
+	case c.SnapshotMaxEntries != 0 && c.SnapshotMaxEntries < c.SnapshotThreshold:
+		return bad("SnapshotMaxEntries", "is %d, want 0 or at least SnapshotThreshold (%d)", c.SnapshotMaxEntries, c.SnapshotThreshold)
 	case c.SnapshotInterval < time.Millisecond:
 		return bad("SnapshotInterval", "is %v, want at least 1ms", c.SnapshotInterval)
 	case c.SnapshotChunkSize < 1<<10 || c.SnapshotChunkSize > MaxSnapshotChunk:

@@ -50,6 +50,7 @@ func (r *Raft) run() {
 			r.core.persisted(index, term)
 		case <-r.applyNotify:
 			r.core.appliedTo(r.applier.applied.Load())
+			r.maybeSnapshotForLogSize()
 		case <-r.loadNotify:
 			if err := r.takeLoads(); err != nil {
 				r.fatal(err)
@@ -323,6 +324,9 @@ func (r *Raft) publish() {
 		leaderID:  c.lead,
 		lastIndex: c.log.lastIndex(),
 		commit:    c.log.committed,
+
+		logBytes:     c.log.memBytes,
+		pendingBytes: c.log.pendingBytes(),
 	}
 	if p.leaderID != "" {
 		p.leaderAddr, _ = c.confs.latest().conf.address(p.leaderID)

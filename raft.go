@@ -103,6 +103,9 @@ type published struct {
 	leaderAddr ServerAddress
 	lastIndex  uint64
 	commit     uint64
+	// logBytes and pendingBytes are the log's entries in memory and the
+	// part of them not yet applied (MaxLogCacheBytes, MaxPendingBytes).
+	logBytes, pendingBytes uint64
 }
 
 // NewRaft starts a server on the given stores and transport. The stores
@@ -488,6 +491,9 @@ func (r *Raft) Stats() map[string]string {
 		"last_log_index": u(p.lastIndex),
 		"commit_index":   u(p.commit),
 		"applied_index":  u(r.AppliedIndex()),
+		// The log's entries in memory, and those of them not yet applied.
+		"log_memory_bytes":  u(p.logBytes),
+		"log_pending_bytes": u(p.pendingBytes),
 	}
 }
 

@@ -97,6 +97,14 @@ func (r *Raft) maybeAutoSnapshot() {
 	}
 }
 
+// maybeSnapshotForLogSize starts a snapshot as soon as SnapshotMaxEntries
+// entries were applied since the last one. Event loop only.
+func (r *Raft) maybeSnapshotForLogSize() {
+	if !r.snapshotting && r.core.log.applied >= r.core.snapIndex+orDefault(r.conf.SnapshotMaxEntries, defaultSnapMaxEnts) {
+		r.startSnapshot(nil)
+	}
+}
+
 // runSnapshotTicker checks the threshold every SnapshotInterval, jittered.
 func (r *Raft) runSnapshotTicker() {
 	rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
