@@ -59,6 +59,9 @@ type Result struct {
 	// FsyncsPerOp is, for keel, the log fsyncs of all three servers per
 	// Apply completed within the window.
 	FsyncsPerOp *float64 `json:"fsyncs_per_op,omitempty"`
+	// Stopped, when not empty, says why the window ended before
+	// -duration (the resident set above -maxrss-mib).
+	Stopped string `json:"stopped,omitempty"`
 	// Series holds a sample every -sample interval when one was asked
 	// for, the first before the clients start, the last at the end of the
 	// window.
@@ -80,6 +83,7 @@ type childOptions struct {
 	duration   time.Duration
 	sample     time.Duration // 0: no series
 	memprofile string        // "": no heap profile
+	maxRSS     uint64        // 0: no limit
 }
 
 // runtimeSampler reads the runtime's heap and goroutine metrics without
@@ -149,19 +153,13 @@ func runChild(o childOptions) (*Result, error) {
 		failed  = make(chan struct{})
 		runErr  error
 	)
-	sampleNow := func(elapsed time.Duration) error {
+	if o.sample > 0 {
 		m, err := readMemStatus()
 		if err != nil {
-			return err
-		}
-		heap, _, _ := rs.read()
-		res.Series = append(res.Series, Sample{Seconds: elapsed.Seconds(), RSS: m.RSS, Heap: heap, Ops: ops.Load()})
-		return nil
-	}
-	if o.sample > 0 {
-		if err := sampleNow(0); err != nil {
 			return nil, err
 		}
+		heap, _, _ := rs.read()
+		res.Series = append(res.Series, Sample{RSS: m.RSS, Heap: heap})
 	}
 	var syncs0 uint64
 	if sc != nil {
@@ -211,11 +209,18 @@ poll:
 		res.PeakHeap = max(res.PeakHeap, heap)
 		res.PeakLiveHeap = max(res.PeakLiveHeap, live)
 		res.PeakGoroutines = max(res.PeakGoroutines, goroutines)
-		if o.sample > 0 && elapsed >= nextSample {
-			if err := sampleNow(elapsed); err != nil {
-				return nil, err
-			}
+		m, err := readMemStatus()
+		if err != nil {
+			return nil, err
+		}
+		over := o.maxRSS > 0 && m.RSS > o.maxRSS
+		if o.sample > 0 && (elapsed >= nextSample || over) {
+			res.Series = append(res.Series, Sample{Seconds: elapsed.Seconds(), RSS: m.RSS, Heap: heap, Ops: opsInWindow})
 			nextSample += o.sample
+		}
+		if over {
+			res.Stopped = fmt.Sprintf("stopped after %.1f s: VmRSS %.0f MiB above -maxrss-mib %.0f", elapsed.Seconds(), mib(m.RSS), mib(o.maxRSS))
+			break
 		}
 		if elapsed >= o.duration {
 			break

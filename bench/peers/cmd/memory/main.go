@@ -56,6 +56,7 @@ func main() {
 		rounds     = flag.Int("rounds", 1, "with -compare, how many times to measure each library at each client count")
 		sample     = flag.Duration("sample", 0, "interval of the time series of resident set, heap and ops (default 10s with -sustained, none otherwise)")
 		memprofile = flag.String("memprofile", "", "write a heap profile to `path` at the end of each measured window")
+		maxRSSMiB  = flag.Uint64("maxrss-mib", defaultMaxRSSMiB(), "end a measurement early when the child's resident set exceeds this many `MiB` (0: no limit; default half the machine's memory), so that a library whose memory grows without bound does not exhaust a shared machine")
 		jsonOut    = flag.String("json", "", "with -compare or -sustained, also write every child's result to `path` as a JSON array")
 	)
 	flag.Parse()
@@ -81,7 +82,7 @@ func main() {
 		if *duration <= 0 {
 			fail(fmt.Errorf("-child needs a positive -duration"))
 		}
-		res, err := runChild(childOptions{library: *child, clients: counts[0], duration: *duration, sample: *sample, memprofile: *memprofile})
+		res, err := runChild(childOptions{library: *child, clients: counts[0], duration: *duration, sample: *sample, memprofile: *memprofile, maxRSS: *maxRSSMiB << 20})
 		if err != nil {
 			fail(fmt.Errorf("%s, %d clients: %w", *child, counts[0], err))
 		}
@@ -89,7 +90,7 @@ func main() {
 			fail(fmt.Errorf("writing the result: %w", err))
 		}
 	default:
-		p := parent{libs: splitList(*libs), rounds: *rounds, sample: *sample, memprofile: *memprofile}
+		p := parent{libs: splitList(*libs), rounds: *rounds, sample: *sample, memprofile: *memprofile, maxRSSMiB: *maxRSSMiB}
 		for _, l := range p.libs {
 			if _, ok := starters[l]; !ok {
 				fail(fmt.Errorf("-libs: unknown library %q (known: keel, hashicorp)", l))
@@ -119,7 +120,7 @@ func main() {
 		if p.exe, err = os.Executable(); err != nil {
 			fail(fmt.Errorf("finding this program to re-execute it: %w", err))
 		}
-		printMachine()
+		printMachine(p.maxRSSMiB)
 		if *compare {
 			err = p.compare()
 		} else {
@@ -168,7 +169,7 @@ func parseCounts(s string) ([]int, error) {
 }
 
 // printMachine prints what the figures depend on besides the code.
-func printMachine() {
+func printMachine(maxRSSMiB uint64) {
 	fmt.Printf("Go %s %s/%s, GOMAXPROCS %d, %d CPUs (%s)\n", runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), runtime.NumCPU(), cpuModel())
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		var rev, modified string
@@ -185,6 +186,7 @@ func printMachine() {
 		}
 	}
 	fmt.Printf("Temporary directories in %s\n", os.TempDir())
+	fmt.Printf("Memory limit per child (-maxrss-mib): %d MiB\n", maxRSSMiB)
 	fmt.Printf("Load average at the start: %s\n", loadAverage())
 }
 
@@ -197,13 +199,14 @@ type parent struct {
 	rounds     int
 	sample     time.Duration
 	memprofile string
+	maxRSSMiB  uint64
 	results    []*Result
 }
 
 // run measures lib with clients in a child process. round numbers the
 // heap profile's file.
 func (p *parent) run(lib string, clients, round int) (*Result, error) {
-	args := []string{"-child", lib, "-clients", strconv.Itoa(clients), "-duration", p.duration.String(), "-sample", p.sample.String()}
+	args := []string{"-child", lib, "-clients", strconv.Itoa(clients), "-duration", p.duration.String(), "-sample", p.sample.String(), "-maxrss-mib", strconv.FormatUint(p.maxRSSMiB, 10)}
 	if p.memprofile != "" {
 		ext := filepath.Ext(p.memprofile)
 		args = append(args, "-memprofile", fmt.Sprintf("%s.%s.%dc.r%d%s", strings.TrimSuffix(p.memprofile, ext), lib, clients, round, ext))
@@ -224,7 +227,7 @@ func (p *parent) run(lib string, clients, round int) (*Result, error) {
 	if err := json.Unmarshal(out, &res); err != nil {
 		return nil, fmt.Errorf("%s, %d clients: child's output %q: %w", lib, clients, out, err)
 	}
-	fmt.Fprintf(os.Stderr, "%.0f ops/s, peak RSS %.0f MiB\n", res.OpsPerSec, mib(res.PeakRSS))
+	fmt.Fprintf(os.Stderr, "%.0f ops/s, peak RSS %.0f MiB %s\n", res.OpsPerSec, mib(res.PeakRSS), res.Stopped)
 	p.results = append(p.results, &res)
 	return &res, nil
 }

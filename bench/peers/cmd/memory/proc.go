@@ -82,3 +82,24 @@ func cpuModel() string {
 	}
 	return "unknown"
 }
+
+// defaultMaxRSSMiB returns half of MemTotal from /proc/meminfo in MiB, or
+// 0 (no limit) when it is not known.
+func defaultMaxRSSMiB() uint64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		name, value, ok := strings.Cut(line, ":")
+		if !ok || name != "MemTotal" {
+			continue
+		}
+		kb, err := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(value), "kB")), 10, 64)
+		if err != nil {
+			return 0
+		}
+		return kb / 1024 / 2
+	}
+	return 0
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 )
@@ -31,6 +32,7 @@ func (p *parent) compare() error {
 		}
 	}
 	printTable(rows)
+	printStopped(p.results)
 	if p.rounds > 1 {
 		fmt.Printf("\n### Median of %d rounds\n\n", p.rounds)
 		var med [][]string
@@ -61,6 +63,7 @@ func (p *parent) sustained() error {
 			rows = append(rows, append([]string{"1"}, resultCells(res)...))
 		}
 		printTable(rows)
+		printStopped(results)
 		fmt.Println()
 		printSeries(results, p.sample.Seconds())
 	}
@@ -75,8 +78,12 @@ func resultCells(r *Result) []string {
 	if r.FsyncsPerOp != nil {
 		fsyncs = fmt.Sprintf("%.2f", *r.FsyncsPerOp)
 	}
+	lib := r.Library
+	if r.Stopped != "" {
+		lib += " †"
+	}
 	return []string{
-		r.Library, fmt.Sprint(r.Clients), fmt.Sprintf("%.0f", r.OpsPerSec),
+		lib, fmt.Sprint(r.Clients), fmt.Sprintf("%.0f", r.OpsPerSec),
 		fmt.Sprintf("%.0f", r.P50Micros), fmt.Sprintf("%.0f", r.P99Micros),
 		fmt.Sprintf("%.1f", mib(r.PeakRSS)), fmt.Sprintf("%.1f", mib(r.EndRSS)),
 		fmt.Sprintf("%.1f", mib(r.PeakHeap)), fmt.Sprintf("%.1f", mib(r.PeakLiveHeap)),
@@ -101,9 +108,20 @@ func printTable(rows [][]string) {
 	}
 }
 
+// printStopped notes the results (marked † in the tables) whose window
+// ended early.
+func printStopped(results []*Result) {
+	for _, r := range results {
+		if r.Stopped != "" {
+			fmt.Printf("\n† %s, %d clients: %s\n", r.Library, r.Clients, r.Stopped)
+		}
+	}
+}
+
 // printSeries prints the time series of results side by side, the k-th
 // row holding each result's k-th sample: the first tick of the 100 ms
-// poller at or after k*every seconds.
+// poller at or after k*every seconds (or, for a run stopped early, its
+// last sample, at the time shown).
 func printSeries(results []*Result, every float64) {
 	header := []string{"s"}
 	align := []string{"---:"}
@@ -123,7 +141,11 @@ func printSeries(results []*Result, every float64) {
 				continue
 			}
 			s := r.Series[k]
-			row = append(row, fmt.Sprintf("%.1f", mib(s.RSS)), fmt.Sprintf("%.1f", mib(s.Heap)), fmt.Sprint(s.Ops))
+			rss := fmt.Sprintf("%.1f", mib(s.RSS))
+			if math.Abs(s.Seconds-float64(k)*every) > 2*pollInterval.Seconds() {
+				rss += fmt.Sprintf(" (at %.1f s)", s.Seconds) // the last sample of a run stopped early
+			}
+			row = append(row, rss, fmt.Sprintf("%.1f", mib(s.Heap)), fmt.Sprint(s.Ops))
 		}
 		fmt.Println("| " + strings.Join(row, " | ") + " |")
 	}
