@@ -98,8 +98,9 @@ type Config struct {
 	// once, without waiting for SnapshotInterval. It keeps bounded what
 	// grows with the log's length — the LogStore's index in memory, the
 	// disk, the replay after a restart — when commands come faster than
-	// SnapshotThreshold per SnapshotInterval. At least SnapshotThreshold;
-	// 0 means the default, 1,048,576.
+	// SnapshotThreshold per SnapshotInterval. A SnapshotThreshold above it
+	// raises it (so a huge threshold still means "only when asked"); 0
+	// means the default, 1,048,576.
 	SnapshotMaxEntries uint64
 	// SnapshotInterval is how often the server checks SnapshotThreshold;
 	// each wait is drawn at random from [SnapshotInterval,
@@ -206,8 +207,6 @@ func ValidateConfig(c *Config) error {
 		return bad("PromotionStableTime", "is %v, want at least 0", c.PromotionStableTime)
 	case c.SnapshotThreshold < 1:
 		return bad("SnapshotThreshold", "is %d, want at least 1", c.SnapshotThreshold)
-	case c.SnapshotMaxEntries != 0 && c.SnapshotMaxEntries < c.SnapshotThreshold:
-		return bad("SnapshotMaxEntries", "is %d, want 0 or at least SnapshotThreshold (%d)", c.SnapshotMaxEntries, c.SnapshotThreshold)
 	case c.SnapshotInterval < time.Millisecond:
 		return bad("SnapshotInterval", "is %v, want at least 1ms", c.SnapshotInterval)
 	case c.SnapshotChunkSize < 1<<10 || c.SnapshotChunkSize > MaxSnapshotChunk:

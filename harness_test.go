@@ -41,6 +41,9 @@ type coreNode struct {
 	// proposed are answers to forwarded proposals, in order.
 	proposed []proposeResult
 	down     bool
+	// holdApplies: the FSM takes the entries but does not report them
+	// applied (a slow FSM).
+	holdApplies bool
 }
 
 func testCoreConfig(id ServerID, seed uint64) coreConfig {
@@ -131,7 +134,9 @@ func (net *coreNet) process(id ServerID) bool {
 	nd.proposed = append(nd.proposed, rd.proposed...)
 	if len(rd.apply) > 0 {
 		nd.applied = append(nd.applied, rd.apply...)
-		nd.c.appliedTo(rd.apply[len(rd.apply)-1].Index)
+		if !nd.holdApplies {
+			nd.c.appliedTo(rd.apply[len(rd.apply)-1].Index)
+		}
 	}
 	return true
 }

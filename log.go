@@ -115,9 +115,10 @@ type raftLog struct {
 	base    uint64
 	runs    []termRun
 	entries []Log
-	// memBytes is the size of the entries in memory (entrySize), and
-	// appliedBytes the part of it at or below applied.
-	memBytes, appliedBytes uint64
+	// memBytes is the size of the entries in memory (entrySize),
+	// appliedBytes the part of it at or below applied, and backlogBytes
+	// the part in (applied, applying]: with the applier, not yet applied.
+	memBytes, appliedBytes, backlogBytes uint64
 	// committed is the highest index known committed.
 	committed uint64
 	// stable is the highest index known durable in the LogStore.
@@ -298,6 +299,9 @@ func (l *raftLog) toApply(limit uint64) []Log {
 		return nil
 	}
 	ents := l.slice(l.applying+1, hi+1, 0, 0)
+	for i := range ents {
+		l.backlogBytes += entrySize(&ents[i])
+	}
 	l.applying = hi
 	return ents
 }

@@ -47,12 +47,15 @@ func (l *raftLog) evictedConflictByTerm(index, term uint64) (uint64, uint64) {
 
 // recount recomputes memBytes and appliedBytes from the entries.
 func (l *raftLog) recount() {
-	l.memBytes, l.appliedBytes = 0, 0
+	l.memBytes, l.appliedBytes, l.backlogBytes = 0, 0, 0
 	for i := range l.entries {
 		n := entrySize(&l.entries[i])
 		l.memBytes += n
-		if l.entries[i].Index <= l.applied {
+		switch idx := l.entries[i].Index; {
+		case idx <= l.applied:
 			l.appliedBytes += n
+		case idx <= l.applying:
+			l.backlogBytes += n
 		}
 	}
 }
@@ -65,7 +68,9 @@ func (l *raftLog) pendingBytes() uint64 { return l.memBytes - l.appliedBytes }
 // setApplied records that the FSM applied every entry up to index.
 func (l *raftLog) setApplied(index uint64) {
 	for i := max(l.applied, l.base) + 1; i <= index && i <= l.lastIndex(); i++ {
-		l.appliedBytes += entrySize(l.entry(i))
+		n := entrySize(l.entry(i))
+		l.appliedBytes += n
+		l.backlogBytes -= min(n, l.backlogBytes)
 	}
 	l.applied = index
 }
@@ -137,6 +142,17 @@ func (l *raftLog) reset(index, term uint64) {
 	l.entries, l.runs = nil, nil
 	l.base, l.snapIndex, l.snapTerm = index, index, term
 	l.recount()
+}
+
+// applyBacklogFull reports whether a follower's applier holds
+// MaxPendingBytes of committed entries its FSM has not applied yet: it
+// takes no new entries until the FSM catches up, so that a slow FSM cannot
+// make it buffer without bound. Only the apply backlog counts, never
+// uncommitted entries: those commit only once this server takes the
+// leader's newer ones, so refusing for them could stall forever. Entries
+// replacing a conflicting suffix are always taken.
+func (c *core) applyBacklogFull() bool {
+	return c.cfg.maxPendingBytes > 0 && c.log.backlogBytes > c.cfg.maxPendingBytes
 }
 
 // logLoad asks the driver for the entries [Lo, Hi] from the LogStore, up

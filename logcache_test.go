@@ -176,3 +176,28 @@ func TestProposalQueueFull(t *testing.T) {
 	_, err = leader.propose([]Log{{Type: LogCommand, Data: []byte("again")}})
 	require.NoError(t, err)
 }
+
+// A follower whose FSM lags takes no new entries once MaxPendingBytes of
+// them wait to be applied, so it never buffers without bound; it catches
+// up once its FSM does.
+func TestSlowFollowerFSMHoldsBackEntries(t *testing.T) {
+	const limit = 1000
+	net := newCoreNet(t, 3, 1, func(c *coreConfig) { c.maxPendingBytes = limit; c.maxAppendEntries = 1 })
+	net.elect("s1")
+	slow := net.nodes["s3"]
+	slow.holdApplies = true
+	for i := 0; i < 50; i++ {
+		net.propose("s1", string(make([]byte, 36)))
+		// Within the bound, plus the few uncommitted entries it took
+		// while under it (they join the backlog when they commit).
+		require.LessOrEqual(t, slow.c.log.pendingBytes(), uint64(limit+3*(36+entryOverhead)), "after proposal %d", i)
+	}
+	require.Less(t, slow.c.log.lastIndex(), net.nodes["s1"].c.log.lastIndex(), "s3 held entries back")
+	slow.holdApplies = false
+	slow.c.appliedTo(slow.c.log.applying)
+	for i := 0; i < 60 && len(net.commands("s3")) < 50; i++ {
+		net.tickAll()
+	}
+	require.Len(t, net.commands("s3"), 50)
+	require.Equal(t, net.nodes["s1"].durable, slow.durable)
+}

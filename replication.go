@@ -210,7 +210,14 @@ func (c *core) handleFollowerAppend(m *Message) {
 	lastNew := m.Index + uint64(len(m.Entries))
 	// A conflict lies above m.Index, which is at or above the commit index
 	// (checked above): committed entries are never truncated.
-	if ci := c.log.findConflict(m.Entries); ci != 0 {
+	ci := c.log.findConflict(m.Entries)
+	if ci > c.log.lastIndex() && c.applyBacklogFull() {
+		// Only new entries, and this server's FSM lags: hold them back
+		// (acknowledging what it has) until its applies catch up; the
+		// leader sends them again.
+		lastNew, ci = c.log.lastIndex(), 0
+	}
+	if ci != 0 {
 		c.appendLog(m.Entries[ci-m.Index-1:])
 	} else if c.cfg.bugs.TruncateCommitted && len(m.Entries) > 0 {
 		c.appendLog(m.Entries) // the naive "replace everything from here on"

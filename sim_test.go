@@ -57,6 +57,7 @@ type simResult struct {
 	leaderCrashes            int
 	retries, expired         int // puts resent; refused as their session expired
 	loads                    int // reads of entries evicted from a core's memory
+	queueFull                int // puts refused: MaxPendingBytes
 	registered               int // sessions registered
 	trace                    uint64
 }
@@ -213,6 +214,9 @@ func newSimCluster(opt simOptions, dataDir string) *simCluster {
 			// few of them, so that leaders read lagging followers'
 			// entries back from the disk.
 			logCacheBytes: []uint64{0, 150, 600, 4000}[cacheRand.IntN(4)],
+			// A few entries' worth in some seeds: leaders refuse puts,
+			// followers hold entries back.
+			maxPendingBytes: []uint64{0, 0, 300, 1500}[cacheRand.IntN(4)],
 		}
 		n := &simNode{
 			s: s, id: id, cfg: cfg,

@@ -100,7 +100,8 @@ func (r *Raft) maybeAutoSnapshot() {
 // maybeSnapshotForLogSize starts a snapshot as soon as SnapshotMaxEntries
 // entries were applied since the last one. Event loop only.
 func (r *Raft) maybeSnapshotForLogSize() {
-	if !r.snapshotting && r.core.log.applied >= r.core.snapIndex+orDefault(r.conf.SnapshotMaxEntries, defaultSnapMaxEnts) {
+	limit := max(orDefault(r.conf.SnapshotMaxEntries, defaultSnapMaxEnts), r.conf.SnapshotThreshold)
+	if !r.snapshotting && r.core.log.applied >= r.core.snapIndex+limit {
 		r.startSnapshot(nil)
 	}
 }
