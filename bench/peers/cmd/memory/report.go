@@ -120,8 +120,9 @@ func printStopped(results []*Result) {
 
 // printSeries prints the time series of results side by side, the k-th
 // row holding each result's k-th sample: the first tick of the 100 ms
-// poller at or after k*every seconds (or, for a run stopped early, its
-// last sample, at the time shown).
+// poller at or after k*every seconds. A sample more than two ticks off
+// that time (the last one of a run stopped early, or a tick delayed on a
+// busy machine) shows its own time.
 func printSeries(results []*Result, every float64) {
 	header := []string{"s"}
 	align := []string{"---:"}
@@ -143,7 +144,7 @@ func printSeries(results []*Result, every float64) {
 			s := r.Series[k]
 			rss := fmt.Sprintf("%.1f", mib(s.RSS))
 			if math.Abs(s.Seconds-float64(k)*every) > 2*pollInterval.Seconds() {
-				rss += fmt.Sprintf(" (at %.1f s)", s.Seconds) // the last sample of a run stopped early
+				rss += fmt.Sprintf(" (at %.1f s)", s.Seconds) // a run stopped early, or a late tick
 			}
 			row = append(row, rss, fmt.Sprintf("%.1f", mib(s.Heap)), fmt.Sprint(s.Ops))
 		}
