@@ -154,6 +154,10 @@ type core struct {
 	readResults           []readResult
 	proposeResults        []proposeResult
 	loads                 []logLoad
+	// applyLoading: a read of evicted entries to apply is under way;
+	// applyLoaded holds them once read (logcache.go).
+	applyLoading bool
+	applyLoaded  []Log
 	// violations lists messages refused because they broke the protocol
 	// (for example asking to overwrite a committed entry); the driver logs
 	// and clears them.
@@ -164,11 +168,22 @@ type core struct {
 // snapshot the log starts after (snapIndex, snapTerm) with the configuration
 // as of it, and the log entries after it.
 func newCore(cfg coreConfig, hs hardState, snapIndex, snapTerm uint64, base confEntry, entries []Log) *core {
+	return newCoreFromLog(cfg, hs, snapIndex, snapTerm, base, startLog{entries: entries})
+}
+
+// newCoreFromLog is newCore for a log of which only the tail is in memory
+// (startLog, logcache.go).
+func newCoreFromLog(cfg coreConfig, hs hardState, snapIndex, snapTerm uint64, base confEntry, sl startLog) *core {
 	c := &core{cfg: cfg, term: hs.Term, vote: hs.Vote}
-	c.log = newRaftLog(snapIndex, snapTerm, entries)
+	c.log = newRaftLog(snapIndex, snapTerm, sl.entries)
+	if sl.base > snapIndex {
+		c.log.base, c.log.runs = sl.base, sl.runs
+		c.log.stable, c.log.unsent = c.log.lastIndex(), c.log.lastIndex()+1
+	}
 	c.snapIndex, c.snapTerm = snapIndex, snapTerm
 	c.confs = newConfigs(base)
-	c.trackConfigs(entries)
+	c.trackConfigs(sl.confs)
+	c.trackConfigs(sl.entries)
 	c.useConfig()
 	c.becomeFollower(c.term, "")
 	if cfg.leaseReadTicks > 0 && cfg.checkQuorum {
@@ -310,7 +325,7 @@ func (c *core) ready() ready {
 		entries:         c.log.unpersisted(),
 		msgs:            c.msgs,
 		msgsAfterAppend: c.msgsAfterAppend,
-		apply:           c.log.toApply(c.applyLimit()),
+		apply:           c.takeApply(),
 		reads:           c.readResults,
 		proposed:        c.proposeResults,
 		loads:           c.loads,

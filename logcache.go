@@ -157,12 +157,84 @@ func (c *core) applyBacklogFull() bool {
 
 // logLoad asks the driver for the entries [Lo, Hi] from the LogStore, up
 // to MaxBytes of data beyond the first entry, for a leader of Term to send
-// to follower To.
+// to follower To, or (To empty) for the applier.
 type logLoad struct {
 	To       ServerID
 	Term     uint64
 	Lo, Hi   uint64
 	MaxBytes uint64
+}
+
+// startLog is a log as read at start-up: the configuration entries and
+// term runs of (snapIndex, base], and the entries after base, in memory.
+type startLog struct {
+	base    uint64
+	runs    []termRun
+	confs   []Log
+	entries []Log
+}
+
+// startLogBuilder builds a startLog from the entries after the snapshot,
+// given in order, keeping at most limit bytes of them in memory (0: all),
+// so that a restart with a long log stays within the cache bound too.
+type startLogBuilder struct {
+	limit uint64
+	sl    startLog
+	first int // sl.entries[first:] are kept
+	bytes uint64
+}
+
+func newStartLogBuilder(snapIndex, limit uint64) *startLogBuilder {
+	return &startLogBuilder{limit: limit, sl: startLog{base: snapIndex}}
+}
+
+func (b *startLogBuilder) add(e Log) {
+	b.sl.entries = append(b.sl.entries, e)
+	b.bytes += entrySize(&e)
+	for b.limit > 0 && b.bytes > b.limit && b.first < len(b.sl.entries) {
+		old := &b.sl.entries[b.first]
+		if len(b.sl.runs) == 0 || b.sl.runs[len(b.sl.runs)-1].term != old.Term {
+			b.sl.runs = append(b.sl.runs, termRun{first: old.Index, term: old.Term})
+		}
+		if old.Type == LogConfiguration {
+			b.sl.confs = append(b.sl.confs, *old)
+		}
+		b.bytes -= entrySize(old)
+		b.sl.base = old.Index
+		*old = Log{}
+		b.first++
+		if b.first > len(b.sl.entries)/2 {
+			// Copy what stays, so that memory stays within twice the bound.
+			b.sl.entries = append([]Log(nil), b.sl.entries[b.first:]...)
+			b.first = 0
+		}
+	}
+}
+
+func (b *startLogBuilder) result() startLog {
+	b.sl.entries = b.sl.entries[b.first:]
+	return b.sl
+}
+
+// takeApply returns the entries to hand to the applier now: those read
+// back from the LogStore, or the committed, durable ones in memory. Entries
+// out of memory (evicted at start-up, before they were applied) are asked
+// for first.
+func (c *core) takeApply() []Log {
+	if ents := c.applyLoaded; ents != nil {
+		c.applyLoaded = nil
+		return ents
+	}
+	l := c.log
+	if l.applying >= l.base {
+		return l.toApply(c.applyLimit())
+	}
+	hi := min(l.committed, l.stable, c.applyLimit(), l.base)
+	if hi > l.applying && !c.applyLoading {
+		c.applyLoading = true
+		c.loads = append(c.loads, logLoad{Lo: l.applying + 1, Hi: hi, MaxBytes: c.cfg.maxAppendBytes})
+	}
+	return nil
 }
 
 // requestLoad asks the driver for the evicted entries follower to needs
@@ -179,8 +251,17 @@ func (c *core) requestLoad(to ServerID) {
 
 // loaded hands the core the entries a logLoad read (none if they were
 // compacted away meanwhile). They go to the follower if it still needs
-// them.
+// them, or (a load with no follower) to the applier if they are still
+// next.
 func (c *core) loaded(ld logLoad, ents []Log) {
+	if ld.To == "" {
+		c.applyLoading = false
+		if len(ents) > 0 && ents[0].Index == c.log.applying+1 && ents[len(ents)-1].Index <= ld.Hi && c.loadedMatch(ents) {
+			c.applyLoaded = ents
+			c.log.applying = ents[len(ents)-1].Index
+		}
+		return
+	}
 	pr := c.prs[ld.To]
 	if c.role != roleLeader || c.term != ld.Term || pr == nil || pr.loading != ld.Lo {
 		return

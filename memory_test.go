@@ -154,3 +154,32 @@ func TestSnapshotMaxEntriesBoundsTheLog(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEmpty(t, metas)
 }
+
+// A restart reads the whole log but keeps only MaxLogCacheBytes of it in
+// memory (the terms and configurations of the rest); the entries it has not
+// applied yet are read back from the LogStore as they commit. The whole
+// cluster restarts, so leaders and followers both replay that way.
+func TestRestartKeepsOnlyTheLogTailInMemory(t *testing.T) {
+	const cache = 8 << 10
+	c := newDurableCluster(t, 3, 24, func(cf *raft.Config) {
+		cf.MaxLogCacheBytes = cache
+		cf.SnapshotThreshold = 1 << 40
+	})
+	for i := range 600 {
+		c.apply(fmt.Sprintf("c%d", i))
+	}
+	c.waitConverged()
+	for _, s := range c.Servers() {
+		c.Crash(s)
+	}
+	for _, s := range c.Servers() {
+		c.Restart(s)
+		require.LessOrEqual(t, statUint(t, s.Raft(), "log_memory_bytes"), uint64(cache), "%s right after its start", s)
+	}
+	c.apply("after")
+	cmds := c.waitConverged()
+	require.Len(t, cmds, 601)
+	for _, s := range c.Servers() {
+		require.LessOrEqual(t, statUint(t, s.Raft(), "log_memory_bytes"), uint64(cache), "%s", s)
+	}
+}

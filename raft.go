@@ -131,7 +131,7 @@ func NewRaft(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 	if err != nil {
 		return nil, err
 	}
-	entries, lastOnDisk, err := loadLog(logs, snap.Index)
+	startLog, lastOnDisk, err := loadLog(logs, snap.Index, orDefault(conf.MaxLogCacheBytes, defaultLogCacheBytes))
 	if err != nil {
 		return nil, err
 	}
@@ -162,7 +162,7 @@ func NewRaft(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 	}
 	r.logger = r.logger.With("server", conf.LocalID)
 	base := confEntry{index: snap.ConfigurationIndex, conf: snap.Configuration}
-	r.core = newCore(cc, hs, snap.Index, snap.Term, base, entries)
+	r.core = newCoreFromLog(cc, hs, snap.Index, snap.Term, base, startLog)
 	r.persister = newPersister(logs, lastOnDisk, r.sendNow, r.persistedTo, r.fatal, r.loadsDone)
 	r.applier = newApplier(fsm, snap.Index, sessions, func() { notify(r.applyNotify) })
 	r.publish()
@@ -177,42 +177,44 @@ func NewRaft(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 
 // loadLog reads the entries after snapIndex and checks that they form a
 // log keel can trust: contiguous, terms never decreasing, configurations
-// readable. It also returns the store's last index.
-func loadLog(logs LogStore, snapIndex uint64) ([]Log, uint64, error) {
+// readable. It keeps the newest cacheBytes of them in memory, and the
+// terms and configurations of the rest. It also returns the store's last
+// index.
+func loadLog(logs LogStore, snapIndex, cacheBytes uint64) (startLog, uint64, error) {
 	first, err := logs.FirstIndex()
 	if err != nil {
-		return nil, 0, fmt.Errorf("raft: read first log index: %w", err)
+		return startLog{}, 0, fmt.Errorf("raft: read first log index: %w", err)
 	}
 	last, err := logs.LastIndex()
 	if err != nil {
-		return nil, 0, fmt.Errorf("raft: read last log index: %w", err)
+		return startLog{}, 0, fmt.Errorf("raft: read last log index: %w", err)
 	}
 	if last <= snapIndex {
-		return nil, last, nil
+		return startLog{base: snapIndex}, last, nil
 	}
 	if first > snapIndex+1 {
-		return nil, 0, fmt.Errorf("%w: log starts at index %d but the newest snapshot ends at %d", ErrCorruptState, first, snapIndex)
+		return startLog{}, 0, fmt.Errorf("%w: log starts at index %d but the newest snapshot ends at %d", ErrCorruptState, first, snapIndex)
 	}
-	entries := make([]Log, 0, last-snapIndex)
+	b := newStartLogBuilder(snapIndex, cacheBytes)
 	var prevTerm uint64
 	for i := snapIndex + 1; i <= last; i++ {
 		var e Log
 		if err := logs.GetLog(i, &e); err != nil {
-			return nil, 0, fmt.Errorf("raft: read log entry %d: %w", i, err)
+			return startLog{}, 0, fmt.Errorf("raft: read log entry %d: %w", i, err)
 		}
 		if e.Index != i {
-			return nil, 0, fmt.Errorf("%w: log entry %d has index %d", ErrCorruptState, i, e.Index)
+			return startLog{}, 0, fmt.Errorf("%w: log entry %d has index %d", ErrCorruptState, i, e.Index)
 		}
 		if e.Term < prevTerm {
-			return nil, 0, fmt.Errorf("%w: log entry %d has term %d below the previous entry's %d", ErrCorruptState, i, e.Term, prevTerm)
+			return startLog{}, 0, fmt.Errorf("%w: log entry %d has term %d below the previous entry's %d", ErrCorruptState, i, e.Term, prevTerm)
 		}
 		if err := validateEntry(&e); err != nil {
-			return nil, 0, fmt.Errorf("%w: log entry %d: %v", ErrCorruptState, i, err)
+			return startLog{}, 0, fmt.Errorf("%w: log entry %d: %v", ErrCorruptState, i, err)
 		}
 		prevTerm = e.Term
-		entries = append(entries, e)
+		b.add(e)
 	}
-	return entries, last, nil
+	return b.result(), last, nil
 }
 
 // validateEntry checks what the core and the applier rely on: a known

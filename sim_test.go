@@ -347,7 +347,12 @@ func (n *simNode) start() {
 		n.fsm.restore(n.s.snapData[snap.ID])
 	}
 	n.fsm.sessions.bugs = n.s.opt.sessBugs
-	n.c = newCore(n.cfg, n.hs, snap.Index, snap.Term, base, ents)
+	// As the driver does: only the newest entries in memory.
+	b := newStartLogBuilder(snap.Index, n.cfg.logCacheBytes)
+	for _, e := range ents {
+		b.add(e)
+	}
+	n.c = newCoreFromLog(n.cfg, n.hs, snap.Index, snap.Term, base, b.result())
 	n.mirror.resetAt(n.s.check, snap.Index, ents)
 	n.snapshotting = false
 	n.props, n.fwdProps, n.reads, n.readWaits = map[uint64]simPending{}, map[uint64]simPending{}, map[uint64]simPending{}, nil

@@ -232,8 +232,17 @@ func (c *core) snapshotReceived(meta SnapshotMeta, from ServerID) {
 	m := meta
 	m.Configuration = meta.Configuration.Clone()
 	c.restore = &m
-	c.confs = newConfigs(confEntry{index: meta.ConfigurationIndex, conf: m.Configuration})
-	c.trackConfigs(l.entries)
+	kept := newConfigs(confEntry{index: meta.ConfigurationIndex, conf: m.Configuration})
+	if !c.resetLog {
+		// The configurations of the entries kept after the snapshot (some
+		// may be out of memory: evicted at start-up).
+		for _, e := range c.confs.entries {
+			if e.index > meta.Index {
+				kept.add(e)
+			}
+		}
+	}
+	c.confs = kept
 	c.useConfig()
 	done.Commit = meta.Index
 	c.sendAfterAppend(done)
