@@ -8,7 +8,9 @@
 // raft.DecodeMessage rejects closes its connection; it is logged and counted
 // in Stats.Malformed. A frame body is allocated as its bytes arrive (at most
 // 1 MiB ahead of them), so a lying length field cannot force a large
-// allocation.
+// allocation. Senders encode with their own reused msgpack encoder, set up
+// as raft.EncodeMessage's is, so the bytes are the same (a test compares
+// them).
 //
 // # Outbound
 //
@@ -19,8 +21,9 @@
 // everything else, so heartbeats and votes never wait behind a large append.
 // Lanes live until Close (a server talks to the few addresses in its
 // configuration).
-// Send only enqueues; when a lane's queue is full the message is dropped
-// (Stats.Dropped) and Send returns nil — Raft retransmits. A sender dials
+// Send only enqueues; when a lane's queue is full, by count (QueueSize) or
+// by bytes (QueueBytes), the message is dropped (Stats.Dropped) and Send
+// returns nil — Raft retransmits. A sender dials
 // lazily, writes through a bufio.Writer with a write deadline per frame and
 // flushes when its queue is empty (or every 256 frames), so bursts
 // share system calls. After a dial or write error it waits a capped
@@ -32,11 +35,28 @@
 // # Inbound
 //
 // One goroutine per accepted connection decodes frames and offers them to the
-// Consumer channel without blocking: when the channel is full the message is
-// dropped (Stats.ReceiveDropped). Dropping rather than blocking keeps one
+// Consumer channel without blocking: when the channel is full, by count
+// (ConsumerBuffer) or by bytes (ConsumerBytes), the message is dropped
+// (Stats.ReceiveDropped). Dropping rather than blocking keeps one
 // connection's reader from stalling, so a flood of appends cannot hold
 // heartbeats hostage in a shared back-pressured pipe, and Raft recovers
 // from the loss. The Consumer channel is never closed.
+//
+// # Memory bounds
+//
+// Every queue is bounded in messages and in bytes, the bytes of a message
+// being estimated cheaply as its byte slices (entries' Data, Context, a
+// snapshot chunk's Data) and strings plus a fixed overhead per message and
+// per entry (see Options.QueueBytes). Each lane's queue holds at most
+// QueueSize messages and QueueBytes bytes (default 16 MiB), so a peer costs
+// at most 2×QueueBytes of queued messages plus the one each sender is
+// writing; the messages waiting in the Consumer channel total at most
+// ConsumerBytes (default 64 MiB). Either bound admits one message into an
+// empty queue whatever its size, so a message larger than the bound is
+// delayed, never starved. Beyond that a connection holds its 64 KiB bufio
+// buffer, the frame it is reading or writing (at most MaxFrameSize) and a
+// frame buffer it reuses for the next frame, which is kept only while it is
+// at most 2 MiB: a buffer grown for a larger frame is dropped after it.
 package tcp
 
 import (
@@ -50,11 +70,11 @@ import (
 	"log/slog"
 	"math"
 	"net"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-msgpack/v2/codec"
 	"github.com/keelraft/raft"
 )
 
@@ -64,7 +84,9 @@ const (
 	DefaultWriteTimeout   = 5 * time.Second
 	DefaultMaxFrameSize   = 64 << 20
 	DefaultQueueSize      = 1024
+	DefaultQueueBytes     = 16 << 20
 	DefaultConsumerBuffer = 4096
+	DefaultConsumerBytes  = 64 << 20
 )
 
 const (
@@ -73,6 +95,7 @@ const (
 	readChunk    = 1 << 20  // frame bodies grow at most this far ahead of the bytes read
 	bufSize      = 64 << 10 // bufio sizes
 	maxBatch     = 256      // frames written before a forced flush
+	maxKeptBuf   = 2 << 20  // a frame buffer larger than this is not reused
 	minBackoff   = 10 * time.Millisecond
 	maxBackoff   = time.Second
 )
@@ -99,12 +122,56 @@ type Options struct {
 	// MaxFrameSize is the largest frame body accepted or sent (default
 	// DefaultMaxFrameSize, at most 4 GiB-1). Servers should agree on it.
 	MaxFrameSize int
-	// QueueSize is the capacity of each of a peer's two outbound queues
-	// (default DefaultQueueSize).
+	// QueueSize is the capacity in messages of each of a peer's two
+	// outbound queues (default DefaultQueueSize). Send drops a message that
+	// finds its queue full (Stats.Dropped).
 	QueueSize int
-	// ConsumerBuffer is the capacity of the Consumer channel (default
-	// DefaultConsumerBuffer).
+	// QueueBytes bounds the bytes of the messages waiting in each of a
+	// peer's two outbound queues (default DefaultQueueBytes, 16 MiB). A
+	// message's bytes are estimated as the lengths of its byte slices and
+	// strings (entries' Data, Context, a snapshot chunk's Data and ID, the
+	// addresses) plus 256 bytes per message, 64 per entry and 64 per server
+	// of a snapshot chunk's configuration. Send drops a message that would
+	// take its queue beyond QueueBytes and counts it in Stats.Dropped, as
+	// when the queue is full by count, except that a message is always
+	// admitted into an empty queue, so one larger than QueueBytes is sent,
+	// alone, rather than never. Dropping is correct: Raft tolerates lost
+	// messages (the leader resends appends from where the follower's answer
+	// says its log ends, heartbeats and votes are repeated), and a queue
+	// that full only adds latency to everything behind it. A message leaves
+	// the count when the lane's sender takes it to write it; messages are
+	// not copied, so entries Raft still holds in its log cache are shared,
+	// not duplicated, while queued.
+	//
+	// The default, 16 MiB, is sixteen appends of Raft's default
+	// MaxAppendBytes (1 MiB) or 64 snapshot chunks of its default 256 KiB,
+	// and a backlog of about 130 ms at 1 Gbit/s: a queue that holds more
+	// belongs to a connection that is down (its sender then discards a
+	// message per dial attempt), stalled, or far slower than the leader,
+	// where queuing more only delays what follows and holds memory. A peer
+	// then costs at most 32 MiB of queued messages (two lanes) rather than
+	// 2×QueueSize frames of up to MaxFrameSize. It is half Raft's default
+	// MaxInflightBytes (32 MiB), the leader's own window per follower, most
+	// of which is normally in socket buffers or at the follower; set
+	// QueueBytes to at least MaxInflightBytes if appends inside that window
+	// must never be dropped on a slow link (a drop costs the leader a
+	// rejected append and a probe).
+	QueueBytes int
+	// ConsumerBuffer is the capacity in messages of the Consumer channel
+	// (default DefaultConsumerBuffer).
 	ConsumerBuffer int
+	// ConsumerBytes bounds the bytes (estimated as for QueueBytes) of the
+	// decoded messages waiting in the Consumer channel, received and not yet
+	// taken by the consumer (default DefaultConsumerBytes, 64 MiB). A
+	// message that would take them beyond it is dropped and counted in
+	// Stats.ReceiveDropped, as when the channel is full by count, except
+	// that a message is always admitted into an empty channel. Raft
+	// recovers from the loss as from any other. The default is twice
+	// Raft's default MaxInflightBytes (32 MiB), which bounds the appends a
+	// leader has in flight to this server, so with Raft's defaults the
+	// bound is a safety net that a working cluster does not reach; without
+	// it the channel could hold ConsumerBuffer frames of MaxFrameSize.
+	ConsumerBytes int
 	// TLS, when set, is used both to listen and to dial. For mutual TLS set
 	// Certificates, RootCAs, ClientCAs and ClientAuth.
 	TLS *tls.Config
@@ -116,10 +183,10 @@ type Options struct {
 // Stats counts what a Transport did.
 type Stats struct {
 	Sent           uint64 // messages written and flushed to a connection
-	Dropped        uint64 // messages Send dropped because the peer's queue was full
+	Dropped        uint64 // messages Send dropped because the peer's queue was full (count or bytes)
 	Failed         uint64 // queued messages lost to dial, write or encode errors
 	Received       uint64 // messages decoded and put on the Consumer channel
-	ReceiveDropped uint64 // messages decoded but dropped: Consumer channel full
+	ReceiveDropped uint64 // messages decoded but dropped: Consumer channel full (count or bytes)
 	Malformed      uint64 // inbound frames rejected (version, length, decoding)
 	Reconnects     uint64 // connections dialed to a peer after its lane's first
 }
@@ -132,6 +199,7 @@ type Transport struct {
 	ln     net.Listener
 	addr   raft.ServerAddress
 	ch     chan *raft.Message
+	inbox  inbox           // what is in ch, in bytes
 	ctx    context.Context // canceled by Close
 	cancel context.CancelFunc
 	closed atomic.Bool
@@ -152,14 +220,119 @@ type peer struct{ fast, bulk *lane }
 type lane struct {
 	addr   raft.ServerAddress
 	name   string
-	queue  chan *raft.Message
-	dialed bool // a connection was dialed before
+	queue  chan queued
+	bytes  atomic.Int64 // sum of the sizes in queue
+	dialed bool         // a connection was dialed before
+}
+
+// queued is a message in a lane's queue, with the size it was counted as.
+type queued struct {
+	m    *raft.Message
+	size int64
+}
+
+// reserve counts size more bytes in l's queue unless they would exceed
+// limit while it is not empty; it reports whether it did.
+func (l *lane) reserve(size, limit int64) bool {
+	for {
+		cur := l.bytes.Load()
+		if cur > 0 && cur+size > limit {
+			return false
+		}
+		if l.bytes.CompareAndSwap(cur, cur+size) {
+			return true
+		}
+	}
+}
+
+// take releases the bytes of q, just received from l's queue, and returns
+// its message.
+func (l *lane) take(q queued) *raft.Message {
+	l.bytes.Add(-q.size)
+	return q.m
+}
+
+// Size estimates, in bytes, of what a message holds beyond its byte slices
+// and strings.
+const (
+	msgOverhead    = 256 // the Message struct, its slice headers, the frame header
+	entryOverhead  = 64  // a raft.Log in Entries, as raft's log cache counts it
+	serverOverhead = 64  // a raft.Server in a snapshot chunk's configuration
+)
+
+// msgSize estimates the heap m takes: the lengths of its byte slices and
+// strings plus fixed overheads. It is what QueueBytes and ConsumerBytes
+// count.
+func msgSize(m *raft.Message) int64 {
+	n := msgOverhead + len(m.From) + len(m.FromAddr) + len(m.To) + len(m.Context)
+	for i := range m.Entries {
+		n += entryOverhead + len(m.Entries[i].Data)
+	}
+	if s := m.Snapshot; s != nil {
+		n += msgOverhead + len(s.ID) + len(s.Data)
+		if c := s.Configuration; c != nil {
+			for _, srv := range c.Servers {
+				n += serverOverhead + len(srv.ID) + len(srv.Address)
+			}
+			for _, srv := range c.Old {
+				n += serverOverhead + len(srv.ID) + len(srv.Address)
+			}
+		}
+	}
+	return int64(n)
+}
+
+// inbox accounts for the bytes of the messages in the Consumer channel. Only
+// offer sends on the channel, under mu, and records each message's size in
+// sizes in channel order; since the channel is FIFO, the consumer has taken
+// the oldest n-len(ch) of them, whose bytes offer releases before it counts
+// a new message. The count can only lag the consumer, never run ahead of
+// it, so it never undercounts.
+type inbox struct {
+	mu    sync.Mutex
+	ch    chan *raft.Message
+	limit int64
+	sizes []int64 // ring of cap(ch)+1: the sizes of the n messages offered and perhaps not taken
+	head  int
+	n     int
+	bytes int64 // the sum of those sizes
+}
+
+// offer puts m on the channel unless it is full by count or, while not
+// empty, m would take it beyond its byte limit. It reports whether it did.
+func (b *inbox) offer(m *raft.Message, size int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.release()
+	if b.n > 0 && b.bytes+size > b.limit {
+		return false
+	}
+	select {
+	case b.ch <- m:
+	default:
+		return false
+	}
+	// n <= cap(ch) before this message (the consumer may have taken one
+	// since len was read), so the ring has room.
+	b.sizes[(b.head+b.n)%len(b.sizes)] = size
+	b.n++
+	b.bytes += size
+	return true
+}
+
+// release uncounts the messages the consumer took. b.mu must be held.
+func (b *inbox) release() {
+	for taken := b.n - len(b.ch); taken > 0; taken-- {
+		b.bytes -= b.sizes[b.head]
+		b.head = (b.head + 1) % len(b.sizes)
+		b.n--
+	}
 }
 
 // New listens on bindAddr and returns a Transport.
 func New(bindAddr string, opts Options) (*Transport, error) {
 	if opts.DialTimeout < 0 || opts.WriteTimeout < 0 || opts.MaxFrameSize < 0 ||
-		opts.QueueSize < 0 || opts.ConsumerBuffer < 0 {
+		opts.QueueSize < 0 || opts.QueueBytes < 0 || opts.ConsumerBuffer < 0 || opts.ConsumerBytes < 0 {
 		return nil, errors.New("tcp: negative option")
 	}
 	def := func(v *int, d int) {
@@ -169,7 +342,9 @@ func New(bindAddr string, opts Options) (*Transport, error) {
 	}
 	def(&opts.MaxFrameSize, DefaultMaxFrameSize)
 	def(&opts.QueueSize, DefaultQueueSize)
+	def(&opts.QueueBytes, DefaultQueueBytes)
 	def(&opts.ConsumerBuffer, DefaultConsumerBuffer)
+	def(&opts.ConsumerBytes, DefaultConsumerBytes)
 	opts.MaxFrameSize = min(opts.MaxFrameSize, math.MaxUint32)
 	if opts.DialTimeout == 0 {
 		opts.DialTimeout = DefaultDialTimeout
@@ -205,6 +380,7 @@ func New(bindAddr string, opts Options) (*Transport, error) {
 		peers: make(map[raft.ServerAddress]*peer),
 		conns: make(map[net.Conn]struct{}),
 	}
+	t.inbox = inbox{ch: t.ch, limit: int64(opts.ConsumerBytes), sizes: make([]int64, opts.ConsumerBuffer+1)}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	t.wg.Add(1)
 	go t.acceptLoop()
@@ -212,7 +388,8 @@ func New(bindAddr string, opts Options) (*Transport, error) {
 }
 
 // Send queues m for target and returns at once. When the queue for target
-// and m's class is full, m is dropped and Send returns nil. Send fails with
+// and m's class is full (Options.QueueSize, Options.QueueBytes), m is
+// dropped and Send returns nil. Send fails with
 // an error wrapping ErrClosed once t is closed. m must not be modified after
 // Send: it is encoded later, by the sender goroutine.
 func (t *Transport) Send(target raft.ServerAddress, m *raft.Message) error {
@@ -235,9 +412,15 @@ func (t *Transport) Send(target raft.ServerAddress, m *raft.Message) error {
 	if m.Type == raft.MsgAppend || m.Type == raft.MsgAppendResp || m.Type == raft.MsgSnapshot || m.Type == raft.MsgSnapshotResp {
 		l = p.bulk
 	}
+	size := msgSize(m)
+	if !l.reserve(size, int64(t.opts.QueueBytes)) {
+		t.dropped.Add(1)
+		return nil
+	}
 	select {
-	case l.queue <- m:
+	case l.queue <- queued{m, size}:
 	default:
+		l.bytes.Add(-size)
 		t.dropped.Add(1)
 	}
 	return nil
@@ -253,7 +436,7 @@ func (t *Transport) newPeer(target raft.ServerAddress) (*peer, error) {
 		return p, nil
 	}
 	mk := func(name string) *lane {
-		return &lane{addr: target, name: name, queue: make(chan *raft.Message, t.opts.QueueSize)}
+		return &lane{addr: target, name: name, queue: make(chan queued, t.opts.QueueSize)}
 	}
 	p := &peer{fast: mk("fast"), bulk: mk("bulk")}
 	t.peers[target] = p
@@ -356,6 +539,7 @@ func (t *Transport) runLane(l *lane) {
 	defer t.wg.Done()
 	log := t.log.With("peer", string(l.addr), "lane", l.name)
 	bw := bufio.NewWriterSize(nil, bufSize)
+	enc := newEncoder()
 	var c *outConn
 	defer func() {
 		if c != nil {
@@ -368,7 +552,8 @@ func (t *Transport) runLane(l *lane) {
 		select {
 		case <-t.ctx.Done():
 			return
-		case m = <-l.queue:
+		case q := <-l.queue:
+			m = l.take(q)
 		}
 		if c != nil {
 			select {
@@ -408,7 +593,7 @@ func (t *Transport) runLane(l *lane) {
 			t.wg.Add(1)
 			go t.watch(c)
 		}
-		n, err := t.writeBatch(c, m, l.queue, log)
+		n, err := t.writeBatch(c, enc, m, l, log)
 		if err != nil {
 			t.failed.Add(uint64(n))
 			if t.ctx.Err() != nil {
@@ -443,12 +628,13 @@ func (t *Transport) watch(c *outConn) {
 	c.Read(b[:]) // returns at EOF, on a reset, on unexpected data, or when the conn is closed
 }
 
-// writeBatch writes m and whatever else is queued, up to maxBatch frames,
-// and flushes. It returns the number of frames in the batch.
-func (t *Transport) writeBatch(c *outConn, m *raft.Message, q <-chan *raft.Message, log *slog.Logger) (int, error) {
+// writeBatch writes m and whatever else is queued in l, up to maxBatch
+// frames, and flushes. It returns the number of frames in the batch.
+func (t *Transport) writeBatch(c *outConn, enc *encoder, m *raft.Message, l *lane, log *slog.Logger) (int, error) {
+	defer enc.done()
 	n := 0
 	for {
-		body, err := raft.EncodeMessage(m)
+		body, err := enc.encode(m)
 		if err == nil && len(body) > t.opts.MaxFrameSize {
 			err = fmt.Errorf("%v message of %d bytes exceeds MaxFrameSize %d", m.Type, len(body), t.opts.MaxFrameSize)
 		}
@@ -470,7 +656,8 @@ func (t *Transport) writeBatch(c *outConn, m *raft.Message, q <-chan *raft.Messa
 		}
 		if n < maxBatch {
 			select {
-			case m = <-q:
+			case q := <-l.queue:
+				m = l.take(q)
 				continue
 			default:
 			}
@@ -528,10 +715,9 @@ func (t *Transport) serve(conn net.Conn) {
 			return
 		}
 	}
-	br := bufio.NewReaderSize(conn, bufSize)
-	var hdr [headerSize]byte
+	fr := &frameReader{r: bufio.NewReaderSize(conn, bufSize), max: uint32(t.opts.MaxFrameSize)}
 	for {
-		m, err := readMessage(br, &hdr, uint32(t.opts.MaxFrameSize))
+		m, err := fr.readMessage()
 		if err != nil {
 			switch {
 			case errors.Is(err, errMalformed):
@@ -542,20 +728,64 @@ func (t *Transport) serve(conn net.Conn) {
 			}
 			return
 		}
-		select {
-		case t.ch <- m:
+		if t.inbox.offer(m, msgSize(m)) {
 			t.received.Add(1)
-		default:
+		} else {
 			t.recvDropped.Add(1)
 		}
 	}
 }
 
-// readMessage reads one frame from r and decodes it. Errors wrapping
-// errMalformed mean the frame is invalid; others are I/O errors (io.EOF
-// only at a frame boundary).
-func readMessage(r io.Reader, hdr *[headerSize]byte, maxSize uint32) (*raft.Message, error) {
-	body, err := readFrame(r, hdr, maxSize)
+// wireHandle is set up as package raft's, so that encoder writes what
+// raft.EncodeMessage does (TestEncoderMatchesEncodeMessage checks it).
+// MaxInitLen, which raft also sets, matters only to decoding.
+var wireHandle = &codec.MsgpackHandle{WriteExt: true}
+
+// encoder encodes messages into a buffer it reuses, a lane's.
+type encoder struct {
+	enc *codec.Encoder
+	buf []byte
+}
+
+func newEncoder() *encoder {
+	e := &encoder{buf: make([]byte, 0, 4<<10)}
+	e.enc = codec.NewEncoderBytes(&e.buf, wireHandle)
+	return e
+}
+
+// encode returns m encoded as raft.EncodeMessage would, in e's buffer: the
+// bytes are valid until the next encode or done. Call done when through
+// with a batch.
+func (e *encoder) encode(m *raft.Message) ([]byte, error) {
+	e.enc.ResetBytes(&e.buf)
+	if err := e.enc.Encode(m); err != nil {
+		return nil, fmt.Errorf("tcp: encode %v: %w", m.Type, err)
+	}
+	return e.buf, nil
+}
+
+// done drops e's buffer if a large message grew it beyond maxKeptBuf.
+func (e *encoder) done() {
+	if cap(e.buf) > maxKeptBuf {
+		e.buf = make([]byte, 0, 4<<10)
+	}
+}
+
+// frameReader reads frames from r, reusing one body buffer of at most
+// maxKeptBuf bytes.
+type frameReader struct {
+	r   io.Reader
+	max uint32 // the largest body accepted
+	hdr [headerSize]byte
+	buf []byte
+}
+
+// readMessage reads one frame and decodes it. Errors wrapping errMalformed
+// mean the frame is invalid; others are I/O errors (io.EOF only at a frame
+// boundary). The message shares no memory with the frame buffer:
+// raft.DecodeMessage copies byte slices (TestDecodeDoesNotAlias checks it).
+func (fr *frameReader) readMessage() (*raft.Message, error) {
+	body, err := fr.readFrame()
 	if err != nil {
 		return nil, err
 	}
@@ -566,25 +796,31 @@ func readMessage(r io.Reader, hdr *[headerSize]byte, maxSize uint32) (*raft.Mess
 	return m, nil
 }
 
-// readFrame reads one frame's body. The buffer grows as bytes arrive, never
-// more than readChunk ahead of them.
-func readFrame(r io.Reader, hdr *[headerSize]byte, maxSize uint32) ([]byte, error) {
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+// readFrame reads one frame's body, valid until the next readFrame. A body
+// that fits fr's buffer is read into it; a larger one grows as bytes arrive,
+// never more than readChunk ahead of them, and replaces the buffer only if
+// it is at most maxKeptBuf.
+func (fr *frameReader) readFrame() ([]byte, error) {
+	hdr := fr.hdr[:]
+	if _, err := io.ReadFull(fr.r, hdr); err != nil {
 		return nil, err
 	}
 	if hdr[0] != frameVersion {
 		return nil, fmt.Errorf("%w: unknown version %d", errMalformed, hdr[0])
 	}
 	n := int(binary.BigEndian.Uint32(hdr[1:]))
-	if uint64(n) > uint64(maxSize) {
-		return nil, fmt.Errorf("%w: length %d exceeds maximum %d", errMalformed, n, maxSize)
+	if uint64(n) > uint64(fr.max) {
+		return nil, fmt.Errorf("%w: length %d exceeds maximum %d", errMalformed, n, fr.max)
 	}
-	b := make([]byte, 0, min(n, readChunk))
+	b := fr.buf[:0]
+	if cap(b) < min(n, readChunk) {
+		b = make([]byte, 0, min(n, readChunk))
+	}
 	for len(b) < n {
-		if len(b) == cap(b) {
-			b = slices.Grow(b, min(n-len(b), len(b))) // double, capped at n
+		if len(b) == cap(b) { // double, capped at n
+			b = append(make([]byte, 0, min(n, 2*len(b))), b...)
 		}
-		k, err := io.ReadFull(r, b[len(b):min(n, cap(b))])
+		k, err := io.ReadFull(fr.r, b[len(b):min(n, cap(b))])
 		b = b[:len(b)+k]
 		if err != nil {
 			if err == io.EOF {
@@ -592,6 +828,9 @@ func readFrame(r io.Reader, hdr *[headerSize]byte, maxSize uint32) ([]byte, erro
 			}
 			return nil, err
 		}
+	}
+	if cap(b) <= maxKeptBuf {
+		fr.buf = b[:0]
 	}
 	return b, nil
 }

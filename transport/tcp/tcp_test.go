@@ -339,10 +339,9 @@ func TestMalformedFrames(t *testing.T) {
 // A frame that claims 60 MiB but carries 100 bytes must not allocate 60 MiB.
 func TestReadFrameAllocatesAsBytesArrive(t *testing.T) {
 	data := frame(frameVersion, 60<<20, make([]byte, 100))
-	var hdr [headerSize]byte
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	_, err := readFrame(bytes.NewReader(data), &hdr, DefaultMaxFrameSize)
+	_, err := (&frameReader{r: bytes.NewReader(data), max: DefaultMaxFrameSize}).readFrame()
 	runtime.ReadMemStats(&after)
 	require.ErrorIs(t, err, io.ErrUnexpectedEOF)
 	alloc := after.TotalAlloc - before.TotalAlloc
@@ -351,7 +350,7 @@ func TestReadFrameAllocatesAsBytesArrive(t *testing.T) {
 
 	// A real large frame still reads whole.
 	big := bytes.Repeat([]byte{7}, 3<<20+5)
-	got, err := readFrame(bytes.NewReader(frame(frameVersion, uint32(len(big)), big)), &hdr, DefaultMaxFrameSize)
+	got, err := (&frameReader{r: bytes.NewReader(frame(frameVersion, uint32(len(big)), big)), max: DefaultMaxFrameSize}).readFrame()
 	require.NoError(t, err)
 	require.Equal(t, big, got)
 }
@@ -573,10 +572,19 @@ func FuzzDecodeFrame(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{1, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r := bytes.NewReader(data)
-		var hdr [headerSize]byte
+		fr := &frameReader{r: bytes.NewReader(data), max: 1 << 16}
+		var prev *raft.Message
+		var prevEnc []byte
 		for {
-			m, err := readMessage(r, &hdr, 1<<16)
+			m, err := fr.readMessage()
+			if prev != nil {
+				// Reading the next frame, into the same buffer, left the
+				// previous message as it was.
+				b, err := raft.EncodeMessage(prev)
+				if err != nil || !bytes.Equal(b, prevEnc) {
+					t.Fatalf("message changed by the next read (%v)", err)
+				}
+			}
 			if err != nil {
 				if !errors.Is(err, errMalformed) && err != io.EOF && err != io.ErrUnexpectedEOF {
 					t.Fatalf("unexpected error %v", err)
@@ -591,9 +599,10 @@ func FuzzDecodeFrame(f *testing.F) {
 			if err != nil {
 				t.Fatalf("re-encode: %v", err)
 			}
-			if _, err := readMessage(bytes.NewReader(frame(frameVersion, uint32(len(b)), b)), &hdr, 1<<20); err != nil {
+			if _, err := (&frameReader{r: bytes.NewReader(frame(frameVersion, uint32(len(b)), b)), max: 1 << 20}).readMessage(); err != nil {
 				t.Fatalf("re-decode: %v", err)
 			}
+			prev, prevEnc = m, b
 		}
 	})
 }
