@@ -58,6 +58,9 @@ type coreConfig struct {
 	bugs                 plantedBugs
 	trailingLogs         uint64       // entries kept behind a snapshot when compacting
 	snapBugs             snapshotBugs // planted bugs; never set outside tests
+	// diskHoldTicks is how long a server whose disk stalled waits, once it
+	// works again, before it may campaign (stall.go).
+	diskHoldTicks int
 }
 
 // hardState is what must be durable before any message that depends on it
@@ -139,6 +142,7 @@ type core struct {
 	member    memberState  // membership.go: the change under way
 	transfer  leadTransfer // transfer.go: leadership transfer
 	snapState              // snapshots, compaction and install (snapshot.go)
+	disk      diskStall    // stall.go: whether the disk is stalled
 
 	electionElapsed   int // ticks since the last election timeout reset
 	heartbeatElapsed  int // leader: ticks since the last heartbeat
@@ -243,6 +247,7 @@ func (c *core) tick() {
 	if c.startHold > 0 {
 		c.startHold--
 	}
+	c.tickDisk()
 	if c.role == roleLeader {
 		c.tickPromotions()
 		c.tickLeader()

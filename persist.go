@@ -16,6 +16,8 @@ type persistJob struct {
 	msgs    []outMsg
 	// compact, when set, trims the log before entries are written.
 	compact logCompaction
+	// hardState, when set, is written first (persist_stall.go).
+	hardState *hardState
 }
 
 // persister writes log entries on a goroutine of its own, so the leader
@@ -35,13 +37,20 @@ type persister struct {
 
 	lastOnDisk uint64 // the LogStore's last index; persister goroutine only
 	batch      []*Log // reused StoreLogs argument
+
+	persistStall // persist_stall.go: term and vote, and when the write under way began
 }
 
 func newPersister(logs LogStore, lastOnDisk uint64, send func(outMsg), notify func(uint64, uint64), fail func(error)) *persister {
 	return &persister{logs: logs, lastOnDisk: lastOnDisk, send: send, notify: notify, fail: fail, jobs: newWorkQueue[persistJob]()}
 }
 
-func (p *persister) submit(j persistJob) { p.jobs.push(j) }
+func (p *persister) submit(j persistJob) {
+	if j.hardState != nil {
+		p.hardStates.Add(1)
+	}
+	p.jobs.push(j)
+}
 
 // close stops the persister; jobs not yet written are dropped, and nothing
 // they would have acknowledged is sent.
@@ -54,7 +63,9 @@ func (p *persister) run() {
 			return
 		}
 
+		p.beginWrite()
 		last, err := p.write(jobs)
+		p.endWrite()
 		if err != nil {
 			p.fail(err)
 			return
@@ -63,6 +74,7 @@ func (p *persister) run() {
 			for _, m := range j.msgs {
 				p.send(m)
 			}
+			p.jobDone(&j)
 		}
 		if last != nil {
 			p.notify(last.Index, last.Term)
@@ -76,6 +88,11 @@ func (p *persister) write(jobs []persistJob) (*Log, error) {
 	p.batch = p.batch[:0]
 	var last *Log
 	for ji := range jobs {
+		if hs := jobs[ji].hardState; hs != nil {
+			if err := p.writeHardState(hs); err != nil {
+				return nil, err
+			}
+		}
 		if jobs[ji].compact.to > 0 {
 			if err := p.store(); err != nil {
 				return nil, err

@@ -64,6 +64,7 @@ type Raft struct {
 	addrs    map[ServerID]ServerAddress // learned from messages, beside the configuration
 	member   memberWaits                // membership_api.go: changes and transfers under way
 	lastPub  published
+	stall    diskWatch // stall_driver.go: whether the persister's writes stalled
 
 	persister *persister
 	applier   *applier
@@ -101,6 +102,9 @@ type published struct {
 	leaderAddr ServerAddress
 	lastIndex  uint64
 	commit     uint64
+	// diskStalled: the write under way since stalledSince has stalled.
+	diskStalled  bool
+	stalledSince time.Time
 }
 
 // NewRaft starts a server on the given stores and transport. The stores
@@ -158,6 +162,7 @@ func NewRaft(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 	base := confEntry{index: snap.ConfigurationIndex, conf: snap.Configuration}
 	r.core = newCore(cc, hs, snap.Index, snap.Term, base, entries)
 	r.persister = newPersister(logs, lastOnDisk, r.sendNow, r.persistedTo, r.fatal)
+	r.persister.stable = stable
 	r.applier = newApplier(fsm, snap.Index, sessions, func() { notify(r.applyNotify) })
 	r.publish()
 
@@ -485,6 +490,10 @@ func (r *Raft) Stats() map[string]string {
 		"last_log_index": u(p.lastIndex),
 		"commit_index":   u(p.commit),
 		"applied_index":  u(r.AppliedIndex()),
+
+		"disk_stalled":       strconv.FormatBool(p.diskStalled),
+		"disk_stalled_since": stalledSinceString(p),
+		"disk_stalled_for":   stalledForString(p),
 	}
 }
 
