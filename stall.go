@@ -48,7 +48,6 @@ func (c *core) setDiskStalled(stalled bool) {
 		c.disk.hold = c.cfg.diskHoldTicks
 		return
 	}
-	c.disk.hold = 0
 	switch c.role {
 	case roleLeader:
 		c.stepAsideForDisk()
@@ -76,9 +75,10 @@ func (c *core) diskBlocksCampaign() bool {
 	return c.disk.stalled || c.disk.hold > 0
 }
 
-// tickDisk counts the hold after a stall down, while the disk works.
+// tickDisk counts the hold after a stall down (a new stall sets it again
+// when it clears).
 func (c *core) tickDisk() {
-	if !c.disk.stalled && c.disk.hold > 0 {
+	if c.disk.hold > 0 {
 		c.disk.hold--
 	}
 }
