@@ -110,8 +110,9 @@ func TestDiskStallFollowerDoesNotCampaign(t *testing.T) {
 	for _, stalled := range []bool{true, false} {
 		net := electedNet(t, nil)
 		f := net.nodes["s2"].c
-		net.nodes["s1"].down = true                                       // no leader: s2's timer runs out
-		sp := watch(net, func(m *Message) bool { return m.From == "s2" }) // and it cannot win
+		// No leader, so s2's timer runs out; and s2 cannot win.
+		net.nodes["s1"].down = true
+		sp := watch(net, func(m *Message) bool { return m.From == "s2" })
 		f.setDiskStalled(stalled)
 		for i := 0; i < 30; i++ { // three election timeouts
 			f.tick()
