@@ -508,7 +508,10 @@ func lastContactString(t time.Time) string {
 // exited. Operations under way fail with ErrRaftShutdown. It is safe to
 // call more than once; it returns the storage error that stopped the
 // server, if one did. It must not be called from the FSM's methods, which
-// run on one of the goroutines it waits for.
+// run on one of the goroutines it waits for. Nor can it interrupt a call
+// into a store that never returns (a LogStore or StableStore write whose
+// disk hangs, a SnapshotStore or FSMSnapshot.Persist stuck on one): it
+// waits for that call to return.
 func (r *Raft) Shutdown() error {
 	r.close(nil)
 	r.wg.Wait()

@@ -3,6 +3,7 @@ package raft_test
 import (
 	"context"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -209,5 +210,102 @@ func TestDiskStallFollowerNeverLeads(t *testing.T) {
 		c.apply("z")
 		cmds := c.waitConverged()
 		require.Len(t, cmds, 32, "every command applied once everywhere: %v", cmds)
+	})
+}
+
+// stuckSnaps wraps every server's SnapshotStore; the sinks it creates for
+// the armed server block in Write until release is closed.
+type stuckSnaps struct {
+	mu      sync.Mutex
+	armed   raft.ServerID
+	once    sync.Once
+	entered chan struct{} // closed when a Write blocks
+	release chan struct{}
+}
+
+func (s *stuckSnaps) arm(id raft.ServerID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.armed = id
+}
+
+type stuckSnapStore struct {
+	raft.SnapshotStore
+	id    raft.ServerID
+	stuck *stuckSnaps
+}
+
+func (s *stuckSnapStore) Create(index, term uint64, conf raft.Configuration, confIndex uint64) (raft.SnapshotSink, error) {
+	sink, err := s.SnapshotStore.Create(index, term, conf, confIndex)
+	s.stuck.mu.Lock()
+	armed := s.stuck.armed == s.id
+	s.stuck.mu.Unlock()
+	if err != nil || !armed {
+		return sink, err
+	}
+	return &stuckSink{SnapshotSink: sink, stuck: s.stuck}, nil
+}
+
+type stuckSink struct {
+	raft.SnapshotSink
+	stuck *stuckSnaps
+}
+
+func (k *stuckSink) Write(p []byte) (int, error) {
+	k.stuck.once.Do(func() { close(k.stuck.entered) })
+	<-k.stuck.release
+	return k.SnapshotSink.Write(p)
+}
+
+// A snapshot whose SnapshotStore write hangs does not hold the leader up:
+// no SnapshotStore or FSMSnapshot call runs on the event loop, so the
+// leader keeps heartbeating (no follower times out, the term stays) and
+// committing. A goroutine blocked inside a user's store cannot be stopped:
+// Shutdown waits for it (as documented), and returns once it is released.
+func TestStuckSnapshotDoesNotBlockTheLeader(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		stuck := &stuckSnaps{entered: make(chan struct{}), release: make(chan struct{})}
+		c := &cluster{rafttest.New(t, 3, newTestFSM, rafttest.WithSeed(16),
+			rafttest.WithSnapshotStoreWrapper(func(id raft.ServerID, s raft.SnapshotStore) raft.SnapshotStore {
+				return &stuckSnapStore{SnapshotStore: s, id: id, stuck: stuck}
+			})), t}
+		c.apply("a")
+		l := c.Leader()
+		stuck.arm(l.ID)
+		snap := l.Raft().Snapshot(context.Background())
+		snapDone := make(chan error, 1)
+		go func() { snapDone <- snap.Error() }()
+		<-stuck.entered
+		term := stats(l)["term"]
+
+		for i := 0; i < 50; i++ {
+			c.apply("x" + strconv.Itoa(i))
+		}
+		throughout(t, 10*stallET, "the leader keeps leading its term, followed by every server", func() bool {
+			for _, s := range c.Servers() {
+				if _, id := s.Raft().Leader(); id != l.ID || stats(s)["term"] != term {
+					return false
+				}
+			}
+			return l.Raft().State() == raft.Leader
+		})
+		require.Len(t, commands(l), 51)
+		select {
+		case err := <-snapDone:
+			t.Fatalf("the snapshot finished (%v) while its store was stuck", err)
+		default:
+		}
+
+		done := make(chan error, 1)
+		go func() { done <- l.Raft().Shutdown() }()
+		synctest.Wait()
+		select {
+		case err := <-done:
+			t.Fatalf("Shutdown returned (%v) while Persist was stuck in the store", err)
+		default:
+		}
+		close(stuck.release)
+		require.NoError(t, <-done)
+		require.ErrorIs(t, <-snapDone, raft.ErrRaftShutdown)
 	})
 }
