@@ -48,6 +48,23 @@ type Config struct {
 	// 0 means no bound beyond MaxInflightAppends. Default 32 MiB.
 	MaxInflightBytes uint64
 
+	// MaxLogCacheBytes bounds the memory the log's entries take once they
+	// are applied: beyond it the oldest applied, durable entries are
+	// dropped from memory and read back from the LogStore if a follower
+	// that lags needs them. Entries not yet applied are bounded by
+	// MaxPendingBytes on a leader. An entry counts as its data plus 64
+	// bytes. 0 means the default, 512 KiB.
+	MaxLogCacheBytes uint64
+	// MaxPendingBytes bounds the commands a leader holds that its FSM has
+	// not applied yet (appended, replicating, committed but not applied),
+	// counted like MaxLogCacheBytes. Beyond it Apply (and proposals
+	// forwarded to this leader) fail at once with ErrProposalQueueFull
+	// instead of queueing without bound when commands come faster than
+	// the cluster commits and applies them; one batch is always admitted
+	// when nothing is pending, so a single large command is never refused
+	// for its size. 0 means the default, 32 MiB.
+	MaxPendingBytes uint64
+
 	// PreVoteDisabled turns off PreVote (on by default): without it, a
 	// server cut off from the leader raises its term when it campaigns and
 	// disrupts the cluster when it comes back.
@@ -76,6 +93,15 @@ type Config struct {
 	// make the server take a new one (checked every SnapshotInterval).
 	// Default 8192.
 	SnapshotThreshold uint64
+	// SnapshotMaxEntries bounds the log under any load: once this many
+	// entries were applied since the last snapshot, a snapshot is taken at
+	// once, without waiting for SnapshotInterval. It keeps bounded what
+	// grows with the log's length — the LogStore's index in memory, the
+	// disk, the replay after a restart — when commands come faster than
+	// SnapshotThreshold per SnapshotInterval. A SnapshotThreshold above it
+	// raises it (so a huge threshold still means "only when asked"); 0
+	// means the default, 262,144 (etcd snapshots every 100,000 entries).
+	SnapshotMaxEntries uint64
 	// SnapshotInterval is how often the server checks SnapshotThreshold;
 	// each wait is drawn at random from [SnapshotInterval,
 	// 2*SnapshotInterval) so that servers do not snapshot in step. Default
@@ -147,10 +173,13 @@ func DefaultConfig() *Config {
 		MaxAppendBytes:     1 << 20,
 		MaxInflightAppends: 64,
 		MaxInflightBytes:   32 << 20,
+		MaxLogCacheBytes:   defaultLogCacheBytes,
+		MaxPendingBytes:    defaultPendingBytes,
 
 		PromotionMaxLag:     256,
 		PromotionStableTime: time.Second,
 		SnapshotThreshold:   8192,
+		SnapshotMaxEntries:  defaultSnapMaxEnts,
 		SnapshotInterval:    2 * time.Minute,
 		TrailingLogs:        10240,
 		SnapshotChunkSize:   256 << 10,
@@ -160,8 +189,21 @@ func DefaultConfig() *Config {
 // defaultDiskStallTimeout is Config.DiskStallTimeout's default.
 const defaultDiskStallTimeout = 5 * time.Second
 
-// defaultClockDrift is Config.ClockDrift's default.
-const defaultClockDrift = 0.1
+// Defaults for fields where 0 means the default.
+const (
+	defaultClockDrift    = 0.1
+	defaultLogCacheBytes = 512 << 10
+	defaultPendingBytes  = 32 << 20
+	defaultSnapMaxEnts   = 1 << 18
+)
+
+// orDefault returns v, or def when v is 0.
+func orDefault(v, def uint64) uint64 {
+	if v == 0 {
+		return def
+	}
+	return v
+}
 
 // heartbeatTicks is how many ticks make a HeartbeatInterval. The core counts
 // time in ticks; a tick is HeartbeatInterval/heartbeatTicks.
@@ -238,5 +280,7 @@ func (c *Config) coreConfig(rand randSource) (coreConfig, time.Duration) {
 		promotionStableTicks: int((c.PromotionStableTime + tick - 1) / tick),
 		trailingLogs:         c.TrailingLogs,
 		diskHoldTicks:        max(electionTicks, int(c.diskStallTimeout()/tick)),
+		logCacheBytes:        orDefault(c.MaxLogCacheBytes, defaultLogCacheBytes),
+		maxPendingBytes:      orDefault(c.MaxPendingBytes, defaultPendingBytes),
 	}, tick
 }

@@ -57,6 +57,8 @@ type coreConfig struct {
 	promotionStableTicks int    // ... for this many consecutive ticks before it is promoted
 	bugs                 plantedBugs
 	trailingLogs         uint64       // entries kept behind a snapshot when compacting
+	logCacheBytes        uint64       // applied entries beyond this many bytes are evicted from memory; 0: none
+	maxPendingBytes      uint64       // a leader refuses proposals beyond this many unapplied bytes; 0: no bound
 	snapBugs             snapshotBugs // planted bugs; never set outside tests
 	// diskHoldTicks is how long a server whose disk stalled waits, once it
 	// works again, before it may campaign (stall.go).
@@ -89,6 +91,9 @@ type ready struct {
 	reads []readResult
 	// proposed answers forwarded proposals (forwardProposals).
 	proposed []proposeResult
+	// loads asks for evicted entries to be read from the LogStore and
+	// handed back with loaded (logcache.go).
+	loads []logLoad
 	// snapReady: snapshots to send, chunks to write, a snapshot to restore
 	// (before apply) and log compaction (see snapshot.go).
 	snapReady
@@ -96,7 +101,7 @@ type ready struct {
 
 func (rd *ready) empty() bool {
 	return rd.hardState == nil && len(rd.entries) == 0 && len(rd.msgs) == 0 &&
-		len(rd.msgsAfterAppend) == 0 && len(rd.apply) == 0 && len(rd.reads) == 0 && len(rd.proposed) == 0 &&
+		len(rd.msgsAfterAppend) == 0 && len(rd.apply) == 0 && len(rd.reads) == 0 && len(rd.proposed) == 0 && len(rd.loads) == 0 &&
 		rd.emptySnap()
 }
 
@@ -152,6 +157,11 @@ type core struct {
 	msgs, msgsAfterAppend []Message
 	readResults           []readResult
 	proposeResults        []proposeResult
+	loads                 []logLoad
+	// applyLoading: a read of evicted entries to apply is under way;
+	// applyLoaded holds them once read (logcache.go).
+	applyLoading bool
+	applyLoaded  []Log
 	// violations lists messages refused because they broke the protocol
 	// (for example asking to overwrite a committed entry); the driver logs
 	// and clears them.
@@ -162,11 +172,22 @@ type core struct {
 // snapshot the log starts after (snapIndex, snapTerm) with the configuration
 // as of it, and the log entries after it.
 func newCore(cfg coreConfig, hs hardState, snapIndex, snapTerm uint64, base confEntry, entries []Log) *core {
+	return newCoreFromLog(cfg, hs, snapIndex, snapTerm, base, startLog{entries: entries})
+}
+
+// newCoreFromLog is newCore for a log of which only the tail is in memory
+// (startLog, logcache.go).
+func newCoreFromLog(cfg coreConfig, hs hardState, snapIndex, snapTerm uint64, base confEntry, sl startLog) *core {
 	c := &core{cfg: cfg, term: hs.Term, vote: hs.Vote}
-	c.log = newRaftLog(snapIndex, snapTerm, entries)
+	c.log = newRaftLog(snapIndex, snapTerm, sl.entries)
+	if sl.base > snapIndex {
+		c.log.base, c.log.runs = sl.base, sl.runs
+		c.log.stable, c.log.unsent = c.log.lastIndex(), c.log.lastIndex()+1
+	}
 	c.snapIndex, c.snapTerm = snapIndex, snapTerm
 	c.confs = newConfigs(base)
-	c.trackConfigs(entries)
+	c.trackConfigs(sl.confs)
+	c.trackConfigs(sl.entries)
 	c.useConfig()
 	c.becomeFollower(c.term, "")
 	if cfg.leaseReadTicks > 0 && cfg.checkQuorum {
@@ -266,6 +287,15 @@ func (c *core) propose(ents []Log) (uint64, error) {
 	if err := c.transferBlocks(); err != nil {
 		return 0, err
 	}
+	if pending := c.log.pendingBytes(); c.cfg.maxPendingBytes > 0 && pending > 0 {
+		size := pending
+		for i := range ents {
+			size += entrySize(&ents[i])
+		}
+		if size > c.cfg.maxPendingBytes {
+			return 0, fmt.Errorf("%w: %d bytes of proposals not yet applied, limit %d", ErrProposalQueueFull, pending, c.cfg.maxPendingBytes)
+		}
+	}
 	first := c.log.lastIndex() + 1
 	for i := range ents {
 		ents[i].Index = first + uint64(i)
@@ -287,7 +317,8 @@ func (c *core) persisted(index, term uint64) {
 // appliedTo records that the FSM has applied every entry up to index.
 func (c *core) appliedTo(index uint64) {
 	if index > c.log.applied && index <= c.log.applying {
-		c.log.applied = index
+		c.log.setApplied(index)
+		c.log.evict(c.cfg.logCacheBytes)
 	}
 }
 
@@ -299,16 +330,17 @@ func (c *core) ready() ready {
 		entries:         c.log.unpersisted(),
 		msgs:            c.msgs,
 		msgsAfterAppend: c.msgsAfterAppend,
-		apply:           c.log.toApply(c.applyLimit()),
+		apply:           c.takeApply(),
 		reads:           c.readResults,
 		proposed:        c.proposeResults,
+		loads:           c.loads,
 	}
 	c.takeSnapReady(&rd)
 	if c.hardStateDirty {
 		rd.hardState = &hardState{Term: c.term, Vote: c.vote}
 		c.hardStateDirty = false
 	}
-	c.msgs, c.msgsAfterAppend, c.readResults, c.proposeResults = nil, nil, nil, nil
+	c.msgs, c.msgsAfterAppend, c.readResults, c.proposeResults, c.loads = nil, nil, nil, nil, nil
 	return rd
 }
 

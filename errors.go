@@ -60,6 +60,11 @@ var (
 	// ErrSnapshotCorrupt means a snapshot failed its checksum or could not
 	// be read; the error names it.
 	ErrSnapshotCorrupt = errors.New("raft: corrupt snapshot")
+	// ErrProposalQueueFull means a command was refused, not appended,
+	// because the leader holds Config.MaxPendingBytes of commands it has
+	// not yet applied: the cluster is taking commands faster than it
+	// commits and applies them. Back off and retry.
+	ErrProposalQueueFull = errors.New("raft: proposal queue full")
 	// ErrRestoreInProgress means a command was refused because Restore is
 	// replacing the cluster's state; retry once it returns.
 	ErrRestoreInProgress = errors.New("raft: restore in progress")

@@ -2,6 +2,7 @@ package raft
 
 import (
 	"encoding/binary"
+	"errors"
 	"math"
 )
 
@@ -61,6 +62,7 @@ const (
 	refusedTransfer
 	refusedRestore
 	refusedDuplicate
+	refusedQueueFull
 )
 
 // forward sends m to the leader for request f, with f's ID as context.
@@ -169,10 +171,14 @@ func (c *core) handleLeaderPropose(m *Message) {
 	}
 	resp := Message{Type: MsgProposeResp, To: m.From, Context: m.Context}
 	first, err := c.propose(ents)
-	if err != nil {
-		// propose fails on a leader only while it transfers leadership.
+	switch {
+	case errors.Is(err, ErrProposalQueueFull):
+		resp.Reject, resp.RejectHint = true, refusedQueueFull
+	case err != nil:
+		// Otherwise propose fails on a leader only while it transfers
+		// leadership.
 		resp.Reject, resp.RejectHint = true, refusedTransfer
-	} else {
+	default:
 		resp.Index, resp.LogTerm = first, c.term
 		c.forwardedTo = first + uint64(len(ents)) - 1
 	}
@@ -204,6 +210,8 @@ func (c *core) handleFollowerProposeResp(m *Message) {
 		c.proposeResults = append(c.proposeResults, proposeResult{id: f.id, err: errForwardUnknown})
 	case m.RejectHint == refusedRestore:
 		c.proposeResults = append(c.proposeResults, proposeResult{id: f.id, err: ErrRestoreInProgress})
+	case m.RejectHint == refusedQueueFull:
+		c.proposeResults = append(c.proposeResults, proposeResult{id: f.id, err: ErrProposalQueueFull})
 	default:
 		c.proposeResults = append(c.proposeResults, proposeResult{id: f.id, err: errNotLeader})
 	}

@@ -28,6 +28,7 @@ type coreNet struct {
 	// latestSnap is each server's newest snapshot.
 	latestSnap map[ServerID]*coreSnap
 	installs   int // snapshots installed from a leader
+	loads      int // reads of entries evicted from a core's memory
 }
 
 // coreNode is one server: its core and what it made durable.
@@ -40,6 +41,9 @@ type coreNode struct {
 	// proposed are answers to forwarded proposals, in order.
 	proposed []proposeResult
 	down     bool
+	// holdApplies: the FSM takes the entries but does not report them
+	// applied (a slow FSM).
+	holdApplies bool
 }
 
 func testCoreConfig(id ServerID, seed uint64) coreConfig {
@@ -121,11 +125,18 @@ func (net *coreNet) process(id ServerID) bool {
 		last := rd.entries[len(rd.entries)-1]
 		nd.c.persisted(last.Index, last.Term)
 	}
+	for _, ld := range rd.loads {
+		// Read back what the LogStore holds, as the persister does.
+		net.loads++
+		nd.c.loaded(ld, slices.Clone(nd.durable[ld.Lo-1:ld.Hi]))
+	}
 	nd.reads = append(nd.reads, rd.reads...)
 	nd.proposed = append(nd.proposed, rd.proposed...)
 	if len(rd.apply) > 0 {
 		nd.applied = append(nd.applied, rd.apply...)
-		nd.c.appliedTo(rd.apply[len(rd.apply)-1].Index)
+		if !nd.holdApplies {
+			nd.c.appliedTo(rd.apply[len(rd.apply)-1].Index)
+		}
 	}
 	return true
 }

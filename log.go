@@ -98,15 +98,27 @@ type StableStore interface {
 }
 
 // raftLog is the core's view of the log: the entries after the last
-// snapshot, in memory, with the indexes that say how far each stage got.
+// snapshot, with the indexes that say how far each stage got. The newest
+// entries are in memory; older ones that are applied and durable may be
+// evicted to bound memory (logcache.go), leaving only their terms here and
+// the entries themselves in the LogStore.
 //
 // Invariants: applied <= applying <= min(committed, stable);
-// snapIndex <= committed; entries[i].Index == snapIndex+1+i.
+// snapIndex <= base <= max(snapIndex, min(applied, stable));
+// snapIndex <= committed; entries[i].Index == base+1+i.
 type raftLog struct {
-	// snapIndex and snapTerm identify the entry just before entries[0]:
-	// the last entry covered by a snapshot, or (0, 0).
+	// snapIndex and snapTerm identify the last entry covered by a
+	// snapshot, or (0, 0).
 	snapIndex, snapTerm uint64
-	entries             []Log
+	// base is the index just before entries[0]: snapIndex, or the last
+	// entry evicted from memory. runs hold the terms of (snapIndex, base].
+	base    uint64
+	runs    []termRun
+	entries []Log
+	// memBytes is the size of the entries in memory (entrySize),
+	// appliedBytes the part of it at or below applied, and backlogBytes
+	// the part in (applied, applying]: with the applier, not yet applied.
+	memBytes, appliedBytes, backlogBytes uint64
 	// committed is the highest index known committed.
 	committed uint64
 	// stable is the highest index known durable in the LogStore.
@@ -119,21 +131,23 @@ type raftLog struct {
 }
 
 func newRaftLog(snapIndex, snapTerm uint64, entries []Log) *raftLog {
-	l := &raftLog{snapIndex: snapIndex, snapTerm: snapTerm, entries: entries}
+	l := &raftLog{snapIndex: snapIndex, snapTerm: snapTerm, base: snapIndex, entries: entries}
 	// Everything given at start-up came from the LogStore or a snapshot.
 	l.stable = l.lastIndex()
 	l.unsent = l.lastIndex() + 1
 	l.committed, l.applying, l.applied = snapIndex, snapIndex, snapIndex
+	l.recount()
 	return l
 }
 
 func (l *raftLog) firstIndex() uint64 { return l.snapIndex + 1 }
 
-func (l *raftLog) lastIndex() uint64 { return l.snapIndex + uint64(len(l.entries)) }
+func (l *raftLog) lastIndex() uint64 { return l.base + uint64(len(l.entries)) }
 
 func (l *raftLog) lastTerm() uint64 {
 	if len(l.entries) == 0 {
-		return l.snapTerm
+		t, _ := l.term(l.base)
+		return t
 	}
 	return l.entries[len(l.entries)-1].Term
 }
@@ -146,8 +160,10 @@ func (l *raftLog) term(index uint64) (term uint64, ok bool) {
 		return l.snapTerm, true
 	case index < l.snapIndex || index > l.lastIndex():
 		return 0, false
+	case index <= l.base:
+		return l.evictedTerm(index), true
 	default:
-		return l.entries[index-l.snapIndex-1].Term, true
+		return l.entries[index-l.base-1].Term, true
 	}
 }
 
@@ -156,16 +172,20 @@ func (l *raftLog) matchTerm(index, term uint64) bool {
 	return ok && t == term
 }
 
+// inMemory reports whether the entry at index is in memory.
+func (l *raftLog) inMemory(index uint64) bool { return index > l.base && index <= l.lastIndex() }
+
 // entry returns the entry at index, which must be in memory.
-func (l *raftLog) entry(index uint64) *Log { return &l.entries[index-l.snapIndex-1] }
+func (l *raftLog) entry(index uint64) *Log { return &l.entries[index-l.base-1] }
 
 // slice returns entries [lo, hi) sharing the log's memory, capped at
-// maxEntries and (beyond the first entry) maxBytes of data.
+// maxEntries and (beyond the first entry) maxBytes of data. They must be
+// in memory: lo > base.
 func (l *raftLog) slice(lo, hi uint64, maxEntries int, maxBytes uint64) []Log {
 	if lo >= hi {
 		return nil
 	}
-	ents := l.entries[lo-l.snapIndex-1 : hi-l.snapIndex-1]
+	ents := l.entries[lo-l.base-1 : hi-l.base-1]
 	if maxEntries > 0 && len(ents) > maxEntries {
 		ents = ents[:maxEntries]
 	}
@@ -211,12 +231,12 @@ func (l *raftLog) findConflictByTerm(index, term uint64) (uint64, uint64) {
 		return index, 0
 	}
 	index = min(index, l.lastIndex())
-	for ; index > l.snapIndex; index-- {
+	for ; index > l.base; index-- {
 		if t := l.entry(index).Term; t <= term {
 			return index, t
 		}
 	}
-	return l.snapIndex, l.snapTerm
+	return l.evictedConflictByTerm(index, term)
 }
 
 // append adds ents, which must follow an entry already in the log,
@@ -234,10 +254,19 @@ func (l *raftLog) append(ents ...Log) {
 		// to a new array instead of overwriting the old suffix in place.
 		// (The simulator caught a follower receiving, in a message of term
 		// 115, an entry of term 116 written over the one it was sent with.)
-		keep := first - l.snapIndex - 1
+		if first <= l.base {
+			l.dropEvictedFrom(first)
+		}
+		keep := first - l.base - 1
 		l.entries = l.entries[:keep:keep]
 		l.stable = min(l.stable, first-1)
 		l.unsent = min(l.unsent, first)
+		l.entries = append(l.entries, ents...)
+		l.recount()
+		return
+	}
+	for i := range ents {
+		l.memBytes += entrySize(&ents[i])
 	}
 	l.entries = append(l.entries, ents...)
 }
@@ -270,6 +299,9 @@ func (l *raftLog) toApply(limit uint64) []Log {
 		return nil
 	}
 	ents := l.slice(l.applying+1, hi+1, 0, 0)
+	for i := range ents {
+		l.backlogBytes += entrySize(&ents[i])
+	}
 	l.applying = hi
 	return ents
 }

@@ -51,6 +51,13 @@ func (r *Raft) run() {
 			r.core.persisted(index, term)
 		case <-r.applyNotify:
 			r.core.appliedTo(r.applier.applied.Load())
+			r.maybeSnapshotForLogSize()
+		case <-r.loadNotify:
+			if err := r.takeLoads(); err != nil {
+				r.fatal(err)
+				r.failAll()
+				return
+			}
 		case op := <-r.opCh:
 			op()
 		}
@@ -198,9 +205,9 @@ func (r *Raft) flush() error {
 	}
 	r.core.violations = nil
 	held := r.holdForHardState(&rd) // stall_driver.go: term and vote go through the persister
-	if rd.hardState != nil || len(held) > 0 || len(rd.entries) > 0 || len(rd.msgsAfterAppend) > 0 || rd.compactTo > 0 {
+	if rd.hardState != nil || len(held) > 0 || len(rd.entries) > 0 || len(rd.msgsAfterAppend) > 0 || rd.compactTo > 0 || len(rd.loads) > 0 {
 		job := persistJob{entries: rd.entries, msgs: slices.Grow(held, len(rd.msgsAfterAppend)),
-			compact: logCompaction{to: rd.compactTo, reset: rd.resetLog}, hardState: rd.hardState}
+			compact: logCompaction{to: rd.compactTo, reset: rd.resetLog}, loads: rd.loads, hardState: rd.hardState}
 		for i := range rd.msgsAfterAppend {
 			job.msgs = append(job.msgs, r.route(&rd.msgsAfterAppend[i]))
 		}
@@ -267,6 +274,35 @@ func (r *Raft) sendNow(m outMsg) {
 	}
 }
 
+// loadsDone is the persister's report of the loads it did.
+func (r *Raft) loadsDone(res []loadResult) {
+	r.persistMu.Lock()
+	r.loadResults = append(r.loadResults, res...)
+	r.persistMu.Unlock()
+	notify(r.loadNotify)
+}
+
+// takeLoads hands the core the entries the persister read for it. An
+// entry missing because a compaction removed it meanwhile is no error (the
+// follower gets a snapshot instead); any other failure to read an entry
+// the log holds stops the server, as a failed write does.
+func (r *Raft) takeLoads() error {
+	r.persistMu.Lock()
+	res := r.loadResults
+	r.loadResults = nil
+	r.persistMu.Unlock()
+	for _, lr := range res {
+		if lr.err != nil {
+			if !errors.Is(lr.err, ErrLogNotFound) || lr.load.Lo > r.core.log.snapIndex {
+				return lr.err
+			}
+			lr.ents = nil
+		}
+		r.core.loaded(lr.load, lr.ents)
+	}
+	return nil
+}
+
 // persistedTo is the persister's report that the log is durable up to
 // (index, term).
 func (r *Raft) persistedTo(index, term uint64) {
@@ -286,6 +322,9 @@ func (r *Raft) publish() {
 		leaderID:  c.lead,
 		lastIndex: c.log.lastIndex(),
 		commit:    c.log.committed,
+
+		logBytes:     c.log.memBytes,
+		pendingBytes: c.log.pendingBytes(),
 
 		diskStalled:  r.stall.stalled,
 		stalledSince: r.stall.since,

@@ -16,8 +16,18 @@ type persistJob struct {
 	msgs    []outMsg
 	// compact, when set, trims the log before entries are written.
 	compact logCompaction
+	// loads are reads of evicted entries, done after the writes.
+	loads []logLoad
 	// hardState, when set, is written first (persist_stall.go).
 	hardState *hardState
+}
+
+// loadResult is what a logLoad read: the entries, or the error that
+// stopped the read.
+type loadResult struct {
+	load logLoad
+	ents []Log
+	err  error
 }
 
 // persister writes log entries on a goroutine of its own, so the leader
@@ -32,6 +42,8 @@ type persister struct {
 	// fail receives the first storage error; the persister then stops
 	// acknowledging anything (fail-stop).
 	fail func(error)
+	// loaded receives the results of a group's loads.
+	loaded func([]loadResult)
 
 	jobs *workQueue[persistJob]
 
@@ -41,8 +53,8 @@ type persister struct {
 	persistStall // persist_stall.go: term and vote, and when the write under way began
 }
 
-func newPersister(logs LogStore, lastOnDisk uint64, send func(outMsg), notify func(uint64, uint64), fail func(error)) *persister {
-	return &persister{logs: logs, lastOnDisk: lastOnDisk, send: send, notify: notify, fail: fail, jobs: newWorkQueue[persistJob]()}
+func newPersister(logs LogStore, lastOnDisk uint64, send func(outMsg), notify func(uint64, uint64), fail func(error), loaded func([]loadResult)) *persister {
+	return &persister{logs: logs, lastOnDisk: lastOnDisk, send: send, notify: notify, fail: fail, loaded: loaded, jobs: newWorkQueue[persistJob]()}
 }
 
 func (p *persister) submit(j persistJob) {
@@ -65,7 +77,6 @@ func (p *persister) run() {
 
 		p.beginWrite()
 		last, err := p.write(jobs)
-		p.endWrite()
 		if err != nil {
 			p.fail(err)
 			return
@@ -79,7 +90,36 @@ func (p *persister) run() {
 		if last != nil {
 			p.notify(last.Index, last.Term)
 		}
+		var results []loadResult
+		for _, j := range jobs {
+			for _, ld := range j.loads {
+				results = append(results, p.load(ld))
+			}
+		}
+		p.endWrite() // the reads too: one that hangs holds up the writes behind it
+		if len(results) > 0 {
+			p.loaded(results)
+		}
 	}
+}
+
+// load reads the entries a logLoad asks for, stopping at its byte bound.
+func (p *persister) load(ld logLoad) loadResult {
+	res := loadResult{load: ld}
+	var size uint64
+	for i := ld.Lo; i <= ld.Hi; i++ {
+		var e Log
+		if err := p.logs.GetLog(i, &e); err != nil {
+			res.err = fmt.Errorf("raft: read log entry %d for %s: %w", i, ld.To, err)
+			return res
+		}
+		size += uint64(len(e.Data))
+		if size > ld.MaxBytes && len(res.ents) > 0 {
+			break
+		}
+		res.ents = append(res.ents, e)
+	}
+	return res
 }
 
 // write stores the entries of jobs, as few StoreLogs calls as the order

@@ -18,8 +18,10 @@ import (
 type persistStall struct {
 	// stable is where term and vote go.
 	stable StableStore
-	// busySince is when the write under way began, in Unix nanoseconds;
-	// 0 while the persister waits for work. The event loop reads it.
+	// busySince is when the group of jobs under way (its writes, and the
+	// reads of evicted entries done with them) began, in Unix
+	// nanoseconds; 0 while the persister waits for work. The event loop
+	// reads it.
 	busySince atomic.Int64
 	// hardStates counts the jobs carrying a hard state that were
 	// submitted and are not done (written, and their messages sent).
@@ -39,7 +41,7 @@ func (p *persister) writeHardState(hs *hardState) error {
 	return saveHardState(p.stable, *hs)
 }
 
-// beginWrite and endWrite bracket a group of writes, for busySince.
+// beginWrite and endWrite bracket a group of jobs, for busySince.
 func (p *persister) beginWrite() { p.busySince.Store(time.Now().UnixNano()) }
 func (p *persister) endWrite()   { p.busySince.Store(0) }
 

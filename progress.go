@@ -36,6 +36,9 @@ type progress struct {
 	pendingSnapshot uint64
 	// commitSent is the highest commit index sent to the follower.
 	commitSent uint64
+	// loading is the first index of a read of evicted entries under way
+	// for this follower (logcache.go), or 0.
+	loading uint64
 }
 
 func newProgress(next uint64, maxMsgs int, maxBytes uint64) *progress {
@@ -69,6 +72,9 @@ func (p *progress) becomeReplicate() {
 // paused reports whether the leader must not send this follower another
 // append now.
 func (p *progress) paused() bool {
+	if p.loading != 0 {
+		return true
+	}
 	switch p.state {
 	case stateProbe:
 		return p.probeSent

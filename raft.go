@@ -76,7 +76,9 @@ type Raft struct {
 	applyNotify   chan struct{}
 
 	persistMu   sync.Mutex
-	persistedAt [2]uint64 // (index, term) last made durable
+	persistedAt [2]uint64    // (index, term) last made durable
+	loadResults []loadResult // reads of evicted entries done, not yet taken
+	loadNotify  chan struct{}
 
 	pubMu sync.RWMutex
 	pub   published
@@ -105,6 +107,9 @@ type published struct {
 	// diskStalled: the write under way since stalledSince has stalled.
 	diskStalled  bool
 	stalledSince time.Time
+	// logBytes and pendingBytes are the log's entries in memory and the
+	// part of them not yet applied (MaxLogCacheBytes, MaxPendingBytes).
+	logBytes, pendingBytes uint64
 }
 
 // NewRaft starts a server on the given stores and transport. The stores
@@ -130,7 +135,7 @@ func NewRaft(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 	if err != nil {
 		return nil, err
 	}
-	entries, lastOnDisk, err := loadLog(logs, snap.Index)
+	startLog, lastOnDisk, err := loadLog(logs, snap.Index, orDefault(conf.MaxLogCacheBytes, defaultLogCacheBytes))
 	if err != nil {
 		return nil, err
 	}
@@ -151,6 +156,7 @@ func NewRaft(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 		opCh:          make(chan func()),
 		persistNotify: make(chan struct{}, 1),
 		applyNotify:   make(chan struct{}, 1),
+		loadNotify:    make(chan struct{}, 1),
 		observers:     map[*observer]struct{}{},
 		leaderCh:      make(chan bool, 1),
 		shutdownCh:    make(chan struct{}),
@@ -160,8 +166,8 @@ func NewRaft(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 	}
 	r.logger = r.logger.With("server", conf.LocalID)
 	base := confEntry{index: snap.ConfigurationIndex, conf: snap.Configuration}
-	r.core = newCore(cc, hs, snap.Index, snap.Term, base, entries)
-	r.persister = newPersister(logs, lastOnDisk, r.sendNow, r.persistedTo, r.fatal)
+	r.core = newCoreFromLog(cc, hs, snap.Index, snap.Term, base, startLog)
+	r.persister = newPersister(logs, lastOnDisk, r.sendNow, r.persistedTo, r.fatal, r.loadsDone)
 	r.persister.stable = stable
 	r.applier = newApplier(fsm, snap.Index, sessions, func() { notify(r.applyNotify) })
 	r.publish()
@@ -176,42 +182,44 @@ func NewRaft(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 
 // loadLog reads the entries after snapIndex and checks that they form a
 // log keel can trust: contiguous, terms never decreasing, configurations
-// readable. It also returns the store's last index.
-func loadLog(logs LogStore, snapIndex uint64) ([]Log, uint64, error) {
+// readable. It keeps the newest cacheBytes of them in memory, and the
+// terms and configurations of the rest. It also returns the store's last
+// index.
+func loadLog(logs LogStore, snapIndex, cacheBytes uint64) (startLog, uint64, error) {
 	first, err := logs.FirstIndex()
 	if err != nil {
-		return nil, 0, fmt.Errorf("raft: read first log index: %w", err)
+		return startLog{}, 0, fmt.Errorf("raft: read first log index: %w", err)
 	}
 	last, err := logs.LastIndex()
 	if err != nil {
-		return nil, 0, fmt.Errorf("raft: read last log index: %w", err)
+		return startLog{}, 0, fmt.Errorf("raft: read last log index: %w", err)
 	}
 	if last <= snapIndex {
-		return nil, last, nil
+		return startLog{base: snapIndex}, last, nil
 	}
 	if first > snapIndex+1 {
-		return nil, 0, fmt.Errorf("%w: log starts at index %d but the newest snapshot ends at %d", ErrCorruptState, first, snapIndex)
+		return startLog{}, 0, fmt.Errorf("%w: log starts at index %d but the newest snapshot ends at %d", ErrCorruptState, first, snapIndex)
 	}
-	entries := make([]Log, 0, last-snapIndex)
+	b := newStartLogBuilder(snapIndex, cacheBytes)
 	var prevTerm uint64
 	for i := snapIndex + 1; i <= last; i++ {
 		var e Log
 		if err := logs.GetLog(i, &e); err != nil {
-			return nil, 0, fmt.Errorf("raft: read log entry %d: %w", i, err)
+			return startLog{}, 0, fmt.Errorf("raft: read log entry %d: %w", i, err)
 		}
 		if e.Index != i {
-			return nil, 0, fmt.Errorf("%w: log entry %d has index %d", ErrCorruptState, i, e.Index)
+			return startLog{}, 0, fmt.Errorf("%w: log entry %d has index %d", ErrCorruptState, i, e.Index)
 		}
 		if e.Term < prevTerm {
-			return nil, 0, fmt.Errorf("%w: log entry %d has term %d below the previous entry's %d", ErrCorruptState, i, e.Term, prevTerm)
+			return startLog{}, 0, fmt.Errorf("%w: log entry %d has term %d below the previous entry's %d", ErrCorruptState, i, e.Term, prevTerm)
 		}
 		if err := validateEntry(&e); err != nil {
-			return nil, 0, fmt.Errorf("%w: log entry %d: %v", ErrCorruptState, i, err)
+			return startLog{}, 0, fmt.Errorf("%w: log entry %d: %v", ErrCorruptState, i, err)
 		}
 		prevTerm = e.Term
-		entries = append(entries, e)
+		b.add(e)
 	}
-	return entries, last, nil
+	return b.result(), last, nil
 }
 
 // validateEntry checks what the core and the applier rely on: a known
@@ -490,6 +498,9 @@ func (r *Raft) Stats() map[string]string {
 		"last_log_index": u(p.lastIndex),
 		"commit_index":   u(p.commit),
 		"applied_index":  u(r.AppliedIndex()),
+		// The log's entries in memory, and those of them not yet applied.
+		"log_memory_bytes":  u(p.logBytes),
+		"log_pending_bytes": u(p.pendingBytes),
 
 		"disk_stalled":       strconv.FormatBool(p.diskStalled),
 		"disk_stalled_since": stalledSinceString(p),

@@ -20,10 +20,23 @@ func (c *core) sendAppend(to ServerID) bool {
 		// The entry is compacted away; the follower needs a snapshot.
 		return c.maybeSendSnapshot(to)
 	}
+	if pr.next <= c.log.base {
+		// Evicted from memory: read from the LogStore first.
+		c.requestLoad(to)
+		return false
+	}
 	ents := c.log.slice(pr.next, c.log.lastIndex()+1, c.cfg.maxAppendEntries, c.cfg.maxAppendBytes)
 	if len(ents) == 0 && pr.state == stateReplicate {
 		return false
 	}
+	c.sendEntries(to, prevIndex, prevTerm, ents)
+	return true
+}
+
+// sendEntries sends follower to an append of ents after (prevIndex,
+// prevTerm).
+func (c *core) sendEntries(to ServerID, prevIndex, prevTerm uint64, ents []Log) {
+	pr := c.prs[to]
 	var bytes uint64
 	for i := range ents {
 		bytes += uint64(len(ents[i].Data))
@@ -35,7 +48,6 @@ func (c *core) sendAppend(to ServerID) bool {
 	})
 	pr.commitSent = max(pr.commitSent, c.log.committed)
 	pr.sent(prevIndex+uint64(len(ents)), bytes, len(ents))
-	return true
 }
 
 // fillWindow sends a follower appends until it is caught up or its window
@@ -198,7 +210,14 @@ func (c *core) handleFollowerAppend(m *Message) {
 	lastNew := m.Index + uint64(len(m.Entries))
 	// A conflict lies above m.Index, which is at or above the commit index
 	// (checked above): committed entries are never truncated.
-	if ci := c.log.findConflict(m.Entries); ci != 0 {
+	ci := c.log.findConflict(m.Entries)
+	if ci > c.log.lastIndex() && c.applyBacklogFull() {
+		// Only new entries, and this server's FSM lags: hold them back
+		// (acknowledging what it has) until its applies catch up; the
+		// leader sends them again.
+		lastNew, ci = c.log.lastIndex(), 0
+	}
+	if ci != 0 {
 		c.appendLog(m.Entries[ci-m.Index-1:])
 	} else if c.cfg.bugs.TruncateCommitted && len(m.Entries) > 0 {
 		c.appendLog(m.Entries) // the naive "replace everything from here on"

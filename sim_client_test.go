@@ -368,7 +368,7 @@ func (n *simNode) clientRequest(c *simClient, op *simOp, register bool, session 
 			ents = []Log{{Type: LogSession, Data: e.encode()}}
 		}
 		index, err := n.c.propose(ents)
-		if err != nil && s.forward {
+		if errors.Is(err, errNotLeader) && s.forward {
 			// As the driver does: a follower hands the put to its leader.
 			n.lastRead++
 			if n.c.forwardProposals(n.lastRead, ents) == nil {
@@ -378,6 +378,9 @@ func (n *simNode) clientRequest(c *simClient, op *simOp, register bool, session 
 			}
 		}
 		if err != nil {
+			if errors.Is(err, ErrProposalQueueFull) {
+				s.res.queueFull++
+			}
 			s.reply(p, simAnswer{kind: replyRedirect, leader: n.c.lead})
 			return
 		}

@@ -65,10 +65,10 @@ func TestSimulator(t *testing.T) {
 		}
 	})
 	n := int(last - first + 1)
-	t.Logf("%d seeds in %v: per seed %d ticks, %d operations (%d acknowledged, %d unknown; %d puts resent in session, %d refused as expired, %d sessions), %d committed, %d terms with a leader, %d crashes (%d of a leader), %d partitions; in all %d disk stalls, %d liveness checks under a hung leader",
+	t.Logf("%d seeds in %v: per seed %d ticks, %d operations (%d acknowledged, %d unknown; %d puts resent in session, %d refused as expired, %d sessions), %d committed, %d terms with a leader, %d crashes (%d of a leader), %d partitions, %d reads of evicted entries, %d puts refused with the proposal queue full; in all %d disk stalls, %d liveness checks under a hung leader",
 		n, time.Since(start).Round(time.Millisecond), total.ticks/n, total.ops/n, total.done/n, total.unsure/n,
 		total.retries/n, total.expired/n, total.registered/n,
-		total.committed/n, total.terms/n, total.crashes/n, total.leaderCrashes/n, total.partitions/n, total.diskStalls, total.hangChecks)
+		total.committed/n, total.terms/n, total.crashes/n, total.leaderCrashes/n, total.partitions/n, total.loads/n, total.queueFull/n, total.diskStalls, total.hangChecks)
 }
 
 func (r *simResult) add(o simResult) {
@@ -84,6 +84,8 @@ func (r *simResult) add(o simResult) {
 	r.retries += o.retries
 	r.expired += o.expired
 	r.registered += o.registered
+	r.loads += o.loads
+	r.queueFull += o.queueFull
 	r.diskStalls += o.diskStalls
 	r.hangChecks += o.hangChecks
 }

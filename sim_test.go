@@ -56,6 +56,8 @@ type simResult struct {
 	crashes, partitions      int
 	leaderCrashes            int
 	retries, expired         int // puts resent; refused as their session expired
+	loads                    int // reads of entries evicted from a core's memory
+	queueFull                int // puts refused: MaxPendingBytes
 	registered               int // sessions registered
 	diskStalls, hangChecks   int // stalls a core was told of; liveness checks under a hung leader (sim_stall_test.go)
 	trace                    uint64
@@ -156,6 +158,7 @@ type simWrite struct {
 	hs        *hardState
 	compactTo uint64 // trim the log first: up to compactTo, or (reset) all of it
 	reset     bool
+	loads     []logLoad // reads of evicted entries, after the write
 }
 
 func newSimCluster(opt simOptions, dataDir string) *simCluster {
@@ -191,6 +194,7 @@ func newSimCluster(opt simOptions, dataDir string) *simCluster {
 	// or new servers catch up by InstallSnapshot.
 	s.snapEvery = uint64(5 + r.IntN(60))
 	trailing := uint64(r.IntN(20))
+	cacheRand := rand.New(rand.NewPCG(opt.seed, 0xcac4e))
 	// PreVote and CheckQuorum may be switched off by users, and differ
 	// between servers while a change of them rolls out. Without
 	// CheckQuorum a cut-off leader keeps leading, beside the new one.
@@ -209,6 +213,14 @@ func newSimCluster(opt simOptions, dataDir string) *simCluster {
 			bugs:            opt.bugs,
 			snapBugs:        opt.snapBugs,
 			trailingLogs:    trailing,
+			// From its own stream, so that the other draws stay as they
+			// were: most seeds evict applied entries from memory after a
+			// few of them, so that leaders read lagging followers'
+			// entries back from the disk.
+			logCacheBytes: []uint64{0, 150, 600, 4000}[cacheRand.IntN(4)],
+			// A few entries' worth in some seeds: leaders refuse puts,
+			// followers hold entries back.
+			maxPendingBytes: []uint64{0, 0, 300, 1500}[cacheRand.IntN(4)],
 		}
 		n := &simNode{
 			s: s, id: id, cfg: cfg,
@@ -340,7 +352,12 @@ func (n *simNode) start() {
 		n.fsm.restore(n.s.snapData[snap.ID])
 	}
 	n.fsm.sessions.bugs = n.s.opt.sessBugs
-	n.c = newCore(n.cfg, n.hs, snap.Index, snap.Term, base, ents)
+	// As the driver does: only the newest entries in memory.
+	b := newStartLogBuilder(snap.Index, n.cfg.logCacheBytes)
+	for _, e := range ents {
+		b.add(e)
+	}
+	n.c = newCoreFromLog(n.cfg, n.hs, snap.Index, snap.Term, base, b.result())
 	n.mirror.resetAt(n.s.check, snap.Index, ents)
 	n.snapshotting = false
 	n.props, n.fwdProps, n.reads, n.readWaits = map[uint64]simPending{}, map[uint64]simPending{}, map[uint64]simPending{}, nil
@@ -396,9 +413,9 @@ func (n *simNode) flush() {
 			n.hs = hs
 		}
 	}
-	if len(rd.entries) > 0 || len(rd.msgsAfterAppend) > 0 || n.lazyHS != nil || rd.compactTo > 0 {
+	if len(rd.entries) > 0 || len(rd.msgsAfterAppend) > 0 || n.lazyHS != nil || rd.compactTo > 0 || len(rd.loads) > 0 {
 		n.writes = append(n.writes, simWrite{entries: rd.entries, msgs: rd.msgsAfterAppend, hs: n.lazyHS,
-			compactTo: rd.compactTo, reset: rd.resetLog})
+			compactTo: rd.compactTo, reset: rd.resetLog, loads: rd.loads})
 		n.lazyHS = nil
 		if len(n.writes) == 1 {
 			n.scheduleSync()
@@ -480,11 +497,39 @@ func (n *simNode) scheduleSync() {
 		for i := range w.msgs {
 			n.s.send(w.msgs[i])
 		}
+		for _, ld := range w.loads {
+			n.load(ld)
+		}
 		if len(n.writes) > 0 {
 			n.scheduleSync()
 		}
 		n.flush()
 	})
+}
+
+// load reads evicted entries from the server's durable log for its core,
+// as the driver's persister does.
+func (n *simNode) load(ld logLoad) {
+	var ents []Log
+	var size uint64
+	for i := ld.Lo; i <= ld.Hi; i++ {
+		if i < n.durableFirst || i >= n.durableFirst+uint64(len(n.durable)) {
+			if i > n.c.log.snapIndex {
+				n.s.fail("%s asked to read entry %d, which its log [%d, %d] lacks", n.id, i, n.durableFirst, n.durableFirst+uint64(len(n.durable))-1)
+				return
+			}
+			ents = nil // compacted meanwhile: a snapshot goes instead
+			break
+		}
+		e := n.durable[i-n.durableFirst]
+		size += uint64(len(e.Data))
+		if size > ld.MaxBytes && len(ents) > 0 {
+			break
+		}
+		ents = append(ents, e)
+	}
+	n.s.res.loads++
+	n.c.loaded(ld, ents)
 }
 
 // send hands a message to the network, which may lose, duplicate or delay

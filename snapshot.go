@@ -125,9 +125,7 @@ func (c *core) maybeCompact() {
 // compact forgets the entries up to index, which must be in the log.
 func (l *raftLog) compact(index uint64) {
 	term, _ := l.term(index)
-	// Copy what is kept, so that the memory of the forgotten entries goes.
-	l.entries = append([]Log(nil), l.entries[index-l.snapIndex:]...)
-	l.snapIndex, l.snapTerm = index, term
+	l.forget(index, term)
 	// Only the planted bug compacts past these; keep the indexes in the log
 	// so that nothing panics (the bug shows as skipped entries).
 	l.stable = max(l.stable, index)
@@ -216,16 +214,13 @@ func (c *core) snapshotReceived(meta SnapshotMeta, from ServerID) {
 	l := c.log
 	if l.matchTerm(meta.Index, meta.Term) && meta.Index <= l.lastIndex() {
 		// The log holds the snapshot's last entry: keep what follows it.
-		if meta.Index > l.snapIndex {
-			l.entries = append([]Log(nil), l.entries[meta.Index-l.snapIndex:]...)
-		}
 		c.compactTo = max(c.compactTo, meta.Index)
+		l.forget(meta.Index, meta.Term)
 	} else {
-		l.entries = nil
+		l.reset(meta.Index, meta.Term)
 		c.resetLog = true
 		c.compactTo = meta.Index
 	}
-	l.snapIndex, l.snapTerm = meta.Index, meta.Term
 	l.committed = meta.Index
 	l.stable = max(l.stable, meta.Index)
 	l.unsent = max(l.unsent, meta.Index+1)
@@ -237,8 +232,17 @@ func (c *core) snapshotReceived(meta SnapshotMeta, from ServerID) {
 	m := meta
 	m.Configuration = meta.Configuration.Clone()
 	c.restore = &m
-	c.confs = newConfigs(confEntry{index: meta.ConfigurationIndex, conf: m.Configuration})
-	c.trackConfigs(l.entries)
+	kept := newConfigs(confEntry{index: meta.ConfigurationIndex, conf: m.Configuration})
+	if !c.resetLog {
+		// The configurations of the entries kept after the snapshot (some
+		// may be out of memory: evicted at start-up).
+		for _, e := range c.confs.entries {
+			if e.index > meta.Index {
+				kept.add(e)
+			}
+		}
+	}
+	c.confs = kept
 	c.useConfig()
 	done.Commit = meta.Index
 	c.sendAfterAppend(done)
@@ -272,8 +276,7 @@ func (c *core) installLocal(meta SnapshotMeta) error {
 			errNotLeader, meta.Index, meta.Term, c.role, c.term, c.log.lastIndex())
 	}
 	l := c.log
-	l.entries = nil
-	l.snapIndex, l.snapTerm = meta.Index, meta.Term
+	l.reset(meta.Index, meta.Term)
 	l.committed, l.stable, l.unsent, l.applying = meta.Index, meta.Index, meta.Index+1, meta.Index
 	c.snapIndex, c.snapTerm = meta.Index, meta.Term
 	m := meta

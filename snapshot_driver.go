@@ -101,6 +101,15 @@ func (r *Raft) maybeAutoSnapshot() {
 	}
 }
 
+// maybeSnapshotForLogSize starts a snapshot as soon as SnapshotMaxEntries
+// entries were applied since the last one. Event loop only.
+func (r *Raft) maybeSnapshotForLogSize() {
+	limit := max(orDefault(r.conf.SnapshotMaxEntries, defaultSnapMaxEnts), r.conf.SnapshotThreshold)
+	if !r.snapshotting && r.core.log.applied >= r.core.snapIndex+limit {
+		r.startSnapshot(nil)
+	}
+}
+
 // runSnapshotTicker checks the threshold every SnapshotInterval, jittered.
 func (r *Raft) runSnapshotTicker() {
 	rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))

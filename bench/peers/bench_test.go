@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/keelraft/raft/bench/peers/clusters"
 )
 
 // proposerCounts are the numbers of concurrent proposers each library is
@@ -17,22 +19,13 @@ var proposerCounts = []int{1, 16, 128}
 const cmdSize = 128
 
 // leaderTimeout bounds the wait for a cluster to elect its first leader.
-const leaderTimeout = 15 * time.Second
+const leaderTimeout = clusters.LeaderTimeout
 
 // cluster is a running 3-server cluster of one library with a leader.
-type cluster interface {
-	// apply proposes cmd on the leader and waits until it has been
-	// applied there.
-	apply(cmd []byte) error
-	// shutdown stops every server and frees the cluster's resources.
-	shutdown()
-}
+type cluster = clusters.Cluster
 
 // syncCounter is a cluster that counts the fsyncs of its servers' logs.
-type syncCounter interface {
-	// syncs returns how many fsyncs the servers' logs have done so far.
-	syncs() uint64
-}
+type syncCounter = clusters.SyncCounter
 
 // benchApply runs, for each proposer count, a sub-benchmark in which
 // proposers goroutines share b.N Applies on a fresh cluster from start, each
@@ -43,7 +36,7 @@ func benchApply(b *testing.B, start func(b *testing.B) cluster) {
 	for _, proposers := range proposerCounts {
 		b.Run(fmt.Sprintf("proposers=%d", proposers), func(b *testing.B) {
 			c := start(b)
-			defer c.shutdown()
+			defer c.Shutdown()
 			cmd := make([]byte, cmdSize)
 			for i := range cmd {
 				cmd[i] = byte(i)
@@ -57,7 +50,7 @@ func benchApply(b *testing.B, start func(b *testing.B) cluster) {
 			sc, _ := c.(syncCounter)
 			var syncs0 uint64
 			if sc != nil {
-				syncs0 = sc.syncs()
+				syncs0 = sc.Syncs()
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -68,7 +61,7 @@ func benchApply(b *testing.B, start func(b *testing.B) cluster) {
 					defer wg.Done()
 					for next.Add(1) <= int64(b.N) {
 						t0 := time.Now()
-						if err := c.apply(cmd); err != nil {
+						if err := c.Apply(cmd); err != nil {
 							b.Error(err)
 							return
 						}
@@ -83,7 +76,7 @@ func benchApply(b *testing.B, start func(b *testing.B) cluster) {
 			slices.Sort(all)
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "ops/s")
 			if sc != nil {
-				b.ReportMetric(float64(sc.syncs()-syncs0)/float64(b.N), "fsyncs/op")
+				b.ReportMetric(float64(sc.Syncs()-syncs0)/float64(b.N), "fsyncs/op")
 			}
 			if len(all) > 0 {
 				pct := func(q float64) float64 {
@@ -100,13 +93,7 @@ func benchApply(b *testing.B, start func(b *testing.B) cluster) {
 // when it has not within timeout.
 func waitFor(b *testing.B, timeout time.Duration, what string, cond func() bool) {
 	b.Helper()
-	deadline := time.Now().Add(timeout)
-	poll := time.NewTicker(time.Millisecond)
-	defer poll.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			b.Fatalf("no %s within %v", what, timeout)
-		}
-		<-poll.C
+	if err := clusters.WaitFor(timeout, what, cond); err != nil {
+		b.Fatal(err)
 	}
 }

@@ -129,7 +129,7 @@ func startEtcd(b *testing.B) cluster {
 	return c
 }
 
-func (c *etcdCluster) apply(cmd []byte) error {
+func (c *etcdCluster) Apply(cmd []byte) error {
 	data := make([]byte, len(cmd))
 	copy(data, cmd)
 	id := c.nextID.Add(1)
@@ -148,7 +148,7 @@ func (c *etcdCluster) apply(cmd []byte) error {
 	}
 }
 
-func (c *etcdCluster) shutdown() {
+func (c *etcdCluster) Shutdown() {
 	close(c.stop)
 	c.wg.Wait()
 	if d := c.drops.Load(); d > 0 {

@@ -2,11 +2,10 @@ package peers
 
 import (
 	"fmt"
-	"io"
 	"testing"
 
-	"github.com/hashicorp/go-hclog"
 	hraft "github.com/hashicorp/raft"
+	"github.com/keelraft/raft/bench/peers/clusters"
 )
 
 // BenchmarkHashicorpApply measures hashicorp/raft: its DefaultConfig
@@ -14,17 +13,6 @@ import (
 // 50ms, MaxAppendEntries 64) with a silent logger, InmemStore,
 // InmemSnapshotStore and InmemTransports connected pairwise.
 func BenchmarkHashicorpApply(b *testing.B) { benchApply(b, startHashicorp) }
-
-type hashicorpFSM struct{}
-
-func (hashicorpFSM) Apply(*hraft.Log) any                 { return nil }
-func (hashicorpFSM) Snapshot() (hraft.FSMSnapshot, error) { return hashicorpSnapshot{}, nil }
-func (hashicorpFSM) Restore(rc io.ReadCloser) error       { return rc.Close() }
-
-type hashicorpSnapshot struct{}
-
-func (hashicorpSnapshot) Persist(sink hraft.SnapshotSink) error { return sink.Close() }
-func (hashicorpSnapshot) Release()                              {}
 
 type hashicorpCluster struct {
 	trans  []*hraft.InmemTransport
@@ -50,19 +38,19 @@ func startHashicorp(b *testing.B) cluster {
 			}
 		}
 	}
-	logger := hclog.New(&hclog.LoggerOptions{Output: io.Discard, Level: hclog.Off})
+	logger := clusters.SilentLogger()
 	for i, s := range configuration.Servers {
 		conf := hraft.DefaultConfig()
 		conf.LocalID = s.ID
 		conf.Logger = logger
 		store, snaps := hraft.NewInmemStore(), hraft.NewInmemSnapshotStore()
 		if err := hraft.BootstrapCluster(conf, store, store, snaps, c.trans[i], configuration); err != nil {
-			c.shutdown()
+			c.Shutdown()
 			b.Fatal(err)
 		}
-		r, err := hraft.NewRaft(conf, hashicorpFSM{}, store, store, snaps, c.trans[i])
+		r, err := hraft.NewRaft(conf, clusters.HashicorpFSM{}, store, store, snaps, c.trans[i])
 		if err != nil {
-			c.shutdown()
+			c.Shutdown()
 			b.Fatal(err)
 		}
 		c.nodes = append(c.nodes, r)
@@ -81,11 +69,11 @@ func startHashicorp(b *testing.B) cluster {
 
 // apply passes no timeout (0), as keel's benchmark passes a context without
 // a deadline: neither library arms a timer per command.
-func (c *hashicorpCluster) apply(cmd []byte) error {
+func (c *hashicorpCluster) Apply(cmd []byte) error {
 	return c.leader.Apply(cmd, 0).Error()
 }
 
-func (c *hashicorpCluster) shutdown() {
+func (c *hashicorpCluster) Shutdown() {
 	for _, r := range c.nodes {
 		r.Shutdown().Error()
 	}

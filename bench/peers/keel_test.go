@@ -3,10 +3,10 @@ package peers
 import (
 	"context"
 	"fmt"
-	"io"
 	"testing"
 
 	keel "github.com/keelraft/raft"
+	"github.com/keelraft/raft/bench/peers/clusters"
 	storeinmem "github.com/keelraft/raft/storage/inmem"
 	transinmem "github.com/keelraft/raft/transport/inmem"
 )
@@ -14,17 +14,6 @@ import (
 // BenchmarkKeelApply measures keel: DefaultConfig (heartbeat 100ms,
 // election timeout 1s), storage/inmem stores, transport/inmem network.
 func BenchmarkKeelApply(b *testing.B) { benchApply(b, startKeel) }
-
-type keelFSM struct{}
-
-func (keelFSM) Apply(*keel.Log) any                 { return nil }
-func (keelFSM) Snapshot() (keel.FSMSnapshot, error) { return keelSnapshot{}, nil }
-func (keelFSM) Restore(rc io.ReadCloser) error      { return rc.Close() }
-
-type keelSnapshot struct{}
-
-func (keelSnapshot) Persist(sink keel.SnapshotSink) error { return sink.Close() }
-func (keelSnapshot) Release()                             {}
 
 type keelCluster struct {
 	net    *transinmem.Network
@@ -45,17 +34,17 @@ func startKeel(b *testing.B) cluster {
 		conf.LocalID = s.ID
 		store, snaps := storeinmem.NewStore(), storeinmem.NewSnapshotStore()
 		if err := keel.BootstrapCluster(conf, store, store, snaps, configuration); err != nil {
-			c.shutdown()
+			c.Shutdown()
 			b.Fatal(err)
 		}
 		trans, err := c.net.NewTransport(s.Address)
 		if err != nil {
-			c.shutdown()
+			c.Shutdown()
 			b.Fatal(err)
 		}
-		r, err := keel.NewRaft(conf, keelFSM{}, store, store, snaps, trans)
+		r, err := keel.NewRaft(conf, clusters.KeelFSM{}, store, store, snaps, trans)
 		if err != nil {
-			c.shutdown()
+			c.Shutdown()
 			b.Fatal(err)
 		}
 		c.nodes = append(c.nodes, r)
@@ -72,11 +61,11 @@ func startKeel(b *testing.B) cluster {
 	return c
 }
 
-func (c *keelCluster) apply(cmd []byte) error {
+func (c *keelCluster) Apply(cmd []byte) error {
 	return c.leader.Apply(context.Background(), cmd).Error()
 }
 
-func (c *keelCluster) shutdown() {
+func (c *keelCluster) Shutdown() {
 	for _, r := range c.nodes {
 		r.Shutdown()
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -119,4 +120,111 @@ func BenchmarkRawWriteFsync(b *testing.B) {
 			off = (off + 4096) % (64 << 20)
 		}
 	})
+}
+
+// BenchmarkGetLog reads entries back from a Log on the real file system,
+// in index order: 128-byte entries written in batches of 64 (so that most
+// entries share a batch with the next, as under load) and of 1 (so that
+// each is followed by its batch's padding and commit record), and 16 KiB
+// entries written one a batch.
+func BenchmarkGetLog(b *testing.B) {
+	for _, c := range []struct{ per, size int }{{1, benchEntrySize}, {64, benchEntrySize}, {1, 16 << 10}} {
+		b.Run(fmt.Sprintf("batch=%d/size=%d", c.per, c.size), func(b *testing.B) {
+			const n = 4096
+			l, err := Open(b.TempDir(), Options{Logger: quiet})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			data := make([]byte, c.size)
+			logs := make([]*raft.Log, c.per)
+			for i := 0; i < n; i += c.per {
+				for j := range logs {
+					logs[j] = &raft.Log{Term: 1, Data: data}
+				}
+				if _, err := l.Append(logs); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			var e raft.Log
+			for i := range b.N {
+				if err := l.GetLog(uint64(i%n)+1, &e); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkIndexMemory appends 1M 128-byte entries, 128 per call, to a
+// Log on the real file system and reports the heap the Log holds for
+// them, per entry ("heap-B/entry"), measured after a GC; the same once
+// the log is closed and reopened ("reopened-B/entry"), with what Open
+// allocated, per entry ("open-alloc-B/entry"); after a prefix
+// holding three quarters of them is deleted, per entry still stored
+// ("after-prefix-B/entry"); and after a suffix of half the rest
+// ("after-suffix-B/entry"). Run it with -benchtime 1x.
+func BenchmarkIndexMemory(b *testing.B) {
+	const n, per = 1 << 20, 128
+	data := make([]byte, benchEntrySize)
+	heap := func() int64 {
+		var ms runtime.MemStats
+		runtime.GC()
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		return int64(ms.HeapAlloc)
+	}
+	var full, opening, reopened, prefix, suffix float64
+	for range b.N {
+		b.StopTimer()
+		dir := b.TempDir()
+		logs := make([]*raft.Log, per)
+		for j := range logs {
+			logs[j] = &raft.Log{Term: 1, Data: data}
+		}
+		base := heap()
+		b.StartTimer()
+		l, err := Open(dir, Options{Logger: quiet})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := 0; i < n; i += per {
+			if _, err := l.Append(logs); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StopTimer()
+		full += float64(heap()-base) / n
+		if err := l.Close(); err != nil {
+			b.Fatal(err)
+		}
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		allocated := ms.TotalAlloc
+		if l, err = Open(dir, Options{Logger: quiet}); err != nil {
+			b.Fatal(err)
+		}
+		runtime.ReadMemStats(&ms)
+		opening += float64(ms.TotalAlloc-allocated) / n
+		reopened += float64(heap()-base) / n
+		if err := l.DeleteRange(1, n/4*3); err != nil {
+			b.Fatal(err)
+		}
+		prefix += float64(heap()-base) / (n / 4)
+		if err := l.DeleteRange(n/8*7+1, n); err != nil {
+			b.Fatal(err)
+		}
+		suffix += float64(heap()-base) / (n / 8)
+		if err := l.Close(); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(full/float64(b.N), "heap-B/entry")
+	b.ReportMetric(opening/float64(b.N), "open-alloc-B/entry")
+	b.ReportMetric(reopened/float64(b.N), "reopened-B/entry")
+	b.ReportMetric(prefix/float64(b.N), "after-prefix-B/entry")
+	b.ReportMetric(suffix/float64(b.N), "after-suffix-B/entry")
 }

@@ -101,8 +101,8 @@ func TestGetLogDetectsRot(t *testing.T) {
 	l, err := Open(testDir, memOptions(fsys))
 	require.NoError(t, err)
 	defer l.Close()
-	p := l.pos[0]
-	xorByte(t, fsys, p.seg.name, p.off+int64(p.n)-1, 0x10)
+	name, off, n := recordOf(t, l, 1)
+	xorByte(t, fsys, name, off+n-1, 0x10)
 	var e raft.Log
 	err = l.GetLog(1, &e)
 	require.ErrorIs(t, err, ErrCorrupt)

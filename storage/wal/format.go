@@ -222,48 +222,29 @@ func parseRecord(b []byte, off int) (record, string) {
 	return r, ""
 }
 
-// event is a record of a valid batch, as recovery replays it.
-type event struct {
-	kind byte
-	off  int64
-	n    uint32
-	a, b uint64 // entry: index; suffix: after; prefix: first, segment
-}
-
-// parseBatch parses the batch starting at b[start:]. On success it
-// returns the batch's events and its end. Otherwise it returns the offset
-// of the first invalid byte found and why.
-func parseBatch(b []byte, start int, events []event) ([]event, int, int, string) {
+// parseBatch validates the batch starting at b[start:]. On success it
+// returns the batch's end. Otherwise it returns the offset of the first
+// invalid byte found and why.
+func parseBatch(b []byte, start int) (end, bad int, why string) {
 	off, count := start, 0
-	base := len(events)
 	for {
 		r, why := parseRecord(b, off)
 		if why != "" {
-			return events[:base], 0, off, why
+			return 0, off, why
 		}
 		if r.kind == kindCommit {
 			p := r.payload
 			switch {
 			case le.Uint64(p) != uint64(start):
-				return events[:base], 0, off, "commit record names another batch"
+				return 0, off, "commit record names another batch"
 			case int(le.Uint32(p[8:])) != count:
-				return events[:base], 0, off, "commit record count mismatch"
+				return 0, off, "commit record count mismatch"
 			case le.Uint32(p[12:]) != crc(b[start:off]):
-				return events[:base], 0, start, "batch checksum mismatch"
+				return 0, start, "batch checksum mismatch"
 			case count == 0:
-				return events[:base], 0, off, "empty batch"
+				return 0, off, "empty batch"
 			}
-			return events, off + r.n, 0, ""
-		}
-		ev := event{kind: r.kind, off: int64(off), n: uint32(r.n)}
-		switch r.kind {
-		case kindEntry, kindSuffix:
-			ev.a = le.Uint64(r.payload)
-		case kindPrefix:
-			ev.a, ev.b = le.Uint64(r.payload), le.Uint64(r.payload[8:])
-		}
-		if r.kind != kindPad {
-			events = append(events, ev)
+			return off + r.n, 0, ""
 		}
 		count++
 		off += r.n
@@ -274,7 +255,6 @@ func parseBatch(b []byte, start int, events []event) ([]event, int, int, string)
 // Recovery calls it past the first invalid byte of the last segment: if
 // a valid batch follows, the damage is not a torn tail.
 func validBatchAfter(b []byte, from int) (int, bool) {
-	var scratch []event
 	for i := from; i+commitLen <= len(b); {
 		j := bytes.IndexByte(b[i+8:], kindCommit)
 		if j < 0 {
@@ -293,7 +273,7 @@ func validBatchAfter(b []byte, from int) (int, bool) {
 		if s < uint64(from) || s >= uint64(q) {
 			continue
 		}
-		if _, _, _, why := parseBatch(b, int(s), scratch[:0]); why == "" {
+		if _, _, why := parseBatch(b, int(s)); why == "" {
 			return int(s), true
 		}
 	}

@@ -8,12 +8,60 @@ import (
 	"slices"
 )
 
-// scan is what recovery learned from one segment.
+// scan is what recovery learned from one segment: where its entries are,
+// and the records that replay applies to them.
 type scan struct {
-	seg    *segment
-	events []event
+	seg *segment
+	// offs holds every entry record of the segment, in file order; its
+	// tail is the end of the last.
+	offs segIndex
+	// ops are the segment's deletion records and the first entry of each
+	// run of entries with consecutive indexes, in file order.
+	ops []op
+	// next is the index that continues the run of the last entry.
+	next uint64
 	// torn is set when the last segment ends with a torn batch at seg.size.
 	torn bool
+}
+
+// op is a record that replay applies: at is the number of entries before
+// it in the segment.
+type op struct {
+	kind byte // kindEntry: the first of a run of entries
+	at   int
+	off  int64
+	a, b uint64 // entry: index; suffix: after; prefix: first, segment
+}
+
+// add records the records of a valid batch, b[start:end) without its
+// commit record, and reports whether the last that is not padding is a
+// seal.
+func (sc *scan) add(b []byte, start, end int) (sealed bool) {
+	for off := start; off < end; {
+		n := recHeaderLen + int(le.Uint32(b[off+4:]))
+		p := b[off+recHeaderLen : off+n]
+		switch kind := b[off+8]; kind {
+		case kindEntry:
+			idx := le.Uint64(p)
+			if sc.next == 0 || idx != sc.next {
+				sc.ops = append(sc.ops, op{kind: kind, at: sc.offs.len(), off: int64(off), a: idx})
+			}
+			sc.next = idx + 1
+			sc.offs.push(int64(off))
+			sc.offs.tail = int64(off + n)
+			sealed = false
+		case kindSuffix:
+			sc.ops = append(sc.ops, op{kind: kind, at: sc.offs.len(), off: int64(off), a: le.Uint64(p)})
+			sc.next, sealed = 0, false
+		case kindPrefix:
+			sc.ops = append(sc.ops, op{kind: kind, at: sc.offs.len(), off: int64(off), a: le.Uint64(p), b: le.Uint64(p[8:])})
+			sc.next, sealed = 0, false
+		case kindSeal:
+			sealed = true
+		}
+		off += n
+	}
+	return sealed
 }
 
 // recoverLog opens the segments, validates them and rebuilds the index.
@@ -43,6 +91,7 @@ func (l *Log) recoverLog() error {
 
 	var scans []*scan // newest first
 	var dead []uint64
+	var buf []byte // segment bytes, reused
 	deadBelow := uint64(0)
 	for i := len(ids) - 1; i >= 0; i-- {
 		id := ids[i]
@@ -51,7 +100,8 @@ func (l *Log) recoverLog() error {
 			continue
 		}
 		isLast := len(scans) == 0
-		sc, err := l.scanSegment(id, isLast)
+		var sc *scan
+		sc, buf, err = l.scanSegment(id, isLast, buf)
 		if err != nil {
 			closeScans(scans)
 			return err
@@ -67,8 +117,8 @@ func (l *Log) recoverLog() error {
 		}
 		scans = append(scans, sc)
 		if deadBelow == 0 {
-			for j := len(sc.events) - 1; j >= 0; j-- {
-				ev := sc.events[j]
+			for j := len(sc.ops) - 1; j >= 0; j-- {
+				ev := sc.ops[j]
 				if ev.kind != kindPrefix {
 					continue
 				}
@@ -84,6 +134,7 @@ func (l *Log) recoverLog() error {
 			}
 		}
 	}
+	buf = nil
 	slices.Reverse(scans)
 	for _, sc := range scans {
 		l.segs = append(l.segs, sc.seg)
@@ -148,40 +199,45 @@ func repairTail(seg *segment, size int64) error {
 	return nil
 }
 
-// scanSegment reads and validates one segment. It returns nil, nil for a
-// newest segment whose creation was interrupted: a bad header and no
-// valid batch.
-func (l *Log) scanSegment(id uint64, isLast bool) (*scan, error) {
+// scanSegment reads and validates one segment, reading it into buf,
+// which it returns, grown if need be, for the next. It returns a nil scan
+// for a newest segment whose creation was interrupted: a bad header and
+// no valid batch.
+func (l *Log) scanSegment(id uint64, isLast bool, buf []byte) (*scan, []byte, error) {
 	name := filepath.Join(l.dir, segmentName(id))
 	f, err := l.fs.Open(name)
 	if err != nil {
-		return nil, fmt.Errorf("wal: open segment %d: %w", id, err)
+		return nil, buf, fmt.Errorf("wal: open segment %d: %w", id, err)
 	}
-	sc, err := scanFile(f, id, name, isLast)
+	sc, buf, err := scanFile(f, id, name, isLast, buf)
 	if err != nil || sc == nil {
 		f.Close()
-		return nil, err
+		return nil, buf, err
 	}
 	sc.seg.f = f
-	return sc, nil
+	return sc, buf, nil
 }
 
 func scanFile(f interface {
 	io.ReaderAt
 	Size() (int64, error)
-}, id uint64, name string, isLast bool) (*scan, error) {
+}, id uint64, name string, isLast bool, buf []byte) (*scan, []byte, error) {
 	size, err := f.Size()
 	if err != nil {
-		return nil, fmt.Errorf("wal: segment %d: %w", id, err)
+		return nil, buf, fmt.Errorf("wal: segment %d: %w", id, err)
 	}
-	buf := make([]byte, size)
-	if n, err := f.ReadAt(buf, 0); n < len(buf) {
+	if int64(cap(buf)) < size {
+		buf = make([]byte, size)
+	}
+	b := buf[:size]
+	if n, err := f.ReadAt(b, 0); n < len(b) {
 		if err == nil || errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
-		return nil, fmt.Errorf("wal: read segment %d: %w", id, err)
+		return nil, buf, fmt.Errorf("wal: read segment %d: %w", id, err)
 	}
-	return scanBytes(buf, id, name, isLast)
+	sc, err := scanBytes(b, id, name, isLast)
+	return sc, buf, err
 }
 
 // scanBytes validates the bytes of a segment; see scanSegment.
@@ -201,13 +257,14 @@ func scanBytes(buf []byte, id uint64, name string, isLast bool) (*scan, error) {
 	failAt, bad := -1, 0
 	for p < len(buf) {
 		var end int
-		sc.events, end, bad, why = parseBatch(buf, p, sc.events)
+		end, bad, why = parseBatch(buf, p)
 		if why != "" {
 			failAt = p
 			break
 		}
+		sealed := sc.add(buf, p, end-commitLen)
 		p = end
-		if n := len(sc.events); n > 0 && sc.events[n-1].kind == kindSeal {
+		if sealed {
 			sc.seg.sealed = true
 			break
 		}
@@ -231,62 +288,79 @@ func scanBytes(buf []byte, id uint64, name string, isLast bool) (*scan, error) {
 	return sc, nil
 }
 
-// replay rebuilds the index from the events of the live segments.
+// replay rebuilds the index from the records of the live segments.
 func (l *Log) replay(scans []*scan) error {
-	var pos []entryPos
-	var first uint64
 	hint := uint64(1) // the next index when the log ends up empty
 	for _, sc := range scans {
-		for _, ev := range sc.events {
-			switch ev.kind {
+		s := sc.seg
+		for k, o := range sc.ops {
+			switch o.kind {
 			case kindEntry:
-				idx := ev.a
+				// The run o starts holds the entries up to the next op.
+				end := sc.offs.len()
+				if k+1 < len(sc.ops) {
+					end = sc.ops[k+1].at
+				}
+				idx := o.a
 				// An empty log may start at any index, as StoreLogs allows.
-				want := first + uint64(len(pos))
-				if len(pos) == 0 {
-					want = idx
+				want := idx
+				if n := len(l.live); n > 0 {
+					want = l.live[n-1].ix.last() + 1
 				}
 				if idx == 0 || idx != want {
-					return &CorruptError{Segment: sc.seg.id, File: sc.seg.name, Offset: ev.off,
+					return &CorruptError{Segment: s.id, File: s.name, Offset: o.off,
 						Reason: fmt.Sprintf("entry %d where %d was expected", idx, want)}
 				}
-				if len(pos) == 0 {
-					first = idx
-				}
-				pos = append(pos, entryPos{seg: sc.seg, off: ev.off, n: ev.n})
-				hint = idx + 1
-			case kindSuffix:
-				k := ev.a
-				if len(pos) > 0 && k < first+uint64(len(pos))-1 {
-					if k < first {
-						pos = pos[:0]
-					} else {
-						pos = pos[:k-first+1]
+				if n := len(l.live); n == 0 || l.live[n-1] != s {
+					if o.at == 0 && end == sc.offs.len() {
+						// The common case, the whole segment's entries
+						// live: the index is the scan's.
+						s.ix, sc.offs = sc.offs, segIndex{}
+						s.ix.first = idx
+						l.live = append(l.live, s)
+						hint = idx + uint64(end)
+						continue
 					}
+					s.ix = segIndex{first: idx}
+					l.live = append(l.live, s)
+				}
+				for j := o.at; j < end; j++ {
+					s.ix.push(sc.offs.at(j))
+				}
+				s.ix.tail = sc.offs.tail
+				if end < sc.offs.len() {
+					s.ix.tail = sc.offs.at(end)
+				}
+				hint = idx + uint64(end-o.at)
+			case kindSuffix:
+				k := o.a
+				if n := len(l.live); n > 0 && k < l.live[n-1].ix.last() {
+					l.dropFrom(k + 1)
 					hint = k + 1
 				}
-				if len(pos) == 0 {
+				if len(l.live) == 0 {
 					hint = k + 1
 				}
 			case kindPrefix:
-				f := ev.a
-				if len(pos) > 0 && f > first {
-					drop := min(f-first, uint64(len(pos)))
-					pos = pos[drop:]
-					first = f
+				if len(l.live) > 0 && o.a > l.live[0].ix.first {
+					l.dropBefore(o.a)
 				}
-				if len(pos) == 0 {
-					hint = max(hint, f)
+				if len(l.live) == 0 {
+					hint = max(hint, o.a)
 				}
 			}
 		}
+		// The segment is complete: release the scan's copy, and what the
+		// index's growth left unused.
+		sc.offs, sc.ops = segIndex{}, nil
+		if s.ix.slack() {
+			s.ix.fit()
+		}
 	}
-	l.pos = slices.Clip(pos)
-	if len(pos) > 0 {
-		l.first = first
-		l.next = first + uint64(len(pos))
+	if n := len(l.live); n > 0 {
+		l.next = l.live[n-1].ix.last() + 1
 	} else {
-		l.first, l.next, l.empty = 0, hint, true
+		l.next, l.empty = hint, true
 	}
 	return nil
 }
