@@ -43,6 +43,9 @@ type plantedBugs struct {
 	// incoming half (C_new) for commits, elections and leadership checks,
 	// as if it were not joint.
 	SingleMajorityWhileJoint bool
+	// IgnoreDiskStall makes the core ignore the driver's report that its
+	// disk stalled (stall.go): a leader whose writes hang goes on leading.
+	IgnoreDiskStall bool
 }
 
 // acceptStaleAppend is the AcceptStaleAppend bug.

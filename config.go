@@ -116,12 +116,42 @@ type Config struct {
 	// follower. Between 1 KiB and MaxSnapshotChunk; default 256 KiB.
 	SnapshotChunkSize int
 
+	// DiskStallTimeout is how long this server's oldest unfinished log or
+	// stable-store write may be under way before the server counts its
+	// disk as stalled: a write that neither returns nor fails (an fsync
+	// that hangs, a disk that blocks when full). A stalled leader steps
+	// down and stops heartbeating, so that the others elect a leader that
+	// can make commands durable; a stalled server of any role does not
+	// campaign until a write completes again and its disk has then worked
+	// for the longer of ElectionTimeout and DiskStallTimeout. The stall is
+	// logged (Warn, then Info when it clears), reported by Stats
+	// ("disk_stalled", "disk_stalled_since", "disk_stalled_for") and to
+	// observers (Observation.DiskStalled). 0 means the default: 5s, or
+	// ElectionTimeout if that is longer. A positive value must be at least
+	// ElectionTimeout (stepping down costs the cluster an election, so a
+	// shorter stall is cheaper ridden out). A negative value turns the
+	// check off: a leader whose disk hangs then goes on leading, and every
+	// write through it hangs too.
+	DiskStallTimeout time.Duration
+
 	// Logger receives keel's logs. Nil means silent.
 	Logger *slog.Logger
 
 	// sessionClock, when set (tests only, export_test.go), replaces the
 	// wall clock a leader stamps session entries with.
 	sessionClock func() time.Time
+}
+
+// diskStallTimeout is DiskStallTimeout with the default applied; 0 means
+// the check is off.
+func (c *Config) diskStallTimeout() time.Duration {
+	switch {
+	case c.DiskStallTimeout == 0:
+		return max(defaultDiskStallTimeout, c.ElectionTimeout)
+	case c.DiskStallTimeout < 0:
+		return 0
+	}
+	return c.DiskStallTimeout
 }
 
 // sessionNow is the leader's time for a session entry, in Unix
@@ -155,6 +185,9 @@ func DefaultConfig() *Config {
 		SnapshotChunkSize:   256 << 10,
 	}
 }
+
+// defaultDiskStallTimeout is Config.DiskStallTimeout's default.
+const defaultDiskStallTimeout = 5 * time.Second
 
 // Defaults for fields where 0 means the default.
 const (
@@ -211,6 +244,8 @@ func ValidateConfig(c *Config) error {
 		return bad("SnapshotInterval", "is %v, want at least 1ms", c.SnapshotInterval)
 	case c.SnapshotChunkSize < 1<<10 || c.SnapshotChunkSize > MaxSnapshotChunk:
 		return bad("SnapshotChunkSize", "is %d, want between 1 KiB and %d", c.SnapshotChunkSize, MaxSnapshotChunk)
+	case c.DiskStallTimeout > 0 && c.DiskStallTimeout < c.ElectionTimeout:
+		return bad("DiskStallTimeout", "is %v, want at least ElectionTimeout (%v), 0 for the default or negative for off", c.DiskStallTimeout, c.ElectionTimeout)
 	}
 	return nil
 }
@@ -244,6 +279,7 @@ func (c *Config) coreConfig(rand randSource) (coreConfig, time.Duration) {
 		promotionMaxLag:      c.PromotionMaxLag,
 		promotionStableTicks: int((c.PromotionStableTime + tick - 1) / tick),
 		trailingLogs:         c.TrailingLogs,
+		diskHoldTicks:        max(electionTicks, int(c.diskStallTimeout()/tick)),
 		logCacheBytes:        orDefault(c.MaxLogCacheBytes, defaultLogCacheBytes),
 		maxPendingBytes:      orDefault(c.MaxPendingBytes, defaultPendingBytes),
 	}, tick

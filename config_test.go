@@ -21,6 +21,7 @@ func TestValidateConfigNamesTheField(t *testing.T) {
 		"MaxInflightAppends":  func(c *Config) { c.MaxInflightAppends = 0 },
 		"PromotionMaxLag":     func(c *Config) { c.PromotionMaxLag = 0 },
 		"PromotionStableTime": func(c *Config) { c.PromotionStableTime = -time.Second },
+		"DiskStallTimeout":    func(c *Config) { c.DiskStallTimeout = c.ElectionTimeout - time.Millisecond },
 	}
 	for field, breakIt := range cases {
 		c := *ok
@@ -43,4 +44,31 @@ func TestCoreConfigTicks(t *testing.T) {
 	require.True(t, cc.checkQuorum)
 	require.Equal(t, 20, cc.promotionStableTicks, "PromotionStableTime in ticks")
 	require.Equal(t, uint64(256), cc.promotionMaxLag)
+}
+
+// DiskStallTimeout: 0 is the default (5s, or the election timeout if
+// longer), negative is off, and the hold after a stall is the longer of
+// the election timeout and the stall timeout, in ticks.
+func TestDiskStallTimeoutConfig(t *testing.T) {
+	c := DefaultConfig()
+	c.LocalID = "a"
+	require.Equal(t, 5*time.Second, c.diskStallTimeout())
+	cc, _ := c.coreConfig(nil)
+	require.Equal(t, 100, cc.diskHoldTicks, "5s of 50ms ticks")
+
+	c.ElectionTimeout = 8 * time.Second
+	require.NoError(t, ValidateConfig(c), "the default follows a long election timeout")
+	require.Equal(t, 8*time.Second, c.diskStallTimeout())
+
+	c.ElectionTimeout = time.Second
+	c.DiskStallTimeout = time.Second
+	require.NoError(t, ValidateConfig(c))
+	cc, _ = c.coreConfig(nil)
+	require.Equal(t, 20, cc.diskHoldTicks, "at least an election timeout")
+
+	c.DiskStallTimeout = -1
+	require.NoError(t, ValidateConfig(c), "negative turns the check off")
+	require.Zero(t, c.diskStallTimeout())
+	cc, _ = c.coreConfig(nil)
+	require.Equal(t, 20, cc.diskHoldTicks)
 }

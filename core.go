@@ -60,6 +60,9 @@ type coreConfig struct {
 	logCacheBytes        uint64       // applied entries beyond this many bytes are evicted from memory; 0: none
 	maxPendingBytes      uint64       // a leader refuses proposals beyond this many unapplied bytes; 0: no bound
 	snapBugs             snapshotBugs // planted bugs; never set outside tests
+	// diskHoldTicks is how long a server whose disk stalled waits, once it
+	// works again, before it may campaign (stall.go).
+	diskHoldTicks int
 }
 
 // hardState is what must be durable before any message that depends on it
@@ -144,6 +147,7 @@ type core struct {
 	member    memberState  // membership.go: the change under way
 	transfer  leadTransfer // transfer.go: leadership transfer
 	snapState              // snapshots, compaction and install (snapshot.go)
+	disk      diskStall    // stall.go: whether the disk is stalled
 
 	electionElapsed   int // ticks since the last election timeout reset
 	heartbeatElapsed  int // leader: ticks since the last heartbeat
@@ -264,6 +268,7 @@ func (c *core) tick() {
 	if c.startHold > 0 {
 		c.startHold--
 	}
+	c.tickDisk()
 	if c.role == roleLeader {
 		c.tickPromotions()
 		c.tickLeader()

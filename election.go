@@ -20,7 +20,7 @@ func (c *core) resetRandomizedTimeout() {
 // leader has been heard from for a randomized election timeout.
 func (c *core) tickElection() {
 	c.electionElapsed++
-	if c.electionElapsed < c.randomizedTimeout || !c.canCampaign() {
+	if c.electionElapsed < c.randomizedTimeout || !c.canCampaign() || c.diskBlocksCampaign() {
 		return
 	}
 	c.electionElapsed = 0
@@ -137,7 +137,7 @@ func (c *core) becomeLeader() {
 
 // campaign asks every voter for its vote (or pre-vote).
 func (c *core) campaign(kind campaignKind) {
-	if !c.canCampaign() {
+	if !c.canCampaign() || c.diskBlocksCampaign() {
 		return
 	}
 	msgType, term := MsgVote, c.term+1

@@ -29,6 +29,7 @@ func (r *Raft) run() {
 			r.failAll()
 			return
 		case <-ticker.C:
+			r.checkDiskStall()
 			r.core.tick()
 		case m := <-consumer:
 			r.step(m)
@@ -195,21 +196,18 @@ func (r *Raft) addInflight(fs []*future) {
 }
 
 // flush acts on the core's outputs, in the order durability demands: term
-// and vote first, then messages, log writes and applies.
+// and vote first (written by the persister before the entries, every
+// message waiting for them), then messages, log writes and applies.
 func (r *Raft) flush() error {
 	rd := r.core.ready()
 	for _, err := range r.core.violations {
 		r.logger.Warn("refused message", "err", err)
 	}
 	r.core.violations = nil
-	if rd.hardState != nil {
-		if err := saveHardState(r.stable, *rd.hardState); err != nil {
-			return err
-		}
-	}
-	if len(rd.entries) > 0 || len(rd.msgsAfterAppend) > 0 || rd.compactTo > 0 || len(rd.loads) > 0 {
-		job := persistJob{entries: rd.entries, msgs: make([]outMsg, 0, len(rd.msgsAfterAppend)),
-			compact: logCompaction{to: rd.compactTo, reset: rd.resetLog}, loads: rd.loads}
+	held := r.holdForHardState(&rd) // stall_driver.go: term and vote go through the persister
+	if rd.hardState != nil || len(held) > 0 || len(rd.entries) > 0 || len(rd.msgsAfterAppend) > 0 || rd.compactTo > 0 || len(rd.loads) > 0 {
+		job := persistJob{entries: rd.entries, msgs: slices.Grow(held, len(rd.msgsAfterAppend)),
+			compact: logCompaction{to: rd.compactTo, reset: rd.resetLog}, loads: rd.loads, hardState: rd.hardState}
 		for i := range rd.msgsAfterAppend {
 			job.msgs = append(job.msgs, r.route(&rd.msgsAfterAppend[i]))
 		}
@@ -327,6 +325,9 @@ func (r *Raft) publish() {
 
 		logBytes:     c.log.memBytes,
 		pendingBytes: c.log.pendingBytes(),
+
+		diskStalled:  r.stall.stalled,
+		stalledSince: r.stall.since,
 	}
 	if p.leaderID != "" {
 		p.leaderAddr, _ = c.confs.latest().conf.address(p.leaderID)
@@ -347,11 +348,11 @@ func (r *Raft) publish() {
 		r.failLeaderWork()
 	}
 	r.settleMembership()
-	if old.state != p.state || old.term != p.term || old.leaderID != p.leaderID {
+	if old.state != p.state || old.term != p.term || old.leaderID != p.leaderID || old.diskStalled != p.diskStalled {
 		if (old.state == Leader) != (p.state == Leader) {
 			r.setLeaderCh(p.state == Leader)
 		}
-		r.observe(Observation{State: p.state, Term: p.term, LeaderID: p.leaderID, LeaderAddr: p.leaderAddr})
+		r.observe(Observation{State: p.state, Term: p.term, LeaderID: p.leaderID, LeaderAddr: p.leaderAddr, DiskStalled: p.diskStalled})
 	}
 }
 

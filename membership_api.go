@@ -253,6 +253,6 @@ func (r *Raft) settleMembership() {
 		r.member.observed = [2]uint64{latest, committed}
 		cs := r.configurations()
 		p := r.lastPub
-		r.observe(Observation{State: p.state, Term: p.term, LeaderID: p.leaderID, LeaderAddr: p.leaderAddr, Configurations: &cs})
+		r.observe(Observation{State: p.state, Term: p.term, LeaderID: p.leaderID, LeaderAddr: p.leaderAddr, DiskStalled: p.diskStalled, Configurations: &cs})
 	}
 }

@@ -3,13 +3,18 @@ package raft
 import "sync/atomic"
 
 // Observation reports a change of this server's role, term or known
-// leader, or of its configurations. The role fields always hold the current
-// values.
+// leader, of whether its disk is stalled, or of its configurations. The
+// role fields and DiskStalled always hold the current values.
 type Observation struct {
 	State      RaftState
 	Term       uint64
 	LeaderID   ServerID
 	LeaderAddr ServerAddress
+	// DiskStalled reports that a log or stable-store write of this server
+	// has been under way for longer than Config.DiskStallTimeout: the
+	// server does not lead or campaign until writes complete again (see
+	// Config.DiskStallTimeout). An observation is sent when it changes.
+	DiskStalled bool
 	// Configurations is set, and only then, when the observation reports a
 	// configuration change: a configuration entry appended to this
 	// server's log (or rolled back by a truncation), or one committed.
@@ -22,7 +27,7 @@ type observer struct {
 }
 
 // RegisterObserver sends an Observation to ch on every change of role,
-// term or leader and of configuration, without ever blocking the server: when ch is full the
+// term or leader, of DiskStalled and of configuration, without ever blocking the server: when ch is full the
 // observation is dropped and counted. Call the returned function to deregister; it returns how many
 // observations were dropped.
 func (r *Raft) RegisterObserver(ch chan<- Observation) (deregister func() (dropped uint64)) {

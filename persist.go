@@ -18,6 +18,8 @@ type persistJob struct {
 	compact logCompaction
 	// loads are reads of evicted entries, done after the writes.
 	loads []logLoad
+	// hardState, when set, is written first (persist_stall.go).
+	hardState *hardState
 }
 
 // loadResult is what a logLoad read: the entries, or the error that
@@ -47,13 +49,20 @@ type persister struct {
 
 	lastOnDisk uint64 // the LogStore's last index; persister goroutine only
 	batch      []*Log // reused StoreLogs argument
+
+	persistStall // persist_stall.go: term and vote, and when the write under way began
 }
 
 func newPersister(logs LogStore, lastOnDisk uint64, send func(outMsg), notify func(uint64, uint64), fail func(error), loaded func([]loadResult)) *persister {
 	return &persister{logs: logs, lastOnDisk: lastOnDisk, send: send, notify: notify, fail: fail, loaded: loaded, jobs: newWorkQueue[persistJob]()}
 }
 
-func (p *persister) submit(j persistJob) { p.jobs.push(j) }
+func (p *persister) submit(j persistJob) {
+	if j.hardState != nil {
+		p.hardStates.Add(1)
+	}
+	p.jobs.push(j)
+}
 
 // close stops the persister; jobs not yet written are dropped, and nothing
 // they would have acknowledged is sent.
@@ -66,6 +75,7 @@ func (p *persister) run() {
 			return
 		}
 
+		p.beginWrite()
 		last, err := p.write(jobs)
 		if err != nil {
 			p.fail(err)
@@ -75,6 +85,7 @@ func (p *persister) run() {
 			for _, m := range j.msgs {
 				p.send(m)
 			}
+			p.jobDone(&j)
 		}
 		if last != nil {
 			p.notify(last.Index, last.Term)
@@ -85,6 +96,7 @@ func (p *persister) run() {
 				results = append(results, p.load(ld))
 			}
 		}
+		p.endWrite() // the reads too: one that hangs holds up the writes behind it
 		if len(results) > 0 {
 			p.loaded(results)
 		}
@@ -116,6 +128,11 @@ func (p *persister) write(jobs []persistJob) (*Log, error) {
 	p.batch = p.batch[:0]
 	var last *Log
 	for ji := range jobs {
+		if hs := jobs[ji].hardState; hs != nil {
+			if err := p.writeHardState(hs); err != nil {
+				return nil, err
+			}
+		}
 		if jobs[ji].compact.to > 0 {
 			if err := p.store(); err != nil {
 				return nil, err

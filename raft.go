@@ -64,6 +64,7 @@ type Raft struct {
 	addrs    map[ServerID]ServerAddress // learned from messages, beside the configuration
 	member   memberWaits                // membership_api.go: changes and transfers under way
 	lastPub  published
+	stall    diskWatch // stall_driver.go: whether the persister's writes stalled
 
 	persister *persister
 	applier   *applier
@@ -103,6 +104,9 @@ type published struct {
 	leaderAddr ServerAddress
 	lastIndex  uint64
 	commit     uint64
+	// diskStalled: the write under way since stalledSince has stalled.
+	diskStalled  bool
+	stalledSince time.Time
 	// logBytes and pendingBytes are the log's entries in memory and the
 	// part of them not yet applied (MaxLogCacheBytes, MaxPendingBytes).
 	logBytes, pendingBytes uint64
@@ -164,6 +168,7 @@ func NewRaft(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 	base := confEntry{index: snap.ConfigurationIndex, conf: snap.Configuration}
 	r.core = newCoreFromLog(cc, hs, snap.Index, snap.Term, base, startLog)
 	r.persister = newPersister(logs, lastOnDisk, r.sendNow, r.persistedTo, r.fatal, r.loadsDone)
+	r.persister.stable = stable
 	r.applier = newApplier(fsm, snap.Index, sessions, func() { notify(r.applyNotify) })
 	r.publish()
 
@@ -496,6 +501,10 @@ func (r *Raft) Stats() map[string]string {
 		// The log's entries in memory, and those of them not yet applied.
 		"log_memory_bytes":  u(p.logBytes),
 		"log_pending_bytes": u(p.pendingBytes),
+
+		"disk_stalled":       strconv.FormatBool(p.diskStalled),
+		"disk_stalled_since": stalledSinceString(p),
+		"disk_stalled_for":   stalledForString(p),
 	}
 }
 
@@ -510,7 +519,10 @@ func lastContactString(t time.Time) string {
 // exited. Operations under way fail with ErrRaftShutdown. It is safe to
 // call more than once; it returns the storage error that stopped the
 // server, if one did. It must not be called from the FSM's methods, which
-// run on one of the goroutines it waits for.
+// run on one of the goroutines it waits for. Nor can it interrupt a call
+// into a store that never returns (a LogStore or StableStore write whose
+// disk hangs, a SnapshotStore or FSMSnapshot.Persist stuck on one): it
+// waits for that call to return.
 func (r *Raft) Shutdown() error {
 	r.close(nil)
 	r.wg.Wait()

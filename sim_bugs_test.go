@@ -35,6 +35,7 @@ var simBugs = []simBug{
 	{"apply a session retry again", func(o *simOptions) { o.sessBugs.ApplyRetries = true }},
 	{"apply a stale session command", func(o *simOptions) { o.sessBugs.ApplyStale = true }},
 	{"leave the sessions out of snapshots", func(o *simOptions) { o.sessBugs.ForgetInSnapshot = true }},
+	{"ignore a disk stall (the zombie leader)", func(o *simOptions) { o.bugs.IgnoreDiskStall = true }},
 }
 
 // simBugBudget is how many seeds a planted bug may take to be caught.

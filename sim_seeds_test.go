@@ -65,10 +65,10 @@ func TestSimulator(t *testing.T) {
 		}
 	})
 	n := int(last - first + 1)
-	t.Logf("%d seeds in %v: per seed %d ticks, %d operations (%d acknowledged, %d unknown; %d puts resent in session, %d refused as expired, %d sessions), %d committed, %d terms with a leader, %d crashes (%d of a leader), %d partitions, %d reads of evicted entries, %d puts refused with the proposal queue full",
+	t.Logf("%d seeds in %v: per seed %d ticks, %d operations (%d acknowledged, %d unknown; %d puts resent in session, %d refused as expired, %d sessions), %d committed, %d terms with a leader, %d crashes (%d of a leader), %d partitions, %d reads of evicted entries, %d puts refused with the proposal queue full; in all %d disk stalls, %d liveness checks under a hung leader",
 		n, time.Since(start).Round(time.Millisecond), total.ticks/n, total.ops/n, total.done/n, total.unsure/n,
 		total.retries/n, total.expired/n, total.registered/n,
-		total.committed/n, total.terms/n, total.crashes/n, total.leaderCrashes/n, total.partitions/n, total.loads/n, total.queueFull/n)
+		total.committed/n, total.terms/n, total.crashes/n, total.leaderCrashes/n, total.partitions/n, total.loads/n, total.queueFull/n, total.diskStalls, total.hangChecks)
 }
 
 func (r *simResult) add(o simResult) {
@@ -86,6 +86,8 @@ func (r *simResult) add(o simResult) {
 	r.registered += o.registered
 	r.loads += o.loads
 	r.queueFull += o.queueFull
+	r.diskStalls += o.diskStalls
+	r.hangChecks += o.hangChecks
 }
 
 // TestSimulatorReplays runs 50 seeds twice and compares the hashes of
@@ -102,6 +104,6 @@ func TestSimulatorReplays(t *testing.T) {
 }
 
 func (r simResult) String() string {
-	return fmt.Sprintf("ticks=%d ops=%d done=%d unsure=%d retries=%d expired=%d sessions=%d committed=%d terms=%d crashes=%d leaderCrashes=%d partitions=%d",
-		r.ticks, r.ops, r.done, r.unsure, r.retries, r.expired, r.registered, r.committed, r.terms, r.crashes, r.leaderCrashes, r.partitions)
+	return fmt.Sprintf("ticks=%d ops=%d done=%d unsure=%d retries=%d expired=%d sessions=%d committed=%d terms=%d crashes=%d leaderCrashes=%d partitions=%d diskStalls=%d hangChecks=%d",
+		r.ticks, r.ops, r.done, r.unsure, r.retries, r.expired, r.registered, r.committed, r.terms, r.crashes, r.leaderCrashes, r.partitions, r.diskStalls, r.hangChecks)
 }

@@ -59,6 +59,7 @@ type simResult struct {
 	loads                    int // reads of entries evicted from a core's memory
 	queueFull                int // puts refused: MaxPendingBytes
 	registered               int // sessions registered
+	diskStalls, hangChecks   int // stalls a core was told of; liveness checks under a hung leader (sim_stall_test.go)
 	trace                    uint64
 }
 
@@ -105,6 +106,8 @@ type simCluster struct {
 	// in some seeds, so that sessions expire under the clients.
 	sessionTTL sim.Time
 
+	hangs simHangs // sim_stall_test.go: the seed's disk hangs
+
 	calm    bool // the liveness phase: no new faults, no new client ops
 	err     error
 	res     simResult
@@ -133,7 +136,8 @@ type simNode struct {
 	lazyHS       *hardState
 	snapshotting bool // a snapshot is being persisted
 
-	mirror simMirror // the core's log as the checkers see it
+	hang   simDiskHang // sim_stall_test.go: whether its disk hangs
+	mirror simMirror   // the core's log as the checkers see it
 	fsm    simFSM
 	// Client work this server holds as leader.
 	props      map[uint64]simPending // proposals by log index
@@ -250,6 +254,7 @@ func newSimCluster(opt simOptions, dataDir string) *simCluster {
 	for _, n := range s.nodes {
 		n.clockOffset = sim.Time(r.Int64N(int64(6 * simET)))
 	}
+	s.drawHangs()
 	return s
 }
 
@@ -307,8 +312,8 @@ func (s *simCluster) fail(format string, args ...any) {
 	if s.err != nil {
 		return
 	}
-	s.err = fmt.Errorf("seed %d at %v: %s\nservers %d, faults: %v\nreplay: go test -run 'TestSimulator$' -sim.seed=%d\nlast events:\n%s",
-		s.opt.seed, s.sched.Now(), fmt.Sprintf(format, args...), len(s.nodes), s.faults, s.opt.seed, s.trace.Tail())
+	s.err = fmt.Errorf("seed %d at %v: %s\nservers %d, faults: %v %v\nreplay: go test -run 'TestSimulator$' -sim.seed=%d\nlast events:\n%s",
+		s.opt.seed, s.sched.Now(), fmt.Sprintf(format, args...), len(s.nodes), s.faults, &s.hangs, s.opt.seed, s.trace.Tail())
 }
 
 func (s *simCluster) record(n *simNode, kind, detail string, nums ...uint64) {
@@ -369,6 +374,7 @@ func (n *simNode) crash() {
 	if n.c.role == roleLeader {
 		n.s.res.leaderCrashes++
 	}
+	n.forgetTentative()
 	n.c = nil
 	n.inc++
 	n.writes, n.lazyHS = nil, nil
@@ -383,6 +389,7 @@ func (n *simNode) scheduleTick() {
 			return
 		}
 		n.s.res.ticks++
+		n.checkDiskStall()
 		n.c.tick()
 		n.flush()
 		n.scheduleTick()
@@ -397,6 +404,7 @@ func (n *simNode) flush() {
 		s.fail("%s refused a message: %v", n.id, err)
 	}
 	n.c.violations = nil
+	n.holdBehindHungDisk(&rd)
 	if rd.hardState != nil {
 		hs := *rd.hardState
 		if s.opt.lazyHardState {
@@ -463,8 +471,9 @@ func (n *simNode) flush() {
 // scheduleSync completes the oldest queued write after a disk latency.
 func (n *simNode) scheduleSync() {
 	inc := n.inc
+	n.hang.busySince = n.s.sched.Now()
 	n.s.sched.After(1+sim.Time(n.s.rand.Int64N(int64(n.disk))), func() {
-		if n.inc != inc {
+		if n.inc != inc || n.diskHangs(inc) {
 			return
 		}
 		w := n.writes[0]
@@ -552,6 +561,7 @@ func (s *simCluster) deliver(m Message) {
 func (s *simCluster) scheduleFaults(duration sim.Time) {
 	f := s.faults
 	s.sched.At(f.LeaderCrashAt, s.crashLeader)
+	s.scheduleHangs(duration)
 	if f.Crash {
 		for t := s.exp(f.CrashEvery); t < duration; t += s.exp(f.CrashEvery) {
 			s.sched.At(t, func() { s.crashOne(s.nodes[s.rand.IntN(len(s.nodes))]) })
@@ -764,6 +774,7 @@ func (s *simCluster) partition() {
 func (s *simCluster) liveness() {
 	s.calm = true
 	s.net.Calm()
+	s.releaseDisks()
 	s.record(nil, "calm", "")
 	for _, n := range s.nodes {
 		if !n.up() {
@@ -780,6 +791,10 @@ func (s *simCluster) liveness() {
 	}
 	if s.sched.RunUntil(start+100*simET, func() bool { return s.err != nil || s.converged() }) {
 		s.fail("liveness: servers did not converge within 100 election timeouts of healing: %s", s.progress())
+		return
+	}
+	if s.err == nil {
+		s.hangLeaderLiveness()
 	}
 }
 

@@ -14,7 +14,11 @@ import (
 // applier, Persist on a goroutine of its own), compacting the LogStore,
 // restoring the FSM, and choosing the snapshot to start from. The core's
 // side is in snapshot.go; sending and receiving in snapshot_send.go and
-// snapshot_recv.go.
+// snapshot_recv.go. None of it calls the SnapshotStore, a sink or
+// FSMSnapshot.Persist on the event loop (the loop only hands work to the
+// applier and the snapshot goroutines and hears back through toLoop), so a
+// store that hangs never holds up heartbeats or commits
+// (TestStuckSnapshotDoesNotBlockTheLeader).
 
 // snapDriver is the snapshot state of a Raft, embedded in it. Fields are
 // owned by the event loop unless noted.

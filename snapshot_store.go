@@ -20,6 +20,12 @@ type SnapshotMeta struct {
 // SnapshotStore stores snapshots: a small header of keel's (the client
 // session table), then the FSM's bytes. A store treats them as opaque
 // bytes.
+//
+// keel never calls a SnapshotStore, a SnapshotSink or FSMSnapshot.Persist
+// on its event loop: snapshots are written, sent, received and restored on
+// goroutines of their own (or the applier's), so a store that hangs stalls
+// snapshots and log compaction, not heartbeats or commits. A call that
+// never returns cannot be interrupted, though: Shutdown waits for it.
 type SnapshotStore interface {
 	// Create starts a new snapshot. It becomes visible to List and Open only
 	// once its sink is closed without error.

@@ -79,6 +79,8 @@ type Store struct {
 	// failed is the error that failed the store, nil while it works.
 	failed error
 	stats  StoreStats
+
+	stall stallGate // stall.go: writes hang until released
 }
 
 var (
@@ -194,6 +196,7 @@ func (s *Store) GetLog(index uint64, log *raft.Log) error {
 // restarts after a snapshot. The caller may reuse logs and the Log structs
 // afterwards, but not the Data they point to.
 func (s *Store) StoreLogs(logs []*raft.Log) error {
+	s.stall.wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.beginWrite(OpStoreLogs); err != nil {
@@ -232,6 +235,7 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 // error. Indexes outside the stored range are ignored, so deleting up to a
 // snapshot beyond LastIndex empties the store.
 func (s *Store) DeleteRange(min, max uint64) error {
+	s.stall.wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.beginWrite(OpDeleteRange); err != nil {
@@ -274,6 +278,7 @@ func (s *Store) DeleteRange(min, max uint64) error {
 
 // Set stores a copy of val under key.
 func (s *Store) Set(key []byte, val []byte) error {
+	s.stall.wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.beginWrite(OpSet); err != nil {
@@ -294,6 +299,7 @@ func (s *Store) Get(key []byte) ([]byte, error) {
 // SetUint64 stores val under key as 8 big-endian bytes, in the same key space
 // as Set, as a disk store would.
 func (s *Store) SetUint64(key []byte, val uint64) error {
+	s.stall.wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.beginWrite(OpSet); err != nil {

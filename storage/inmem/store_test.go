@@ -3,6 +3,7 @@ package inmem
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 
@@ -693,4 +694,54 @@ func TestOpString(t *testing.T) {
 	require.Equal(t, "DeleteRange", OpDeleteRange.String())
 	require.Equal(t, "Set", OpSet.String())
 	require.Equal(t, "Op(9)", Op(9).String())
+}
+
+// Stall makes every write hang until released, reads going on meanwhile;
+// released writes then take effect as usual.
+func TestStall(t *testing.T) {
+	s := NewStore()
+	require.NoError(t, s.StoreLogs(entries(1, 2)))
+	release := s.Stall()
+	done := make(chan error, 3)
+	go func() { done <- s.StoreLogs(entries(3, 3)) }()
+	go func() { done <- s.Set([]byte("k"), []byte("v")) }()
+	go func() { done <- s.SetUint64([]byte("n"), 7) }()
+	for s.StalledWrites() < 3 {
+		runtime.Gosched()
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("a write returned while the store was stalled: %v", err)
+	default:
+	}
+	last, err := s.LastIndex()
+	require.NoError(t, err)
+	require.Equal(t, uint64(2), last, "reads work while writes hang")
+	v, err := s.Get([]byte("k"))
+	require.NoError(t, err)
+	require.Nil(t, v)
+	require.Equal(t, 0, s.Crash().StalledWrites(), "a crashed copy is not stalled")
+
+	release()
+	release() // harmless
+	for i := 0; i < 3; i++ {
+		require.NoError(t, <-done)
+	}
+	require.Zero(t, s.StalledWrites())
+	last, err = s.LastIndex()
+	require.NoError(t, err)
+	require.Equal(t, uint64(3), last)
+	n, err := s.GetUint64([]byte("n"))
+	require.NoError(t, err)
+	require.Equal(t, uint64(7), n)
+	require.NoError(t, s.DeleteRange(1, 1), "writes go through after release")
+
+	// A second stall is a new one.
+	release = s.Stall()
+	go func() { done <- s.DeleteRange(2, 2) }()
+	for s.StalledWrites() < 1 {
+		runtime.Gosched()
+	}
+	release()
+	require.NoError(t, <-done)
 }

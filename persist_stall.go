@@ -1,0 +1,53 @@
+package raft
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// persistStall is the persister's part in hard-state writes and in
+// detecting a stalled disk (stall_driver.go), embedded in persister.
+//
+// Term and vote are written by the persister, in order with the log
+// entries (before the entries of the same ready), rather than by the event
+// loop: a StableStore that hangs then hangs the persister alone, and the
+// loop goes on ticking, sees the stall and reports it. Every message the
+// loop would send while such a write is outstanding goes with the job and
+// leaves after it (Raft.holdForHardState), so term and vote are still
+// durable before any message that depends on them leaves.
+type persistStall struct {
+	// stable is where term and vote go.
+	stable StableStore
+	// busySince is when the group of jobs under way (its writes, and the
+	// reads of evicted entries done with them) began, in Unix
+	// nanoseconds; 0 while the persister waits for work. The event loop
+	// reads it.
+	busySince atomic.Int64
+	// hardStates counts the jobs carrying a hard state that were
+	// submitted and are not done (written, and their messages sent).
+	hardStates atomic.Int64
+}
+
+// hardStatePending reports whether a hard state handed to the persister
+// is not yet durable, or its job's messages not yet sent.
+func (p *persister) hardStatePending() bool { return p.hardStates.Load() > 0 }
+
+// writeHardState makes hs durable, after the entries batched so far (the
+// writes of earlier readies stay in order).
+func (p *persister) writeHardState(hs *hardState) error {
+	if err := p.store(); err != nil {
+		return err
+	}
+	return saveHardState(p.stable, *hs)
+}
+
+// beginWrite and endWrite bracket a group of jobs, for busySince.
+func (p *persister) beginWrite() { p.busySince.Store(time.Now().UnixNano()) }
+func (p *persister) endWrite()   { p.busySince.Store(0) }
+
+// jobDone counts a job with a hard state done, once its messages are sent.
+func (p *persister) jobDone(j *persistJob) {
+	if j.hardState != nil {
+		p.hardStates.Add(-1)
+	}
+}
