@@ -211,7 +211,13 @@ func (r *Raft) flush() error {
 		for i := range rd.msgsAfterAppend {
 			job.msgs = append(job.msgs, r.route(&rd.msgsAfterAppend[i]))
 		}
-		r.persister.submit(job)
+		if r.persister.queuedMsgs.Load()+int64(len(job.msgs)) > maxQueuedMsgs {
+			r.logger.Debug("persister backlog full: dropping messages", "count", len(job.msgs))
+			job.msgs = nil
+		}
+		if len(job.msgs) > 0 || job.hardState != nil || len(job.entries) > 0 || job.compact.to > 0 || len(job.loads) > 0 {
+			r.persister.submit(job)
+		}
 	}
 	for i := range rd.msgs {
 		r.sendNow(r.route(&rd.msgs[i]))

@@ -61,6 +61,7 @@ func (p *persister) submit(j persistJob) {
 	if j.hardState != nil {
 		p.hardStates.Add(1)
 	}
+	p.queuedMsgs.Add(int64(len(j.msgs)))
 	p.jobs.push(j)
 }
 
@@ -85,6 +86,7 @@ func (p *persister) run() {
 			for _, m := range j.msgs {
 				p.send(m)
 			}
+			p.queuedMsgs.Add(-int64(len(j.msgs)))
 			p.jobDone(&j)
 		}
 		if last != nil {

@@ -26,7 +26,16 @@ type persistStall struct {
 	// hardStates counts the jobs carrying a hard state that were
 	// submitted and are not done (written, and their messages sent).
 	hardStates atomic.Int64
+	// queuedMsgs counts the messages of submitted jobs not yet sent.
+	queuedMsgs atomic.Int64
 }
+
+// maxQueuedMsgs bounds the messages waiting in the persister's jobs. While
+// a write hangs, every answer the server gives waits behind it; beyond
+// this many the loop drops new ones instead (Raft tolerates lost
+// messages: the leader repeats heartbeats and resends appends), so a long
+// stall cannot grow the queue without bound.
+const maxQueuedMsgs = 4096
 
 // hardStatePending reports whether a hard state handed to the persister
 // is not yet durable, or its job's messages not yet sent.

@@ -87,3 +87,27 @@ func TestStalledStableStoreDoesNotBlockTheLoop(t *testing.T) {
 		require.NoError(t, r.Shutdown())
 	})
 }
+
+// While a term/vote write hangs, the answers waiting behind it are bounded:
+// beyond maxQueuedMsgs new ones are dropped, not queued.
+func TestHeldMessagesAreBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		conf := DefaultConfig()
+		conf.LocalID = "a"
+		logs, stable := &fakeLogStore{}, &fakeStable{kv: map[string][]byte{}}
+		servers := Configuration{Servers: []Server{{ID: "a", Address: "a"}, {ID: "b", Address: "b"}, {ID: "c", Address: "c"}}}
+		require.NoError(t, BootstrapCluster(conf, logs, stable, noSnapshots{}, servers))
+		gs := &gatedStable{fakeStable: stable, gate: make(chan struct{})}
+		trans := &recordingTransport{in: make(chan *Message)}
+		r, err := NewRaft(conf, nopFSM{}, logs, gs, noSnapshots{}, trans)
+		require.NoError(t, err)
+		for range maxQueuedMsgs + 500 {
+			trans.in <- &Message{Type: MsgHeartbeat, From: "b", FromAddr: "b", To: "a", Term: 5}
+		}
+		synctest.Wait()
+		require.Equal(t, int64(maxQueuedMsgs), r.persister.queuedMsgs.Load(), "answers held behind the hung write")
+		close(gs.gate)
+		waitUntil(t, time.Second, "the held answers sent", func() bool { return trans.count(MsgHeartbeatResp) == maxQueuedMsgs })
+		require.NoError(t, r.Shutdown())
+	})
+}
