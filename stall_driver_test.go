@@ -45,6 +45,21 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
+// startGatedServer starts server a of a three-server cluster whose
+// StableStore writes wait for gs.gate, with a transport that records what
+// it sends; stable is the store behind the gate.
+func startGatedServer(t *testing.T, conf *Config) (*Raft, *gatedStable, *fakeStable, *recordingTransport) {
+	t.Helper()
+	logs, stable := &fakeLogStore{}, &fakeStable{kv: map[string][]byte{}}
+	servers := Configuration{Servers: []Server{{ID: "a", Address: "a"}, {ID: "b", Address: "b"}, {ID: "c", Address: "c"}}}
+	require.NoError(t, BootstrapCluster(conf, logs, stable, noSnapshots{}, servers))
+	gs := &gatedStable{fakeStable: stable, gate: make(chan struct{})}
+	trans := &recordingTransport{in: make(chan *Message)}
+	r, err := NewRaft(conf, nopFSM{}, logs, gs, noSnapshots{}, trans)
+	require.NoError(t, err)
+	return r, gs, stable, trans
+}
+
 // A StableStore write that hangs blocks the persister, not the event loop:
 // the loop keeps serving, detects the stall and reports it. Meanwhile no
 // message leaves — neither the answer that depends on the new term nor
@@ -57,13 +72,7 @@ func TestStalledStableStoreDoesNotBlockTheLoop(t *testing.T) {
 		conf.HeartbeatInterval = 10 * time.Millisecond
 		conf.ElectionTimeout = 100 * time.Millisecond
 		conf.DiskStallTimeout = 200 * time.Millisecond
-		logs, stable := &fakeLogStore{}, &fakeStable{kv: map[string][]byte{}}
-		servers := Configuration{Servers: []Server{{ID: "a", Address: "a"}, {ID: "b", Address: "b"}, {ID: "c", Address: "c"}}}
-		require.NoError(t, BootstrapCluster(conf, logs, stable, noSnapshots{}, servers))
-		gs := &gatedStable{fakeStable: stable, gate: make(chan struct{})}
-		trans := &recordingTransport{in: make(chan *Message)}
-		r, err := NewRaft(conf, nopFSM{}, logs, gs, noSnapshots{}, trans)
-		require.NoError(t, err)
+		r, gs, stable, trans := startGatedServer(t, conf)
 
 		start := time.Now()
 		trans.in <- &Message{Type: MsgHeartbeat, From: "b", FromAddr: "b", To: "a", Term: 5} // term 5: written, blocks
@@ -71,7 +80,7 @@ func TestStalledStableStoreDoesNotBlockTheLoop(t *testing.T) {
 		trans.in <- &Message{Type: MsgHeartbeat, From: "b", FromAddr: "b", To: "a", Term: 5} // a later input, same term
 		synctest.Wait()
 		require.Zero(t, trans.total(), "nothing leaves before term 5 is durable")
-		_, err = r.GetConfiguration(context.Background())
+		_, err := r.GetConfiguration(context.Background())
 		require.NoError(t, err, "the event loop keeps serving")
 
 		waitUntil(t, time.Second, "the stall reported", func() bool { return r.Stats()["disk_stalled"] == "true" })
@@ -94,13 +103,7 @@ func TestHeldMessagesAreBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		conf := DefaultConfig()
 		conf.LocalID = "a"
-		logs, stable := &fakeLogStore{}, &fakeStable{kv: map[string][]byte{}}
-		servers := Configuration{Servers: []Server{{ID: "a", Address: "a"}, {ID: "b", Address: "b"}, {ID: "c", Address: "c"}}}
-		require.NoError(t, BootstrapCluster(conf, logs, stable, noSnapshots{}, servers))
-		gs := &gatedStable{fakeStable: stable, gate: make(chan struct{})}
-		trans := &recordingTransport{in: make(chan *Message)}
-		r, err := NewRaft(conf, nopFSM{}, logs, gs, noSnapshots{}, trans)
-		require.NoError(t, err)
+		r, gs, _, trans := startGatedServer(t, conf)
 		for range maxQueuedMsgs + 500 {
 			trans.in <- &Message{Type: MsgHeartbeat, From: "b", FromAddr: "b", To: "a", Term: 5}
 		}
