@@ -53,7 +53,7 @@ type Config struct {
 	// dropped from memory and read back from the LogStore if a follower
 	// that lags needs them. Entries not yet applied are bounded by
 	// MaxPendingBytes on a leader. An entry counts as its data plus 64
-	// bytes. 0 means the default, 512 KiB.
+	// bytes. 0 means the default, 256 KiB.
 	MaxLogCacheBytes uint64
 	// MaxPendingBytes bounds the commands a leader holds that its FSM has
 	// not applied yet (appended, replicating, committed but not applied),
@@ -100,7 +100,7 @@ type Config struct {
 	// disk, the replay after a restart — when commands come faster than
 	// SnapshotThreshold per SnapshotInterval. A SnapshotThreshold above it
 	// raises it (so a huge threshold still means "only when asked"); 0
-	// means the default, 262,144 (etcd snapshots every 100,000 entries).
+	// means the default, 131,072 (etcd snapshots every 100,000 entries).
 	SnapshotMaxEntries uint64
 	// SnapshotInterval is how often the server checks SnapshotThreshold;
 	// each wait is drawn at random from [SnapshotInterval,
@@ -192,9 +192,9 @@ const defaultDiskStallTimeout = 5 * time.Second
 // Defaults for fields where 0 means the default.
 const (
 	defaultClockDrift    = 0.1
-	defaultLogCacheBytes = 512 << 10
+	defaultLogCacheBytes = 256 << 10
 	defaultPendingBytes  = 32 << 20
-	defaultSnapMaxEnts   = 1 << 18
+	defaultSnapMaxEnts   = 1 << 17
 )
 
 // orDefault returns v, or def when v is 0.
