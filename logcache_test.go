@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"errors"
 	"math/rand/v2"
 	"testing"
 
@@ -200,4 +201,22 @@ func TestSlowFollowerFSMHoldsBackEntries(t *testing.T) {
 	}
 	require.Len(t, net.commands("s3"), 50)
 	require.Equal(t, net.nodes["s1"].durable, slow.durable)
+}
+
+// A read of evicted entries that fails stops the server, as a failed write
+// does — unless the entry is missing because a compaction removed it
+// meanwhile (at or below the snapshot), when the follower gets a snapshot
+// instead.
+func TestFailedLoadStopsTheServer(t *testing.T) {
+	net := newCoreNet(t, 1, 1, nil)
+	c := net.nodes["s1"].c
+	c.log.forget(1, 1) // a snapshot at 1
+	r := &Raft{core: c}
+	take := func(lo uint64, err error) error {
+		r.loadResults = []loadResult{{load: logLoad{To: "s2", Lo: lo, Hi: lo}, err: err}}
+		return r.takeLoads()
+	}
+	require.NoError(t, take(1, ErrLogNotFound), "compacted meanwhile")
+	require.ErrorIs(t, take(2, ErrLogNotFound), ErrLogNotFound, "missing above the snapshot")
+	require.Error(t, take(2, errors.New("disk on fire")))
 }

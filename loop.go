@@ -205,19 +205,17 @@ func (r *Raft) flush() error {
 	}
 	r.core.violations = nil
 	held := r.holdForHardState(&rd) // stall_driver.go: term and vote go through the persister
-	if rd.hardState != nil || len(held) > 0 || len(rd.entries) > 0 || len(rd.msgsAfterAppend) > 0 || rd.compactTo > 0 || len(rd.loads) > 0 {
-		job := persistJob{entries: rd.entries, msgs: slices.Grow(held, len(rd.msgsAfterAppend)),
-			compact: logCompaction{to: rd.compactTo, reset: rd.resetLog}, loads: rd.loads, hardState: rd.hardState}
-		for i := range rd.msgsAfterAppend {
-			job.msgs = append(job.msgs, r.route(&rd.msgsAfterAppend[i]))
-		}
-		if r.persister.queuedMsgs.Load()+int64(len(job.msgs)) > maxQueuedMsgs {
-			r.logger.Debug("persister backlog full: dropping messages", "count", len(job.msgs))
-			job.msgs = nil
-		}
-		if len(job.msgs) > 0 || job.hardState != nil || len(job.entries) > 0 || job.compact.to > 0 || len(job.loads) > 0 {
-			r.persister.submit(job)
-		}
+	job := persistJob{entries: rd.entries, msgs: slices.Grow(held, len(rd.msgsAfterAppend)),
+		compact: logCompaction{to: rd.compactTo, reset: rd.resetLog}, loads: rd.loads, hardState: rd.hardState}
+	for i := range rd.msgsAfterAppend {
+		job.msgs = append(job.msgs, r.route(&rd.msgsAfterAppend[i]))
+	}
+	if len(job.msgs) > 0 && r.persister.queuedMsgs.Load()+int64(len(job.msgs)) > maxQueuedMsgs {
+		r.logger.Debug("persister backlog full: dropping messages", "count", len(job.msgs))
+		job.msgs = nil
+	}
+	if !job.empty() {
+		r.persister.submit(job)
 	}
 	for i := range rd.msgs {
 		r.sendNow(r.route(&rd.msgs[i]))

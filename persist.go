@@ -22,6 +22,10 @@ type persistJob struct {
 	hardState *hardState
 }
 
+func (j *persistJob) empty() bool {
+	return len(j.entries) == 0 && len(j.msgs) == 0 && j.compact.to == 0 && len(j.loads) == 0 && j.hardState == nil
+}
+
 // loadResult is what a logLoad read: the entries, or the error that
 // stopped the read.
 type loadResult struct {

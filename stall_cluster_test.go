@@ -101,6 +101,19 @@ func throughout(t *testing.T, d time.Duration, what string, cond func() bool) {
 
 func stats(s *rafttest.Server) map[string]string { return s.Raft().Stats() }
 
+// releaseAndRecover ends s's disk stall and checks that a leader is
+// elected and that s reports the stall over: Stats, its observer obs and
+// an Info log.
+func releaseAndRecover(t *testing.T, c *cluster, s *rafttest.Server, release func(), obs <-chan raft.Observation, rec *logRecorder) {
+	t.Helper()
+	release()
+	c.WaitLeader(c.Live()...)
+	rafttest.WaitFor(t, 2*stallET, "the stall reported over", func() bool { return stats(s)["disk_stalled"] == "false" })
+	require.True(t, sawDiskStalled(obs, false), "observers hear the stall is over")
+	require.True(t, rec.has(s.ID, slog.LevelInfo, "disk stall over"))
+	require.Empty(t, stats(s)["disk_stalled_since"])
+}
+
 // A leader whose disk hangs steps aside: within the stall timeout and a
 // few election timeouts the others elect a leader, which takes writes;
 // the stalled server reports the stall (Stats, observer, a Warn log) and
@@ -150,12 +163,7 @@ func TestDiskStallLeaderStepsAside(t *testing.T) {
 			return old.Raft().State() == raft.Follower
 		})
 
-		release()
-		c.WaitLeader(c.Live()...)
-		rafttest.WaitFor(t, 2*stallET, "the stall reported over", func() bool { return stats(old)["disk_stalled"] == "false" })
-		require.True(t, sawDiskStalled(obs, false), "observers hear the stall is over")
-		require.True(t, rec.has(old.ID, slog.LevelInfo, "disk stall over"))
-		require.Empty(t, stats(old)["disk_stalled_since"])
+		releaseAndRecover(t, c, old, release, obs, rec)
 
 		c.Restart(nl)
 		c.apply("c")
@@ -202,10 +210,7 @@ func TestDiskStallFollowerNeverLeads(t *testing.T) {
 			return f.Raft().State() == raft.Follower
 		})
 
-		release()
-		c.WaitLeader(c.Live()...)
-		rafttest.WaitFor(t, 2*stallET, "the stall reported over", func() bool { return stats(f)["disk_stalled"] == "false" })
-		require.True(t, sawDiskStalled(obs, false))
+		releaseAndRecover(t, c, f, release, obs, rec)
 		c.Restart(l)
 		c.apply("z")
 		cmds := c.waitConverged()
