@@ -1,8 +1,10 @@
 package raft
 
 import (
+	"errors"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // applyBatch is committed entries for the FSM and the futures waiting on
@@ -13,6 +15,9 @@ type applyBatch struct {
 	// op, when set, runs on the applier in place of entries: taking or
 	// restoring a snapshot, in order with applies.
 	op func()
+	// committedAt is when the loop learned the entries are committed, for
+	// the apply latency; zero when metrics are off.
+	committedAt time.Time
 }
 
 // applier applies committed entries to the FSM on a goroutine of its own,
@@ -37,6 +42,8 @@ type applier struct {
 
 	// sessions is the client session table (session.go), as of applied.
 	sessions *sessionTable
+
+	metrics *raftMetrics
 
 	// The term and configuration as of applied, for snapshots taken at
 	// this point (applier goroutine only).
@@ -100,6 +107,7 @@ func (a *applier) apply(b applyBatch) {
 	// Published before futures complete: a caller whose Apply returned sees
 	// AppliedIndex at or past its entry.
 	a.applied.Store(b.entries[len(b.entries)-1].Index)
+	a.metrics.applied(len(b.entries), b.committedAt)
 	first := b.entries[0].Index
 	for _, f := range b.futures {
 		if f.log.Index < first {
@@ -149,6 +157,10 @@ func (a *applier) applyEntries(entries []Log) []applyResult {
 	for _, s := range a.steps {
 		r := &results[s.at]
 		r.resp, r.err = a.sessions.finish(s.step, r.resp)
+		a.metrics.sessionEntry(sessionResultOf(s.step, r.err))
+	}
+	if len(a.steps) > 0 {
+		a.metrics.sessionCount(len(a.sessions.sessions))
 	}
 	clear(a.cmds)
 	clear(a.steps)
@@ -176,5 +188,23 @@ func (a *applier) applyCommands(results []applyResult) {
 	}
 	for j, l := range a.cmds {
 		results[a.cmdAt[j]].resp = a.fsm.Apply(l)
+	}
+}
+
+// sessionResultOf names what a session step did, for metrics.
+func sessionResultOf(st sessionStep, err error) sessionResult {
+	switch {
+	case st.kind == stepApply:
+		return sessionApplied
+	case st.kind == stepCached:
+		return sessionDuplicate
+	case errors.Is(err, ErrSessionStale):
+		return sessionStale
+	case err != nil:
+		return sessionExpired
+	case st.result != nil:
+		return sessionRegistered
+	default:
+		return sessionClosed
 	}
 }

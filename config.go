@@ -2,6 +2,7 @@ package raft
 
 import (
 	"fmt"
+	"github.com/keelraft/raft/metrics"
 	"log/slog"
 	"time"
 )
@@ -136,6 +137,15 @@ type Config struct {
 
 	// Logger receives keel's logs. Nil means silent.
 	Logger *slog.Logger
+
+	// Metrics receives the server's counters, gauges and latency
+	// histograms (the README lists them all, with what to alert on). Nil
+	// records nothing and costs nothing. The adapter modules
+	// github.com/keelraft/raft/metrics/prometheus and .../metrics/otel
+	// provide sinks; metrics.Recorder keeps them in memory. Servers may
+	// share a sink only if it tells them apart (for example a Prometheus
+	// sink per server, each with a constant "server" label).
+	Metrics metrics.Sink
 
 	// sessionClock, when set (tests only, export_test.go), replaces the
 	// wall clock a leader stamps session entries with.

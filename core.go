@@ -148,6 +148,7 @@ type core struct {
 	transfer  leadTransfer // transfer.go: leadership transfer
 	snapState              // snapshots, compaction and install (snapshot.go)
 	disk      diskStall    // stall.go: whether the disk is stalled
+	counts    coreCounts   // core_counts.go: events, for metrics
 
 	electionElapsed   int // ticks since the last election timeout reset
 	heartbeatElapsed  int // leader: ticks since the last heartbeat
@@ -431,7 +432,9 @@ func (c *core) useConfig() {
 }
 
 func (c *core) newProgress() *progress {
-	return newProgress(c.log.lastIndex()+1, c.cfg.maxInflightMsgs, c.cfg.maxInflightBytes)
+	pr := newProgress(c.log.lastIndex()+1, c.cfg.maxInflightMsgs, c.cfg.maxInflightBytes)
+	pr.lastHeard = c.leaderTicks
+	return pr
 }
 
 // isVoter reports whether id votes in either half of the latest

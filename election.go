@@ -123,6 +123,7 @@ func (c *core) becomeLeader() {
 	c.proposeSeen, c.forwardedTo = map[ServerID]uint64{}, 0
 	c.role = roleLeader
 	c.lead = c.id()
+	c.counts.electionsWon++
 	c.votes = nil
 	c.electionElapsed, c.heartbeatElapsed = 0, 0
 	c.prs = make(map[ServerID]*progress, len(c.peers))
@@ -144,9 +145,11 @@ func (c *core) campaign(kind campaignKind) {
 	if kind == campaignPreElection {
 		c.becomePreCandidate()
 		msgType = MsgPreVote
+		c.counts.preVotes++
 	} else {
 		c.becomeCandidate()
 		term = c.term
+		c.counts.elections++
 	}
 	c.votes[c.id()] = true
 	if c.tallyVotes() {

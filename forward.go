@@ -181,6 +181,7 @@ func (c *core) handleLeaderPropose(m *Message) {
 	default:
 		resp.Index, resp.LogTerm = first, c.term
 		c.forwardedTo = first + uint64(len(ents)) - 1
+		c.counts.forwardedIn += uint64(len(ents))
 	}
 	c.send(resp)
 }

@@ -3,6 +3,7 @@ package raft
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // Future is the result of an asynchronous operation.
@@ -36,6 +37,9 @@ type future struct {
 
 	// Set by the event loop before the entry is proposed.
 	log Log
+	// start is when the proposal was made, for the commit latency; zero
+	// when metrics are off.
+	start time.Time
 
 	once     sync.Once
 	done     chan struct{}

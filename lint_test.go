@@ -17,7 +17,7 @@ var coreFiles = []string{
 	"progress.go", "quorum.go", "log.go", "membership.go",
 	"transfer.go", "bugs.go",
 	"snapshot.go", "bugs_snapshot.go", "logcache.go",
-	"stall.go",
+	"stall.go", "core_counts.go",
 	"session.go", // applied by the applier, not the core, but every server must agree
 }
 

@@ -31,6 +31,10 @@ func (r *Raft) run() {
 		case <-ticker.C:
 			r.checkDiskStall()
 			r.core.tick()
+			if r.metrics != nil {
+				r.metrics.gauges(r.lastPub, r.applier.applied.Load(), r.core.quorumMargin())
+				r.metrics.peerReports(r.core.peerReports(), r.tick)
+			}
 		case m := <-consumer:
 			r.step(m)
 			for i := 0; i < maxDrain; i++ {
@@ -138,6 +142,7 @@ func (r *Raft) proposeBatch(f *future) {
 		r.lastReq++
 		if r.core.forwardProposals(r.lastReq, ents) == nil {
 			r.forwards[r.lastReq] = live
+			r.metrics.forwarded(len(ents))
 			return
 		}
 	}
@@ -145,6 +150,7 @@ func (r *Raft) proposeBatch(f *future) {
 		if errors.Is(err, errNotLeader) {
 			err = r.notLeader()
 		}
+		r.metrics.proposalRefused(err, len(live))
 		for _, f := range live {
 			f.respond(0, nil, err)
 		}
@@ -154,6 +160,7 @@ func (r *Raft) proposeBatch(f *future) {
 		f.log.Index, f.log.Term = first+uint64(i), ents[i].Term
 		r.inflight = append(r.inflight, f)
 	}
+	r.metrics.proposed(len(live))
 }
 
 // forwarded settles proposals this follower forwarded to the leader: once
@@ -176,6 +183,7 @@ func (r *Raft) forwarded(res proposeResult) {
 	default:
 		err = res.err
 	}
+	r.metrics.proposalRefused(err, len(fs))
 	for _, f := range fs {
 		f.respond(0, nil, err)
 	}
@@ -212,6 +220,9 @@ func (r *Raft) flush() error {
 	}
 	if len(job.msgs) > 0 && r.persister.queuedMsgs.Load()+int64(len(job.msgs)) > maxQueuedMsgs {
 		r.logger.Debug("persister backlog full: dropping messages", "count", len(job.msgs))
+		for _, m := range job.msgs {
+			r.metrics.messageDropped(m.msg.Type)
+		}
 		job.msgs = nil
 	}
 	if !job.empty() {
@@ -237,7 +248,9 @@ func (r *Raft) flush() error {
 		r.forwarded(res)
 	}
 	if len(rd.apply) > 0 {
-		r.applier.submit(applyBatch{entries: rd.apply, futures: r.takeInflight(rd.apply[len(rd.apply)-1].Index)})
+		futures := r.takeInflight(rd.apply[len(rd.apply)-1].Index)
+		r.metrics.committed(futures)
+		r.applier.submit(applyBatch{entries: rd.apply, futures: futures, committedAt: r.metrics.now()})
 	}
 	r.publish()
 	return nil
@@ -271,11 +284,15 @@ func (r *Raft) route(m *Message) outMsg {
 func (r *Raft) sendNow(m outMsg) {
 	if m.addr == "" {
 		r.logger.Debug("no address for peer", "peer", m.msg.To, "type", m.msg.Type)
+		r.metrics.messageDropped(m.msg.Type)
 		return
 	}
 	if err := r.trans.Send(m.addr, m.msg); err != nil {
 		r.logger.Debug("send failed", "peer", m.msg.To, "type", m.msg.Type, "err", err)
+		r.metrics.messageDropped(m.msg.Type)
+		return
 	}
+	r.metrics.messageSent(m.msg.Type)
 }
 
 // loadsDone is the persister's report of the loads it did.
@@ -327,11 +344,16 @@ func (r *Raft) publish() {
 		lastIndex: c.log.lastIndex(),
 		commit:    c.log.committed,
 
-		logBytes:     c.log.memBytes,
-		pendingBytes: c.log.pendingBytes(),
+		logBytes:      c.log.memBytes,
+		pendingBytes:  c.log.pendingBytes(),
+		snapshotIndex: c.log.snapIndex,
+		otherVoters:   len(c.incoming),
 
 		diskStalled:  r.stall.stalled,
 		stalledSince: r.stall.since,
+	}
+	if slices.Contains(c.incoming, c.id()) {
+		p.otherVoters--
 	}
 	if p.leaderID != "" {
 		p.leaderAddr, _ = c.confs.latest().conf.address(p.leaderID)
@@ -352,7 +374,11 @@ func (r *Raft) publish() {
 		r.failLeaderWork()
 	}
 	r.settleMembership()
+	r.metrics.published(p, c.counts)
 	if old.state != p.state || old.term != p.term || old.leaderID != p.leaderID || old.diskStalled != p.diskStalled {
+		if r.metrics != nil {
+			r.metrics.gauges(p, r.applier.applied.Load(), c.quorumMargin())
+		}
 		if (old.state == Leader) != (p.state == Leader) {
 			r.setLeaderCh(p.state == Leader)
 		}

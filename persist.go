@@ -53,6 +53,7 @@ type persister struct {
 
 	lastOnDisk uint64 // the LogStore's last index; persister goroutine only
 	batch      []*Log // reused StoreLogs argument
+	metrics    *raftMetrics
 
 	persistStall // persist_stall.go: term and vote, and when the write under way began
 }
@@ -181,9 +182,11 @@ func (p *persister) store() error {
 		return nil
 	}
 	first, last := p.batch[0].Index, p.batch[len(p.batch)-1].Index
+	start := p.metrics.now()
 	if err := p.logs.StoreLogs(p.batch); err != nil {
 		return fmt.Errorf("raft: store log entries [%d, %d]: %w", first, last, err)
 	}
+	p.metrics.logWritten(len(p.batch), start)
 	p.lastOnDisk = last
 	clear(p.batch)
 	p.batch = p.batch[:0]

@@ -47,7 +47,12 @@ func (p *persister) writeHardState(hs *hardState) error {
 	if err := p.store(); err != nil {
 		return err
 	}
-	return saveHardState(p.stable, *hs)
+	start := p.metrics.now()
+	if err := saveHardState(p.stable, *hs); err != nil {
+		return err
+	}
+	p.metrics.stableWritten(start)
+	return nil
 }
 
 // beginWrite and endWrite bracket a group of jobs, for busySince.

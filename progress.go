@@ -27,6 +27,9 @@ type progress struct {
 	probeSent bool
 	// recentActive: the follower answered since the last CheckQuorum round.
 	recentActive bool
+	// lastHeard is the leader's leaderTicks when the follower last
+	// answered (or when this leader took over): for quorumMargin.
+	lastHeard int
 	// stallTicks counts ticks since match last advanced while entries were
 	// outstanding; a stalled stream (lost appends) falls back to probing.
 	stallTicks int

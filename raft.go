@@ -66,6 +66,8 @@ type Raft struct {
 	lastPub  published
 	stall    diskWatch // stall_driver.go: whether the persister's writes stalled
 
+	metrics *raftMetrics // metrics.go; nil when Config.Metrics is
+
 	persister *persister
 	applier   *applier
 	snapDriver
@@ -110,6 +112,8 @@ type published struct {
 	// logBytes and pendingBytes are the log's entries in memory and the
 	// part of them not yet applied (MaxLogCacheBytes, MaxPendingBytes).
 	logBytes, pendingBytes uint64
+	snapshotIndex          uint64
+	otherVoters            int // voters of the latest configuration other than this server
 }
 
 // NewRaft starts a server on the given stores and transport. The stores
@@ -160,6 +164,7 @@ func NewRaft(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 		observers:     map[*observer]struct{}{},
 		leaderCh:      make(chan bool, 1),
 		shutdownCh:    make(chan struct{}),
+		metrics:       newRaftMetrics(conf.Metrics),
 	}
 	if r.logger == nil {
 		r.logger = slog.New(slog.DiscardHandler)
@@ -167,9 +172,11 @@ func NewRaft(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 	r.logger = r.logger.With("server", conf.LocalID)
 	base := confEntry{index: snap.ConfigurationIndex, conf: snap.Configuration}
 	r.core = newCoreFromLog(cc, hs, snap.Index, snap.Term, base, startLog)
+	r.metrics.startCommit(r.core.log.committed)
 	r.persister = newPersister(logs, lastOnDisk, r.sendNow, r.persistedTo, r.fatal, r.loadsDone)
-	r.persister.stable = stable
+	r.persister.stable, r.persister.metrics = stable, r.metrics
 	r.applier = newApplier(fsm, snap.Index, sessions, func() { notify(r.applyNotify) })
+	r.applier.metrics = r.metrics
 	r.publish()
 
 	r.startSnapshotWorkers(snaps, snap)
@@ -269,6 +276,7 @@ func (r *Raft) Barrier(ctx context.Context) Future {
 func (r *Raft) propose(ctx context.Context, l Log) *future {
 	f := newFuture(ctx, r.shutdownCh)
 	f.log = l
+	f.start = r.metrics.now()
 	select {
 	case r.applyCh <- f:
 	case <-ctx.Done():
@@ -381,6 +389,7 @@ func (r *Raft) Read(ctx context.Context, mode ReadMode) (uint64, error) {
 	case Lease:
 		kind = readLease
 	case Stale:
+		r.metrics.staleRead()
 		return r.AppliedIndex(), nil
 	default:
 		return 0, fmt.Errorf("raft: unknown read mode %v", mode)
@@ -483,13 +492,16 @@ func (r *Raft) GetConfiguration(ctx context.Context) (Configuration, error) {
 	return c, err
 }
 
-// Stats returns a snapshot of the server's internal counters, for
-// operators. Keys are stable; values are for humans.
+// Stats returns a snapshot of the server's state, for operators; the keys
+// a hashicorp/raft user knows mean the same here. Keys are stable; values
+// are for humans. The figures are those Config.Metrics' gauges report (the
+// loop publishes them once for both), so the two never disagree.
 func (r *Raft) Stats() map[string]string {
 	r.pubMu.RLock()
 	p := r.pub
 	r.pubMu.RUnlock()
 	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
+	applied := r.AppliedIndex()
 	return map[string]string{
 		"state":          p.state.String(),
 		"term":           u(p.term),
@@ -497,7 +509,12 @@ func (r *Raft) Stats() map[string]string {
 		"leader_addr":    string(p.leaderAddr),
 		"last_log_index": u(p.lastIndex),
 		"commit_index":   u(p.commit),
-		"applied_index":  u(r.AppliedIndex()),
+		"applied_index":  u(applied),
+		"fsm_pending":    u(p.commit - min(applied, p.commit)),
+		"last_contact":   lastContactString(r.LastContact()),
+		"num_peers":      strconv.Itoa(p.otherVoters),
+
+		"last_snapshot_index": u(p.snapshotIndex),
 		// The log's entries in memory, and those of them not yet applied.
 		"log_memory_bytes":  u(p.logBytes),
 		"log_pending_bytes": u(p.pendingBytes),

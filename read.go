@@ -141,12 +141,14 @@ func (c *core) settleReads() {
 		if rq.round == 0 && (rq.kind == readVerify || c.committedInTerm() || c.cfg.bugs.ReadBeforeCommitInTerm) {
 			rq.index = c.log.committed
 			if rq.kind == readLease && c.leaseHolds() {
+				c.counts.leaseReads++
 				c.answerRead(rq, nil)
 				continue
 			}
 			rq.round = c.requestConfirmation()
 		}
 		if rq.round != 0 && rq.round <= c.reads.confirmed {
+			c.counts.readIndexReads++
 			c.answerRead(rq, nil)
 			continue
 		}
@@ -223,6 +225,7 @@ func (c *core) requestConfirmation() uint64 {
 		c.reads.wanted = true
 		return c.reads.round + 1
 	}
+	c.counts.readRounds++
 	c.startConfirmation()
 	return c.reads.round
 }
@@ -251,6 +254,7 @@ func (c *core) maybeConfirm() bool {
 	c.reads.acks = nil
 	c.reads.leaseOK, c.reads.leaseFrom = true, c.reads.roundStart
 	if c.reads.wanted {
+		c.counts.readRounds++
 		c.startConfirmation()
 	}
 	return true

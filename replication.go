@@ -136,7 +136,7 @@ func (c *core) handleLeaderAppendResp(m *Message) {
 	if !ok {
 		return
 	}
-	pr.recentActive = true
+	pr.recentActive, pr.lastHeard = true, c.leaderTicks
 	if m.Reject {
 		hint := m.RejectHint
 		if m.LogTerm > 0 {
@@ -172,7 +172,7 @@ func (c *core) handleLeaderHeartbeatResp(m *Message) {
 	if !ok {
 		return
 	}
-	pr.recentActive = true
+	pr.recentActive, pr.lastHeard = true, c.leaderTicks
 	pr.probeSent = false
 	c.confirmationAck(m.From, m.Context)
 	if pr.match >= c.log.lastIndex() {

@@ -153,7 +153,7 @@ func (c *core) handleLeaderSnapshotResp(m *Message) {
 	if !ok {
 		return
 	}
-	pr.recentActive = true
+	pr.recentActive, pr.lastHeard = true, c.leaderTicks
 	if m.Reject {
 		c.snapshotSent(m.From, m.Index, false)
 		return

@@ -154,17 +154,22 @@ func (r *Raft) takeSnapshot(minIndex uint64) {
 		r.toLoop(func() { r.snapshotFinished(SnapshotMeta{}, err) })
 		return
 	}
+	start := r.metrics.now()
 	fs, err := a.fsm.Snapshot()
 	if err != nil {
+		r.metrics.snapshotFailed()
 		err = fmt.Errorf("raft: FSM snapshot at index %d: %w", index, err)
 		r.toLoop(func() { r.snapshotFinished(SnapshotMeta{}, err) })
 		return
 	}
+	r.metrics.snapshotTaken(start)
 	// The applier is counted in wg, so this Add cannot race Shutdown's Wait.
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
+		start := r.metrics.now()
 		m, err := r.persistSnapshot(fs, meta, hdr)
+		r.metrics.snapshotPersisted(m.Size, start, err)
 		fs.Release()
 		r.toLoop(func() { r.snapshotFinished(m, err) })
 	}()
@@ -325,11 +330,14 @@ func (r *Raft) flushSnapshots(rd *ready) {
 // failure stops the server: the FSM's state is unknown.
 func (r *Raft) restoreFSM(meta SnapshotMeta) {
 	a := r.applier
+	start := r.metrics.now()
 	sessions, err := restoreFrom(a.fsm, r.snaps, meta.ID)
 	if err != nil {
+		r.metrics.snapshotFailed()
 		r.fatal(err)
 		return
 	}
+	r.metrics.snapshotRestored(start)
 	a.sessions = sessions
 	a.lastTerm, a.conf, a.confIndex = meta.Term, meta.Configuration.Clone(), meta.ConfigurationIndex
 	a.applied.Store(meta.Index)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash"
 	"hash/crc64"
+	"time"
 )
 
 // recvChunk is a MsgSnapshot chunk the core accepted, and where answers go.
@@ -26,10 +27,11 @@ type recvKey struct {
 
 // recvTransfer is a snapshot being received into a sink.
 type recvTransfer struct {
-	key  recvKey
-	sink SnapshotSink
-	off  uint64
-	crc  hash.Hash64
+	key     recvKey
+	sink    SnapshotSink
+	off     uint64
+	crc     hash.Hash64
+	started time.Time // for metrics; zero when they are off
 }
 
 // snapshotReceiver writes the chunks of a snapshot from the leader to a
@@ -72,6 +74,7 @@ func (rc *snapshotReceiver) abort() {
 	if rc.cur != nil {
 		rc.cur.sink.Cancel()
 		rc.cur = nil
+		rc.r.metrics.snapshotReceiveEnded(time.Time{}, false)
 	}
 }
 
@@ -96,7 +99,7 @@ func (rc *snapshotReceiver) handle(c recvChunk) {
 			rc.answer(c, 0, true)
 			return
 		}
-		rc.cur = &recvTransfer{key: key, sink: sink, crc: crc64.New(crcTable)}
+		rc.cur = &recvTransfer{key: key, sink: sink, crc: crc64.New(crcTable), started: rc.r.metrics.now()}
 	}
 	t := rc.cur
 	if ch.Offset != t.off {
@@ -110,6 +113,7 @@ func (rc *snapshotReceiver) handle(c recvChunk) {
 	}
 	t.crc.Write(ch.Data)
 	t.off += uint64(len(ch.Data))
+	rc.r.metrics.snapshotChunkReceived(len(ch.Data), t.off)
 	if !ch.Done {
 		rc.answer(c, t.off, false)
 		return
@@ -123,6 +127,7 @@ func (rc *snapshotReceiver) handle(c recvChunk) {
 	rc.answer(c, t.off, false)
 	if err := t.sink.Close(); err != nil {
 		rc.cur = nil
+		rc.r.metrics.snapshotReceiveEnded(time.Time{}, false)
 		rc.r.logger.Error("cannot store snapshot from leader", "id", ch.ID, "from", m.From, "err", err)
 		rc.answer(c, 0, true)
 		return
@@ -132,6 +137,7 @@ func (rc *snapshotReceiver) handle(c recvChunk) {
 		Configuration: ch.Configuration.Clone(), ConfigurationIndex: ch.ConfigurationIndex, Size: int64(t.off),
 	}
 	rc.cur, rc.lastDone = nil, key
+	rc.r.metrics.snapshotReceiveEnded(t.started, true)
 	rc.r.logger.Info("received snapshot", "id", meta.ID, "leader_id", ch.ID, "from", m.From, "index", meta.Index, "size", meta.Size)
 	rc.r.toLoop(func() { rc.r.core.snapshotReceived(meta, m.From) })
 }

@@ -33,7 +33,8 @@ type snapshotSender struct {
 	meta        SnapshotMeta
 	acks        chan *Message
 	stop        chan struct{}
-	stopped     bool // loop only
+	stopped     bool      // loop only
+	started     time.Time // for metrics; zero when they are off
 }
 
 // startSender starts streaming the snapshot s asks for, unless a sender for
@@ -54,7 +55,7 @@ func (r *Raft) startSender(s snapshotSend) {
 	snd := &snapshotSender{
 		r: r, to: s.To, addr: r.route(&Message{To: s.To}).addr,
 		term: r.core.term, index: s.Index, meta: r.snapMeta,
-		acks: make(chan *Message, 64), stop: make(chan struct{}),
+		acks: make(chan *Message, 64), stop: make(chan struct{}), started: r.metrics.now(),
 	}
 	r.senders[s.To] = snd
 	r.logger.Info("sending snapshot", "peer", s.To, "id", snd.meta.ID, "index", s.Index, "size", snd.meta.Size)
@@ -66,6 +67,7 @@ func (r *Raft) startSender(s snapshotSend) {
 			return
 		}
 		r.logger.Warn("snapshot transfer failed", "peer", snd.to, "id", snd.meta.ID, "err", err)
+		r.metrics.snapshotFailed()
 		r.toLoop(func() {
 			if r.senders[snd.to] == snd {
 				delete(r.senders, snd.to)
@@ -91,6 +93,11 @@ func (r *Raft) snapshotAck(m *Message) {
 	}
 	if m.Reject || (m.Snapshot != nil && m.Snapshot.Done) {
 		// The core has acted on it; the transfer is over.
+		if m.Reject {
+			r.metrics.snapshotFailed()
+		} else {
+			r.metrics.snapshotDelivered(s.started)
+		}
 		s.halt()
 		delete(r.senders, m.From)
 		return
@@ -228,6 +235,7 @@ func (s *snapshotSender) send(c *SnapshotChunk) {
 		Term: s.term, Index: s.meta.Index, LogTerm: s.meta.Term, Snapshot: c,
 	}
 	s.r.sendNow(outMsg{addr: s.addr, msg: m})
+	s.r.metrics.snapshotChunkSent(len(c.Data))
 }
 
 func resetTimer(t *time.Timer, d time.Duration) {

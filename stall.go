@@ -63,6 +63,7 @@ func (c *core) setDiskStalled(stalled bool) {
 func (c *core) stepAsideForDisk() {
 	to := c.mostUpToDateVoter()
 	handOver := to != "" && c.prs[to].match >= c.log.lastIndex()
+	c.counts.diskStepAsides++
 	c.becomeFollower(c.term, "")
 	if handOver {
 		c.send(Message{Type: MsgTimeoutNow, To: to})

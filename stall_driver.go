@@ -36,6 +36,7 @@ func (r *Raft) checkDiskStall() {
 	r.stall.stalled = stalled
 	r.core.setDiskStalled(stalled)
 	if stalled {
+		r.metrics.diskStall()
 		r.stall.since = began
 		r.logger.Warn("disk stalled: a log or stable-store write has not completed; not leading or campaigning until writes complete",
 			"write_started", began, "waited", now.Sub(began).Round(time.Millisecond), "timeout", timeout, "state", publicState(r.core.role))

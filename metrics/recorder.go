@@ -15,16 +15,17 @@ type Recorder struct {
 	mu     sync.Mutex
 	series map[string]any // key → *recCounter, *recGauge or *recHistogram
 	descs  map[string]Desc
-	// kinds remembers each metric's kind and label names, so that a
+	// sigs remembers each metric's kind and label names, so that a
 	// metric asked for as two kinds, or with two sets of label names, is
 	// reported by Err (a real monitoring system would refuse it).
-	kinds map[string]string
-	errs  []error
+	sigs map[string]string
+	kind map[string]string // full name → "counter", "gauge" or "histogram"
+	errs []error
 }
 
 // NewRecorder returns an empty Recorder.
 func NewRecorder() *Recorder {
-	return &Recorder{series: map[string]any{}, descs: map[string]Desc{}, kinds: map[string]string{}}
+	return &Recorder{series: map[string]any{}, descs: map[string]Desc{}, sigs: map[string]string{}, kind: map[string]string{}}
 }
 
 type recCounter struct{ v atomic.Uint64 }
@@ -69,10 +70,11 @@ func get[T any](r *Recorder, d Desc, kind string, make func() *T) *T {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	sig := fmt.Sprint(kind, d.Unit, d.LabelNames())
-	if old, ok := r.kinds[d.FullName()]; ok && old != sig {
+	if old, ok := r.sigs[d.FullName()]; ok && old != sig {
 		r.errs = append(r.errs, fmt.Errorf("metrics: %s asked for as %s, earlier as %s", d.FullName(), sig, old))
 	}
-	r.kinds[d.FullName()] = sig
+	r.sigs[d.FullName()] = sig
+	r.kind[d.FullName()] = kind
 	k := d.key()
 	if s, ok := r.series[k].(*T); ok {
 		return s
@@ -135,6 +137,14 @@ func (r *Recorder) Descs() []Desc {
 		out[i] = r.descs[k]
 	}
 	return out
+}
+
+// Kind returns "counter", "gauge" or "histogram" for a metric asked for
+// under its full name, or "" for one never asked for.
+func (r *Recorder) Kind(fullName string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.kind[fullName]
 }
 
 // Err reports the metrics that were asked for inconsistently: as two

@@ -39,6 +39,10 @@ func TestRecorderKeepsSeriesApart(t *testing.T) {
 
 	require.NoError(t, r.Err())
 	require.Len(t, r.Descs(), 4)
+	require.Equal(t, "counter", r.Kind("raft_messages_sent"))
+	require.Equal(t, "gauge", r.Kind("raft_term"))
+	require.Equal(t, "histogram", r.Kind("wal_sync"))
+	require.Empty(t, r.Kind("raft_nothing"))
 }
 
 func TestRecorderReportsInconsistentMetrics(t *testing.T) {

@@ -33,6 +33,7 @@ type options struct {
 	durable   bool
 	timeout   time.Duration
 	wrapSnaps func(raft.ServerID, raft.SnapshotStore) raft.SnapshotStore
+	wrapTrans func(raft.ServerID, raft.Transport) raft.Transport
 }
 
 // WithConfig lets f adjust every server's configuration after the kit's
@@ -55,6 +56,13 @@ func WithDurableStores() Option { return func(o *options) { o.durable = true } }
 // down or fail what keel writes and reads.
 func WithSnapshotStoreWrapper(wrap func(id raft.ServerID, store raft.SnapshotStore) raft.SnapshotStore) Option {
 	return func(o *options) { o.wrapSnaps = wrap }
+}
+
+// WithTransportWrapper makes every server use wrap(id, t) in place of its
+// in-memory transport, each time it starts: to count, delay or fail what
+// keel sends (the Network's faults act on every server alike).
+func WithTransportWrapper(wrap func(id raft.ServerID, t raft.Transport) raft.Transport) Option {
+	return func(o *options) { o.wrapTrans = wrap }
 }
 
 // WithTimeout sets how long each helper waits for its condition before it
@@ -268,8 +276,12 @@ func (c *Cluster) start(s *Server, fsm raft.FSM) {
 	if err != nil {
 		c.t.Fatalf("rafttest: %s: transport: %v", s.ID, err)
 	}
+	var rt raft.Transport = trans
+	if c.opts.wrapTrans != nil {
+		rt = c.opts.wrapTrans(s.ID, trans)
+	}
 	s.mu.Lock()
-	r, err := raft.NewRaft(c.config(s.ID), fsm, s.logs, s.stable, s.snaps, trans)
+	r, err := raft.NewRaft(c.config(s.ID), fsm, s.logs, s.stable, s.snaps, rt)
 	if err == nil {
 		s.raft, s.fsm, s.trans = r, fsm, trans
 	}
