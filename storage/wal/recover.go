@@ -152,6 +152,7 @@ func (l *Log) recoverLog() error {
 		if err := repairTail(seg, l.opts.SegmentSize); err != nil {
 			return err
 		}
+		add(l.m.tornTails, 1)
 	}
 	if n := len(l.segs); n == 0 || l.segs[n-1].sealed {
 		id := uint64(1)

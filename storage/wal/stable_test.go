@@ -47,7 +47,7 @@ func TestStable(t *testing.T) {
 // OpenStable fail with ErrCorrupt, never open an empty or altered store.
 func TestStableCorrupt(t *testing.T) {
 	fsys := newMem()
-	s, err := openStable(fsys, stablePath)
+	s, err := openStable(fsys, stablePath, StableOptions{})
 	require.NoError(t, err)
 	require.NoError(t, s.SetUint64([]byte("term"), 7))
 	require.NoError(t, s.Set([]byte("vote"), []byte("a")))
@@ -59,7 +59,7 @@ func TestStableCorrupt(t *testing.T) {
 	require.NoError(t, f.Close())
 	for bit := int64(0); bit < size*8; bit++ {
 		xorByte(t, fsys, stablePath, bit/8, 1<<(bit%8))
-		_, err := openStable(fsys, stablePath)
+		_, err := openStable(fsys, stablePath, StableOptions{})
 		require.ErrorIs(t, err, ErrCorrupt, "bit %d", bit)
 		xorByte(t, fsys, stablePath, bit/8, 1<<(bit%8))
 	}
@@ -70,7 +70,7 @@ func TestStableCorrupt(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, f.Truncate(n))
 		require.NoError(t, f.Close())
-		_, err = openStable(fs2, stablePath)
+		_, err = openStable(fs2, stablePath, StableOptions{})
 		require.ErrorIs(t, err, ErrCorrupt, "truncated to %d", n)
 	}
 }
@@ -87,7 +87,7 @@ func TestStableCrash(t *testing.T) {
 	fsys.SetHook(func() {
 		for _, co := range crashVariants(rng.Uint64()) {
 			cuts++
-			s, err := openStable(fsys.Crash(co), stablePath)
+			s, err := openStable(fsys.Crash(co), stablePath, StableOptions{})
 			require.NoError(t, err, "%+v", co)
 			got := map[string]string{}
 			for i := range 4 {
@@ -104,7 +104,7 @@ func TestStableCrash(t *testing.T) {
 			require.NoError(t, s.Close())
 		}
 	})
-	s, err := openStable(fsys, stablePath)
+	s, err := openStable(fsys, stablePath, StableOptions{})
 	require.NoError(t, err)
 	for i := range 30 {
 		k := fmt.Sprintf("k%d", rng.IntN(4))
@@ -127,7 +127,7 @@ func TestStableErrorInjection(t *testing.T) {
 		for nth := 1; nth <= 6; nth++ {
 			mem := newMem()
 			ff := vfs.NewFaultFS(mem)
-			s, err := openStable(ff, stablePath)
+			s, err := openStable(ff, stablePath, StableOptions{})
 			require.NoError(t, err)
 			ff.FailNth(op, nth)
 			acked := uint64(0)
@@ -146,7 +146,7 @@ func TestStableErrorInjection(t *testing.T) {
 			require.ErrorIs(t, err, ErrFailed)
 			require.NoError(t, s.Close())
 			for _, keepDir := range []bool{false, true} {
-				s, err = openStable(mem.Crash(vfs.CrashOptions{KeepDirOps: keepDir, KeepPercent: 100}), stablePath)
+				s, err = openStable(mem.Crash(vfs.CrashOptions{KeepDirOps: keepDir, KeepPercent: 100}), stablePath, StableOptions{})
 				require.NoError(t, err)
 				got, err := s.GetUint64([]byte("term"))
 				require.NoError(t, err)

@@ -76,6 +76,7 @@ import (
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
 	"github.com/keelraft/raft"
+	"github.com/keelraft/raft/metrics"
 )
 
 // Defaults for zero Options fields.
@@ -178,9 +179,34 @@ type Options struct {
 	// Logger receives errors (malformed frames, dial and write failures).
 	// Default: silent.
 	Logger *slog.Logger
+	// Metrics, when set, receives the transport's figures, subsystem
+	// "tcp". Per lane, with labels peer (the peer's address) and lane
+	// (fast or bulk), made when Send first sees the peer:
+	//
+	//   - messages_sent, messages_dropped, messages_failed, reconnects
+	//     (counters): what Stats counts as Sent, Dropped, Failed and
+	//     Reconnects, from the same counters.
+	//   - dials, dial_failures (counters): connections dialed, and dials
+	//     that failed.
+	//   - frames_written (counter), written (counter, bytes): frames and
+	//     their bytes written to the connection.
+	//   - batch_frames (histogram): frames per flush.
+	//   - queued (gauge, bytes): the bytes waiting in the lane's queue.
+	//
+	// For the whole transport, made by New:
+	//
+	//   - messages_received, messages_receive_dropped, malformed_frames
+	//     (counters): Stats' Received, ReceiveDropped and Malformed.
+	//   - read (counter, bytes): bytes of the frames read.
+	//   - connections (gauge, label direction = in or out): open
+	//     connections, accepted and dialed.
+	//
+	// Nil reports nothing, at no cost.
+	Metrics metrics.Sink
 }
 
-// Stats counts what a Transport did.
+// Stats counts what a Transport did. Options.Metrics reports the same
+// counts, per peer and lane for the outbound ones.
 type Stats struct {
 	Sent           uint64 // messages written and flushed to a connection
 	Dropped        uint64 // messages Send dropped because the peer's queue was full (count or bytes)
@@ -207,9 +233,16 @@ type Transport struct {
 
 	mu    sync.RWMutex
 	peers map[raft.ServerAddress]*peer
-	conns map[net.Conn]struct{} // every open connection, closed by Close
+	conns map[net.Conn]bool // every open connection, closed by Close: true if dialed (outbound)
+	// connsIn and connsOut count conns by direction, for the connections
+	// gauges; mu guards them.
+	connsIn, connsOut int
 
+	// Stats' counters. The lanes' instruments count the outbound ones
+	// per lane too, and m's the inbound ones, in the same calls (count).
 	sent, dropped, failed, received, recvDropped, malformed, reconnects atomic.Uint64
+
+	m transportMetrics
 }
 
 var _ raft.Transport = (*Transport)(nil)
@@ -223,6 +256,7 @@ type lane struct {
 	queue  chan queued
 	bytes  atomic.Int64 // sum of the sizes in queue
 	dialed bool         // a connection was dialed before
+	m      laneMetrics
 }
 
 // queued is a message in a lane's queue, with the size it was counted as.
@@ -249,6 +283,7 @@ func (l *lane) reserve(size, limit int64) bool {
 // its message.
 func (l *lane) take(q queued) *raft.Message {
 	l.bytes.Add(-q.size)
+	l.queueChanged()
 	return q.m
 }
 
@@ -378,7 +413,8 @@ func New(bindAddr string, opts Options) (*Transport, error) {
 		addr:  addr,
 		ch:    make(chan *raft.Message, opts.ConsumerBuffer),
 		peers: make(map[raft.ServerAddress]*peer),
-		conns: make(map[net.Conn]struct{}),
+		conns: make(map[net.Conn]bool),
+		m:     newTransportMetrics(opts.Metrics),
 	}
 	t.inbox = inbox{ch: t.ch, limit: int64(opts.ConsumerBytes), sizes: make([]int64, opts.ConsumerBuffer+1)}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
@@ -414,14 +450,16 @@ func (t *Transport) Send(target raft.ServerAddress, m *raft.Message) error {
 	}
 	size := msgSize(m)
 	if !l.reserve(size, int64(t.opts.QueueBytes)) {
-		t.dropped.Add(1)
+		count(&t.dropped, l.m.dropped, 1)
 		return nil
 	}
 	select {
 	case l.queue <- queued{m, size}:
+		l.queueChanged()
 	default:
 		l.bytes.Add(-size)
-		t.dropped.Add(1)
+		l.queueChanged() // a Set since the reserve may have counted size
+		count(&t.dropped, l.m.dropped, 1)
 	}
 	return nil
 }
@@ -436,7 +474,9 @@ func (t *Transport) newPeer(target raft.ServerAddress) (*peer, error) {
 		return p, nil
 	}
 	mk := func(name string) *lane {
-		return &lane{addr: target, name: name, queue: make(chan queued, t.opts.QueueSize)}
+		l := &lane{addr: target, name: name, queue: make(chan queued, t.opts.QueueSize)}
+		l.m.init(t.m.sink, target, name)
+		return l
 	}
 	p := &peer{fast: mk("fast"), bulk: mk("bulk")}
 	t.peers[target] = p
@@ -477,6 +517,8 @@ func (t *Transport) Close() error {
 	}
 	conns := t.conns
 	t.conns = nil
+	t.connsIn, t.connsOut = 0, 0
+	t.connsChanged()
 	t.mu.Unlock()
 	t.cancel()
 	err := t.ln.Close()
@@ -490,25 +532,50 @@ func (t *Transport) Close() error {
 	return err
 }
 
-// track registers c so that Close closes it. It closes c and returns false
-// if t is closed.
-func (t *Transport) track(c net.Conn) bool {
+// track registers c, dialed (out) or accepted, so that Close closes it. It
+// closes c and returns false if t is closed.
+func (t *Transport) track(c net.Conn, out bool) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.conns == nil {
 		c.Close()
 		return false
 	}
-	t.conns[c] = struct{}{}
+	t.conns[c] = out
+	if out {
+		t.connsOut++
+	} else {
+		t.connsIn++
+	}
+	t.connsChanged()
 	return true
 }
 
 // untrack closes c and forgets it.
 func (t *Transport) untrack(c net.Conn) {
 	t.mu.Lock()
-	delete(t.conns, c)
+	if out, ok := t.conns[c]; ok {
+		delete(t.conns, c)
+		if out {
+			t.connsOut--
+		} else {
+			t.connsIn--
+		}
+		t.connsChanged()
+	}
 	t.mu.Unlock()
 	c.Close()
+}
+
+// connsChanged reports the connection counts. t.mu must be held, which
+// orders the Sets.
+func (t *Transport) connsChanged() {
+	if t.m.connsIn != nil {
+		t.m.connsIn.Set(float64(t.connsIn))
+	}
+	if t.m.connsOut != nil {
+		t.m.connsOut.Set(float64(t.connsOut))
+	}
 }
 
 // sleep waits d or until Close; it reports whether t is still open.
@@ -576,16 +643,18 @@ func (t *Transport) runLane(l *lane) {
 				if t.ctx.Err() != nil {
 					return
 				}
-				t.failed.Add(1)
+				add(l.m.dialFailures, 1)
+				count(&t.failed, l.m.failed, 1)
 				backoff = nextBackoff(backoff)
 				log.Warn("dial failed", "err", err, "backoff", backoff)
 				continue
 			}
-			if !t.track(conn) {
+			if !t.track(conn, true) {
 				return
 			}
+			add(l.m.dials, 1)
 			if l.dialed {
-				t.reconnects.Add(1)
+				count(&t.reconnects, l.m.reconnects, 1)
 			}
 			l.dialed = true
 			bw.Reset(conn)
@@ -595,7 +664,7 @@ func (t *Transport) runLane(l *lane) {
 		}
 		n, err := t.writeBatch(c, enc, m, l, log)
 		if err != nil {
-			t.failed.Add(uint64(n))
+			count(&t.failed, l.m.failed, uint64(n))
 			if t.ctx.Err() != nil {
 				return
 			}
@@ -605,7 +674,10 @@ func (t *Transport) runLane(l *lane) {
 			c = nil
 			continue
 		}
-		t.sent.Add(uint64(n))
+		if l.m.batch != nil {
+			l.m.batch.Observe(float64(n))
+		}
+		count(&t.sent, l.m.sent, uint64(n))
 		backoff = 0
 	}
 }
@@ -632,27 +704,30 @@ func (t *Transport) watch(c *outConn) {
 // frames, and flushes. It returns the number of frames in the batch.
 func (t *Transport) writeBatch(c *outConn, enc *encoder, m *raft.Message, l *lane, log *slog.Logger) (int, error) {
 	defer enc.done()
-	n := 0
+	n, bytes := 0, 0 // frames written to c.bw, and their bytes
 	for {
 		body, err := enc.encode(m)
 		if err == nil && len(body) > t.opts.MaxFrameSize {
 			err = fmt.Errorf("%v message of %d bytes exceeds MaxFrameSize %d", m.Type, len(body), t.opts.MaxFrameSize)
 		}
 		if err != nil {
-			t.failed.Add(1)
+			count(&t.failed, l.m.failed, 1)
 			log.Error("cannot send message", "err", err)
 		} else {
 			var hdr [headerSize]byte
 			hdr[0] = frameVersion
 			binary.BigEndian.PutUint32(hdr[1:], uint32(len(body)))
 			if err := c.SetWriteDeadline(time.Now().Add(t.opts.WriteTimeout)); err != nil {
+				l.wrote(n, bytes)
 				return n + 1, err
 			}
 			c.bw.Write(hdr[:]) // bufio.Writer errors are sticky: checked below
 			if _, err := c.bw.Write(body); err != nil {
+				l.wrote(n, bytes)
 				return n + 1, err
 			}
 			n++
+			bytes += headerSize + len(body)
 		}
 		if n < maxBatch {
 			select {
@@ -662,6 +737,7 @@ func (t *Transport) writeBatch(c *outConn, enc *encoder, m *raft.Message, l *lan
 			default:
 			}
 		}
+		l.wrote(n, bytes)
 		if err := c.SetWriteDeadline(time.Now().Add(t.opts.WriteTimeout)); err != nil {
 			return n, err
 		}
@@ -689,7 +765,9 @@ func (t *Transport) acceptLoop() {
 		t.mu.Lock()
 		ok := t.conns != nil
 		if ok {
-			t.conns[conn] = struct{}{}
+			t.conns[conn] = false
+			t.connsIn++
+			t.connsChanged()
 			t.wg.Add(1)
 		}
 		t.mu.Unlock()
@@ -715,13 +793,13 @@ func (t *Transport) serve(conn net.Conn) {
 			return
 		}
 	}
-	fr := &frameReader{r: bufio.NewReaderSize(conn, bufSize), max: uint32(t.opts.MaxFrameSize)}
+	fr := &frameReader{r: bufio.NewReaderSize(conn, bufSize), max: uint32(t.opts.MaxFrameSize), read: t.m.read}
 	for {
 		m, err := fr.readMessage()
 		if err != nil {
 			switch {
 			case errors.Is(err, errMalformed):
-				t.malformed.Add(1)
+				count(&t.malformed, t.m.malform, 1)
 				log.Error("closing connection", "err", err)
 			case t.ctx.Err() == nil && !errors.Is(err, io.EOF):
 				log.Debug("connection ended", "err", err)
@@ -729,9 +807,9 @@ func (t *Transport) serve(conn net.Conn) {
 			return
 		}
 		if t.inbox.offer(m, msgSize(m)) {
-			t.received.Add(1)
+			count(&t.received, t.m.received, 1)
 		} else {
-			t.recvDropped.Add(1)
+			count(&t.recvDropped, t.m.recvDropped, 1)
 		}
 	}
 }
@@ -774,10 +852,11 @@ func (e *encoder) done() {
 // frameReader reads frames from r, reusing one body buffer of at most
 // maxKeptBuf bytes.
 type frameReader struct {
-	r   io.Reader
-	max uint32 // the largest body accepted
-	hdr [headerSize]byte
-	buf []byte
+	r    io.Reader
+	max  uint32          // the largest body accepted
+	read metrics.Counter // counts the bytes of the frames read; nil without a Sink
+	hdr  [headerSize]byte
+	buf  []byte
 }
 
 // readMessage reads one frame and decodes it. Errors wrapping errMalformed
@@ -832,5 +911,6 @@ func (fr *frameReader) readFrame() ([]byte, error) {
 	if cap(b) <= maxKeptBuf {
 		fr.buf = b[:0]
 	}
+	add(fr.read, uint64(headerSize+n))
 	return b, nil
 }
