@@ -446,6 +446,12 @@ func TestEndToEndKillLeader(t *testing.T) {
 		}
 	}
 
+	// Every server's /metrics, scraped as Prometheus would.
+	if !waitFor(5*time.Second, func() bool { return e2eLeader(client, procs) >= 0 }) {
+		t.Fatalf("no leader before the scrape")
+	}
+	checkScrapes(t, client, procs)
+
 	// Unknown outcomes: the write may take effect any time after its call.
 	end := h.now() + 1
 	var nPut, nGet, nUnknown int

@@ -35,6 +35,7 @@ func (n *node) handler() http.Handler {
 	mux.HandleFunc("GET /status", n.handleStatus)
 	mux.HandleFunc("POST /join", n.handleJoin)
 	mux.HandleFunc("POST /leave", n.handleLeave)
+	mux.Handle("GET /metrics", n.metrics)
 	return mux
 }
 

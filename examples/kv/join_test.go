@@ -108,7 +108,7 @@ func TestJoinLeave(t *testing.T) {
 	// (SnapshotThreshold 8192, far more entries than this test writes, so
 	// it never takes a snapshot of its own).
 	trans, ln, dPeer := listenPeer(t, "d")
-	d, err := newNode(testConfig("d", nil), t.TempDir(), trans, ln, append(slices.Clone(peers), dPeer), false)
+	d, err := newNode(testConfig("d", nil), nil, t.TempDir(), trans, ln, append(slices.Clone(peers), dPeer), false)
 	if err != nil {
 		t.Fatalf("start d: %v", err)
 	}

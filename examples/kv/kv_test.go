@@ -55,7 +55,7 @@ func startClusterWith(t *testing.T, size int, tweak func(*raft.Config)) ([]*node
 	}
 	var nodes []*node
 	for i, p := range peers {
-		n, err := newNode(testConfig(p.ID, tweak), t.TempDir(), transs[i], lns[i], peers, true)
+		n, err := newNode(testConfig(p.ID, tweak), nil, t.TempDir(), transs[i], lns[i], peers, true)
 		if err != nil {
 			for j := i + 1; j < len(peers); j++ {
 				transs[j].Close()

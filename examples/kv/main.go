@@ -96,8 +96,9 @@ type node struct {
 	logs   *wal.Log
 	stable *wal.Stable
 	snaps  *filesnap.Store
-	http   *http.Server
-	served chan error // Serve's result
+	http    *http.Server
+	served  chan error   // Serve's result
+	metrics http.Handler // /metrics
 
 	closeOnce sync.Once
 	closeErr  error
@@ -202,6 +203,7 @@ func runLocal(ctx context.Context, size int, forward bool, logger *slog.Logger) 
 	fmt.Printf("  curl 'http://%s/kv/hello?consistency=stale'\n", peers[len(peers)-1].HTTPAddr)
 	fmt.Printf("  curl -L -X DELETE http://%s/kv/hello\n", peers[0].HTTPAddr)
 	fmt.Printf("  curl http://%s/status\n", peers[0].HTTPAddr)
+	fmt.Printf("  curl -s http://%s/metrics | grep keel_raft_\n", peers[0].HTTPAddr)
 	fmt.Printf("  curl -L -X POST 'http://%s/leave?id=%s'\n\n", peers[0].HTTPAddr, peers[len(peers)-1].ID)
 	fmt.Printf("Ctrl-C stops the cluster.\n")
 	return wait(ctx, nodes, logger)
@@ -237,7 +239,8 @@ func wait(ctx context.Context, nodes []*node, logger *slog.Logger) error {
 // serving.
 func startNode(id raft.ServerID, dir, raftBind string, advertise raft.ServerAddress, httpBind string,
 	peers []peer, bootstrap, forward bool, logger *slog.Logger) (*node, error) {
-	trans, err := tcp.New(raftBind, tcp.Options{Advertise: advertise})
+	sink, handler := newMetrics()
+	trans, err := tcp.New(raftBind, tcp.Options{Advertise: advertise, Metrics: sink})
 	if err != nil {
 		return nil, fmt.Errorf("%s: raft transport on %s: %w", id, raftBind, err)
 	}
@@ -250,16 +253,25 @@ func startNode(id raft.ServerID, dir, raftBind string, advertise raft.ServerAddr
 	cfg.LocalID = id
 	cfg.Logger = logger
 	cfg.ForwardingDisabled = !forward
-	return newNode(cfg, dir, trans, ln, peers, bootstrap)
+	cfg.Metrics = sink
+	return newNode(cfg, handler, dir, trans, ln, peers, bootstrap)
 }
 
 // newNode starts a server on a transport and HTTP listener the caller
 // opened; it takes ownership of both, closing them if it fails. With
 // bootstrap set, a server whose dir holds no state bootstraps a cluster of
 // peers; without, it starts empty and waits to be added by a leader.
-func newNode(cfg *raft.Config, dir string, trans *tcp.Transport, ln net.Listener, peers []peer,
+//
+// cfg.Metrics, when set, and metrics, which serves it, report the
+// server's figures at /metrics; without them newNode makes its own (the
+// transport, made by the caller, then reports none).
+func newNode(cfg *raft.Config, metrics http.Handler, dir string, trans *tcp.Transport, ln net.Listener, peers []peer,
 	bootstrap bool) (_ *node, err error) {
+	if cfg.Metrics == nil || metrics == nil {
+		cfg.Metrics, metrics = newMetrics()
+	}
 	n := &node{
+		metrics:   metrics,
 		id:        cfg.LocalID,
 		fsm:       newFSM(),
 		httpAddrs: make(map[raft.ServerID]string),
@@ -275,10 +287,10 @@ func newNode(cfg *raft.Config, dir string, trans *tcp.Transport, ln net.Listener
 	for _, p := range peers {
 		n.httpAddrs[p.ID] = p.HTTPAddr
 	}
-	if n.logs, err = wal.Open(filepath.Join(dir, "log"), wal.Options{}); err != nil {
+	if n.logs, err = wal.Open(filepath.Join(dir, "log"), wal.Options{Metrics: cfg.Metrics}); err != nil {
 		return nil, fmt.Errorf("%s: open log: %w", n.id, err)
 	}
-	if n.stable, err = wal.OpenStable(filepath.Join(dir, "stable")); err != nil {
+	if n.stable, err = wal.OpenStableWith(filepath.Join(dir, "stable"), wal.StableOptions{Metrics: cfg.Metrics}); err != nil {
 		return nil, fmt.Errorf("%s: open stable store: %w", n.id, err)
 	}
 	if n.snaps, err = filesnap.New(filepath.Join(dir, "snapshots"), filesnap.Options{}); err != nil {
