@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -223,4 +225,38 @@ func TestMetricsCountRefusedProposals(t *testing.T) {
 func termOf(r *raft.Raft) uint64 {
 	t, _ := strconv.ParseUint(r.Stats()["term"], 10, 64)
 	return t
+}
+
+// prometheusName is the name the Prometheus adapter gives a metric
+// (metrics/prometheus): the namespace, the unit, _total for counters.
+func prometheusName(d metrics.Desc, kind string) string {
+	name := "keel_" + d.FullName()
+	if d.Unit != metrics.Count && !strings.HasSuffix(name, "_"+string(d.Unit)) {
+		name += "_" + string(d.Unit)
+	}
+	if kind == "counter" {
+		name += "_total"
+	}
+	return name
+}
+
+// TestREADMEListsEveryRaftMetric: the README's metrics table names every
+// metric package raft reports, by its Prometheus name.
+func TestREADMEListsEveryRaftMetric(t *testing.T) {
+	var recs recorders
+	c := newCluster(t, 3, 19, recs.config)
+	l := c.Leader()
+	c.apply("x")
+	rec := recs.of(l.ID)
+	waitMetric(t, c, "the leader's peer gauges", func() bool { return rec.Kind("raft_peer_lag_entries") != "" })
+	readme, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	seen := map[string]bool{}
+	for _, d := range rec.Descs() {
+		name := prometheusName(d, rec.Kind(d.FullName()))
+		if !seen[name] {
+			seen[name] = true
+			require.Contains(t, string(readme), "`"+name+"`", "README.md's metrics table lacks %s", name)
+		}
+	}
 }

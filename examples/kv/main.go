@@ -92,10 +92,10 @@ type node struct {
 	fsm       *kvFSM
 	httpAddrs map[raft.ServerID]string // raft ID -> HTTP address, for redirects
 
-	trans  *tcp.Transport
-	logs   *wal.Log
-	stable *wal.Stable
-	snaps  *filesnap.Store
+	trans   *tcp.Transport
+	logs    *wal.Log
+	stable  *wal.Stable
+	snaps   *filesnap.Store
 	http    *http.Server
 	served  chan error   // Serve's result
 	metrics http.Handler // /metrics
