@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	keel "github.com/keelraft/raft"
+	"github.com/keelraft/raft/metrics"
 	"github.com/keelraft/raft/bench/peers/clusters"
 	storeinmem "github.com/keelraft/raft/storage/inmem"
 	transinmem "github.com/keelraft/raft/transport/inmem"
@@ -21,7 +22,11 @@ type keelCluster struct {
 	leader *keel.Raft
 }
 
-func startKeel(b *testing.B) cluster {
+func startKeel(b *testing.B) cluster { return startKeelWith(b, nil) }
+
+// startKeelWith is startKeel with each server reporting to sinkFor(id)
+// (nil: no metrics).
+func startKeelWith(b *testing.B, sinkFor func(keel.ServerID) metrics.Sink) cluster {
 	b.Helper()
 	c := &keelCluster{net: transinmem.NewNetwork(1)}
 	var configuration keel.Configuration
@@ -32,6 +37,9 @@ func startKeel(b *testing.B) cluster {
 	for _, s := range configuration.Servers {
 		conf := keel.DefaultConfig()
 		conf.LocalID = s.ID
+		if sinkFor != nil {
+			conf.Metrics = sinkFor(s.ID)
+		}
 		store, snaps := storeinmem.NewStore(), storeinmem.NewSnapshotStore()
 		if err := keel.BootstrapCluster(conf, store, store, snaps, configuration); err != nil {
 			c.Shutdown()

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	keel "github.com/keelraft/raft"
+	"github.com/keelraft/raft/metrics"
 	"github.com/keelraft/raft/storage/filesnap"
 	keelwal "github.com/keelraft/raft/storage/wal"
 	"github.com/keelraft/raft/transport/tcp"
@@ -36,6 +37,7 @@ type keelTCPNode struct {
 	stable *keelwal.Stable
 	snaps  *filesnap.Store
 	raft   *keel.Raft
+	sink   metrics.Sink
 }
 
 type keelTCPCluster struct {
@@ -50,7 +52,12 @@ type keelTCPCluster struct {
 // (up to LeaderTimeout) for a leader. The returned Cluster is also a
 // SyncCounter counting storage/wal's Stats().Syncs. On error everything
 // started is shut down again.
-func StartKeelTCPDurable(dir string) (Cluster, error) {
+func StartKeelTCPDurable(dir string) (Cluster, error) { return StartKeelTCPDurableWith(dir, nil) }
+
+// StartKeelTCPDurableWith is StartKeelTCPDurable with each server's Raft,
+// WAL (Log and Stable) and TCP transport reporting to sinkFor(id); a nil
+// sinkFor, or a nil sink, means no metrics.
+func StartKeelTCPDurableWith(dir string, sinkFor func(id keel.ServerID) metrics.Sink) (Cluster, error) {
 	c := &keelTCPCluster{}
 	fail := func(err error) (Cluster, error) {
 		c.Shutdown()
@@ -60,16 +67,19 @@ func StartKeelTCPDurable(dir string) (Cluster, error) {
 	for i := 1; i <= 3; i++ {
 		id := fmt.Sprintf("s%d", i)
 		n := &keelTCPNode{}
+		if sinkFor != nil {
+			n.sink = sinkFor(keel.ServerID(id))
+		}
 		c.nodes = append(c.nodes, n)
 		var err error
-		if n.trans, err = tcp.New("127.0.0.1:0", tcp.Options{}); err != nil {
+		if n.trans, err = tcp.New("127.0.0.1:0", tcp.Options{Metrics: n.sink}); err != nil {
 			return fail(fmt.Errorf("%s: transport: %w", id, err))
 		}
 		sdir := filepath.Join(dir, id)
-		if n.logs, err = keelwal.Open(filepath.Join(sdir, "wal"), keelwal.Options{}); err != nil {
+		if n.logs, err = keelwal.Open(filepath.Join(sdir, "wal"), keelwal.Options{Metrics: n.sink}); err != nil {
 			return fail(fmt.Errorf("%s: log: %w", id, err))
 		}
-		if n.stable, err = keelwal.OpenStable(filepath.Join(sdir, "stable")); err != nil {
+		if n.stable, err = keelwal.OpenStableWith(filepath.Join(sdir, "stable"), keelwal.StableOptions{Metrics: n.sink}); err != nil {
 			return fail(fmt.Errorf("%s: stable store: %w", id, err))
 		}
 		if n.snaps, err = filesnap.New(filepath.Join(sdir, "snaps"), filesnap.Options{}); err != nil {
@@ -82,6 +92,7 @@ func StartKeelTCPDurable(dir string) (Cluster, error) {
 	for i, n := range c.nodes {
 		conf := keel.DefaultConfig()
 		conf.LocalID = configuration.Servers[i].ID
+		conf.Metrics = n.sink
 		if err := keel.BootstrapCluster(conf, n.logs, n.stable, n.snaps, configuration); err != nil {
 			return fail(fmt.Errorf("%s: bootstrap: %w", conf.LocalID, err))
 		}
