@@ -6,8 +6,8 @@ import (
 	"testing"
 
 	keel "github.com/keelraft/raft"
-	"github.com/keelraft/raft/metrics"
 	"github.com/keelraft/raft/bench/peers/clusters"
+	"github.com/keelraft/raft/metrics"
 	storeinmem "github.com/keelraft/raft/storage/inmem"
 	transinmem "github.com/keelraft/raft/transport/inmem"
 )
