@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +16,8 @@ import (
 	"github.com/keelraft/raft"
 	"github.com/keelraft/raft/metrics"
 	"github.com/keelraft/raft/rafttest"
+	"github.com/keelraft/raft/storage/wal"
+	"github.com/keelraft/raft/transport/tcp"
 	"github.com/stretchr/testify/require"
 )
 
@@ -259,4 +262,42 @@ func TestREADMEListsEveryRaftMetric(t *testing.T) {
 			require.Contains(t, string(readme), "`"+name+"`", "README.md's metrics table lacks %s", name)
 		}
 	}
+}
+
+// TestREADMEListsEveryStorageAndTransportMetric: the same for storage/wal
+// and transport/tcp.
+func TestREADMEListsEveryStorageAndTransportMetric(t *testing.T) {
+	rec := metrics.NewRecorder()
+	dir := t.TempDir()
+	logs, err := wal.Open(filepath.Join(dir, "log"), wal.Options{Metrics: rec})
+	require.NoError(t, err)
+	defer logs.Close()
+	stable, err := wal.OpenStableWith(filepath.Join(dir, "stable"), wal.StableOptions{Metrics: rec})
+	require.NoError(t, err)
+	defer stable.Close()
+	a, err := tcp.New("127.0.0.1:0", tcp.Options{Metrics: rec})
+	require.NoError(t, err)
+	defer a.Close()
+	b, err := tcp.New("127.0.0.1:0", tcp.Options{Metrics: rec})
+	require.NoError(t, err)
+	defer b.Close()
+	// A message makes the sender's per-peer series.
+	require.NoError(t, a.Send(b.LocalAddr(), &raft.Message{Type: raft.MsgHeartbeat, From: "a", To: "b", Term: 1}))
+	select {
+	case <-b.Consumer():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the message did not arrive")
+	}
+	readme, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	seen := map[string]bool{}
+	for _, d := range rec.Descs() {
+		name := prometheusName(d, rec.Kind(d.FullName()))
+		if !seen[name] {
+			seen[name] = true
+			require.Contains(t, string(readme), "`"+name+"`", "README.md's metrics tables lack %s", name)
+		}
+	}
+	require.True(t, seen["keel_tcp_messages_sent_total"] && seen["keel_wal_syncs_total"] && seen["keel_wal_stable_writes_total"], "%v", seen)
+	require.NoError(t, rec.Err())
 }

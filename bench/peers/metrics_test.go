@@ -19,9 +19,10 @@ import (
 // (and, on TCP, WAL and transport) reporting to the Prometheus adapter,
 // one registry per server, gathered every second as a busy Prometheus
 // server would scrape it. For each proposer count the two run one after
-// the other, so with -count N the runs interleave:
+// the other; -count repeats each sub-benchmark in a row, so to interleave
+// rounds run the test binary once per round:
 //
-//	go test -run X -bench MetricsCost -benchtime 3s -count 3
+//	go test -c -o peers.test . && for i in 1 2 3; do ./peers.test -test.run X -test.bench MetricsCost -test.benchtime 2s; done
 func BenchmarkMetricsCost(b *testing.B) {
 	setups := []struct {
 		name  string
