@@ -418,6 +418,7 @@ func (r *Raft) failAll() {
 			r.pubMu.Lock()
 			r.pub.state = Shutdown
 			r.pubMu.Unlock()
+			r.metrics.shutdown(r.lastPub, r.applier.applied.Load())
 			return
 		}
 	}

@@ -239,6 +239,18 @@ func (m *raftMetrics) published(p published, counts coreCounts) {
 	m.counts = counts
 }
 
+// shutdown sets the gauges of a server that stopped: no role (every state
+// gauge 0), no leader, no peers; a sink that outlives the server then
+// shows no stale leader.
+func (m *raftMetrics) shutdown(p published, applied uint64) {
+	if m == nil {
+		return
+	}
+	p.state, p.leaderID = Shutdown, ""
+	m.gauges(p, applied, 0)
+	m.peerReports(nil, 0)
+}
+
 // startCommit sets the figures the commit counter starts from, so that a
 // restart does not count the log it recovers as committed again.
 func (m *raftMetrics) startCommit(commit uint64) {

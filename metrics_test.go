@@ -223,6 +223,20 @@ func TestMetricsCountRefusedProposals(t *testing.T) {
 	require.ErrorAs(t, f.Raft().Apply(ctx, []byte("x")).Error(), &nl)
 	require.EqualValues(t, 1, counterOf(recs.of(f.ID), "raft_proposals_refused", metrics.Label{Name: "reason", Value: "not_leader"}))
 	require.Zero(t, counterOf(recs.of(f.ID), "raft_proposals"))
+
+	// A server that stops reports no role and no leader, and its former
+	// leadership's peer gauges read 0.
+	lr := recs.of(l.ID)
+	waitMetric(t, c, "the leader's gauges", func() bool {
+		return gaugeOf(lr, "raft_state", metrics.Label{Name: "state", Value: "Leader"}) == 1 &&
+			gaugeOf(lr, "raft_peer_last_contact", metrics.Label{Name: "peer", Value: string(f.ID)}) >= 0
+	})
+	c.Crash(l)
+	for _, s := range []string{"Follower", "Candidate", "Leader"} {
+		require.Zero(t, gaugeOf(lr, "raft_state", metrics.Label{Name: "state", Value: s}), s)
+	}
+	require.Zero(t, gaugeOf(lr, "raft_has_leader"))
+	require.Zero(t, gaugeOf(lr, "raft_peer_lag_entries", metrics.Label{Name: "peer", Value: string(f.ID)}))
 }
 
 func termOf(r *raft.Raft) uint64 {
