@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/keelraft/raft"
+	"github.com/keelraft/raft/metrics"
 	storeinmem "github.com/keelraft/raft/storage/inmem"
 	transinmem "github.com/keelraft/raft/transport/inmem"
 )
@@ -75,4 +76,45 @@ func Example() {
 		}
 	}
 	// Output: total: 5
+}
+
+// Metrics: a server reports to the sink in Config.Metrics. Here a
+// metrics.Recorder keeps the figures in memory; in production, a sink of
+// github.com/keelraft/raft/metrics/prometheus or .../metrics/otel.
+func ExampleConfig_metrics() {
+	network := transinmem.NewNetwork(1)
+	defer network.Close()
+	rec := metrics.NewRecorder()
+	cfg := raft.DefaultConfig()
+	cfg.LocalID = "a"
+	cfg.Metrics = rec
+	store, snaps := storeinmem.NewStore(), storeinmem.NewSnapshotStore()
+	trans, _ := network.NewTransport("a")
+	conf := raft.Configuration{Servers: []raft.Server{{ID: "a", Address: "a"}}}
+	if err := raft.BootstrapCluster(cfg, store, store, snaps, conf); err != nil {
+		panic(err)
+	}
+	r, err := raft.NewRaft(cfg, &counter{}, store, store, snaps, trans)
+	if err != nil {
+		panic(err)
+	}
+	defer r.Shutdown()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for r.State() != raft.Leader {
+		select {
+		case <-ctx.Done():
+			panic("no leader")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if err := r.Apply(ctx, []byte("hello")).Error(); err != nil {
+		panic(err)
+	}
+	won, _ := rec.CounterValue("raft_elections_won")
+	proposals, _ := rec.CounterValue("raft_proposals")
+	latencies, _, _, _ := rec.HistogramValue("raft_commit_latency")
+	fmt.Println("elections won:", won, "proposals:", proposals, "commit latencies:", latencies)
+	// Output: elections won: 1 proposals: 1 commit latencies: 1
 }
