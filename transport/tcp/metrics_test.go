@@ -44,16 +44,9 @@ var (
 // have settled: a count reaches Stats an instant before its metric.
 func requireStatsMatch(t *testing.T, tr *Transport, r *metrics.Recorder) {
 	t.Helper()
-	var st, got Stats
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		st, got = tr.Stats(), metricStats(t, tr, r)
-		if st == got || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
-	require.Equal(t, st, got)
+	waitFor(t, 5*time.Second, "Stats and the metrics to agree", func() bool {
+		return tr.Stats() == metricStats(t, tr, r)
+	})
 }
 
 // metricStats is Stats as the metrics in r count it.
