@@ -57,6 +57,13 @@ var (
 	// ErrNothingNewToSnapshot means Snapshot found nothing applied since the
 	// last snapshot.
 	ErrNothingNewToSnapshot = errors.New("raft: nothing new to snapshot")
+	// ErrUnsupportedVersion means data was written, or a peer speaks, in a
+	// format version newer than this build understands: a log entry type,
+	// a snapshot header, the stored term and vote, a WAL segment or a wire
+	// protocol version. keel refuses it rather than guess; the error names
+	// the version found and the newest this build reads. Upgrade this
+	// server (see the README's compatibility policy).
+	ErrUnsupportedVersion = errors.New("raft: format version newer than this build understands")
 	// ErrSnapshotCorrupt means a snapshot failed its checksum or could not
 	// be read; the error names it.
 	ErrSnapshotCorrupt = errors.New("raft: corrupt snapshot")

@@ -126,6 +126,15 @@ type Transport interface {
 	Close() error
 }
 
+// The wire protocol versions this build speaks: a transport that connects
+// two servers agrees on the highest version both speak (transport/tcp does
+// it in a hello when it connects) and refuses a peer with no version in
+// common. Version 1 is EncodeMessage's format.
+const (
+	ProtocolVersion    = 1 // the newest version this build speaks
+	MinProtocolVersion = 1 // the oldest version this build still speaks
+)
+
 // ErrMalformedMessage is returned by DecodeMessage for bytes that are not a
 // valid Message.
 var ErrMalformedMessage = errors.New("raft: malformed message")
