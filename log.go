@@ -22,6 +22,10 @@ const (
 	// the FSM sees only the commands the table lets through, each as a
 	// LogCommand entry (same Index and Term) whose Data is the command.
 	LogSession
+
+	// lastLogType is the newest type this build knows. A later release
+	// adds types after it; this one refuses them (ErrUnsupportedVersion).
+	lastLogType = LogSession
 )
 
 // String returns the name of the log type.
@@ -38,6 +42,17 @@ func (t LogType) String() string {
 	default:
 		return fmt.Sprintf("LogType(%d)", uint8(t))
 	}
+}
+
+// newerEntryType returns an ErrUnsupportedVersion error if an entry has a
+// type newer than this build knows.
+func newerEntryType(ents []Log) error {
+	for i := range ents {
+		if ents[i].Type > lastLogType {
+			return fmt.Errorf("%w: entry %d has type %d, this build knows types up to %d", ErrUnsupportedVersion, ents[i].Index, ents[i].Type, lastLogType)
+		}
+	}
+	return nil
 }
 
 // Log is one entry of the replicated log.

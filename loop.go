@@ -79,6 +79,16 @@ func (r *Raft) step(m *Message) {
 		r.logger.Debug("dropping message for another server", "to", m.To, "from", m.From, "type", m.Type)
 		return
 	}
+	if err := newerEntryType(m.Entries); err != nil {
+		// A newer leader's entry this build cannot interpret: never store
+		// or apply it. The leader retries; once this server is upgraded it
+		// accepts. Transports that decode (tcp) refuse it earlier.
+		r.refusedNewer++
+		if r.refusedNewer&(r.refusedNewer-1) == 0 { // 1st, 2nd, 4th, ...: a reminder, not a flood
+			r.logger.Error("refusing entries newer than this build; upgrade this server", "from", m.From, "type", m.Type, "refused", r.refusedNewer, "err", err)
+		}
+		return
+	}
 	if m.FromAddr != "" {
 		r.addrs[m.From] = m.FromAddr
 	}

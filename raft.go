@@ -56,15 +56,16 @@ type Raft struct {
 	tick   time.Duration
 
 	// Owned by the event loop.
-	core     *core
-	inflight []*future                  // proposals not yet handed to the applier, by index
-	reads    map[uint64]*future         // VerifyLeader and ReadIndex requests the core holds, by request ID
-	forwards map[uint64][]*future       // proposals forwarded to the leader, by request ID
-	lastReq  uint64                     // the last request ID given out (reads and forwards)
-	addrs    map[ServerID]ServerAddress // learned from messages, beside the configuration
-	member   memberWaits                // membership_api.go: changes and transfers under way
-	lastPub  published
-	stall    diskWatch // stall_driver.go: whether the persister's writes stalled
+	core         *core
+	inflight     []*future                  // proposals not yet handed to the applier, by index
+	reads        map[uint64]*future         // VerifyLeader and ReadIndex requests the core holds, by request ID
+	forwards     map[uint64][]*future       // proposals forwarded to the leader, by request ID
+	lastReq      uint64                     // the last request ID given out (reads and forwards)
+	refusedNewer uint64                     // messages refused for entries newer than this build (loop.go)
+	addrs        map[ServerID]ServerAddress // learned from messages, beside the configuration
+	member       memberWaits                // membership_api.go: changes and transfers under way
+	lastPub      published
+	stall        diskWatch // stall_driver.go: whether the persister's writes stalled
 
 	metrics *raftMetrics // metrics.go; nil when Config.Metrics is
 
@@ -220,7 +221,9 @@ func loadLog(logs LogStore, snapIndex, cacheBytes uint64) (startLog, uint64, err
 		if e.Term < prevTerm {
 			return startLog{}, 0, fmt.Errorf("%w: log entry %d has term %d below the previous entry's %d", ErrCorruptState, i, e.Term, prevTerm)
 		}
-		if err := validateEntry(&e); err != nil {
+		if err := validateEntry(&e); errors.Is(err, ErrUnsupportedVersion) {
+			return startLog{}, 0, fmt.Errorf("raft: log entry %d: %w", i, err)
+		} else if err != nil {
 			return startLog{}, 0, fmt.Errorf("%w: log entry %d: %v", ErrCorruptState, i, err)
 		}
 		prevTerm = e.Term
@@ -243,6 +246,11 @@ func validateEntry(e *Log) error {
 		_, err := decodeSessionEntry(e.Data)
 		return err
 	default:
+		if e.Type > lastLogType {
+			// A newer build's entry: refuse it rather than apply or
+			// replicate what this build cannot interpret.
+			return fmt.Errorf("%w: entry type %d, this build knows types up to %d (%v)", ErrUnsupportedVersion, e.Type, lastLogType, lastLogType)
+		}
 		return fmt.Errorf("unknown entry type %d", e.Type)
 	}
 }

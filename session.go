@@ -462,8 +462,11 @@ func parseSnapshotPrefix(p []byte) (bodyLen uint64, sum uint32, err error) {
 	if err := checkSnapshotMagic(p); err != nil {
 		return 0, 0, err
 	}
-	if p[8] != snapshotHeaderVersion {
-		return 0, 0, fmt.Errorf("snapshot header version %d, want %d", p[8], snapshotHeaderVersion)
+	if p[8] > snapshotHeaderVersion {
+		return 0, 0, fmt.Errorf("%w: snapshot header version %d, this build reads up to %d", ErrUnsupportedVersion, p[8], snapshotHeaderVersion)
+	}
+	if p[8] == 0 {
+		return 0, 0, errors.New("snapshot header version 0")
 	}
 	bodyLen = binary.BigEndian.Uint64(p[9:])
 	if bodyLen < 16 || bodyLen > maxSessionStateBytes {

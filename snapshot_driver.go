@@ -178,12 +178,18 @@ func (r *Raft) takeSnapshot(minIndex uint64) {
 // persistSnapshot writes keel's header hdr, then the FSM's snapshot, to
 // the store.
 func (r *Raft) persistSnapshot(fs FSMSnapshot, meta SnapshotMeta, hdr []byte) (SnapshotMeta, error) {
-	sink, err := r.snaps.Create(meta.Index, meta.Term, meta.Configuration, meta.ConfigurationIndex)
+	return persistSnapshotTo(r.snaps, r.shutdownCh, fs, meta, hdr)
+}
+
+// persistSnapshotTo writes hdr and then fs to a new snapshot in snaps;
+// writes fail once stop is closed (nil: never).
+func persistSnapshotTo(snaps SnapshotStore, stop <-chan struct{}, fs FSMSnapshot, meta SnapshotMeta, hdr []byte) (SnapshotMeta, error) {
+	sink, err := snaps.Create(meta.Index, meta.Term, meta.Configuration, meta.ConfigurationIndex)
 	if err != nil {
 		return meta, fmt.Errorf("raft: create snapshot at index %d: %w", meta.Index, err)
 	}
 	meta.ID = sink.ID()
-	cs := &guardedSink{SnapshotSink: sink, stop: r.shutdownCh}
+	cs := &guardedSink{SnapshotSink: sink, stop: stop}
 	if _, err := cs.Write(hdr); err != nil {
 		cs.Cancel()
 		return meta, fmt.Errorf("raft: persist snapshot %s: header: %w", meta.ID, err)
@@ -419,6 +425,11 @@ func restoreNewestSnapshot(logger *slog.Logger, fsm FSM, snaps SnapshotStore, lo
 			continue
 		}
 		sessions, err := restoreFrom(fsm, snaps, m.ID)
+		if errors.Is(err, ErrUnsupportedVersion) {
+			// A newer build ran on these stores: falling back to an older
+			// snapshot would run this build on its log too.
+			return SnapshotMeta{}, nil, err
+		}
 		if err != nil {
 			logger.Error("snapshot unusable, trying an older one", "id", m.ID, "err", err)
 			errs = append(errs, err)

@@ -29,6 +29,10 @@ func readSnapshotHeader(r io.Reader) (*sessionTable, error) {
 		return nil, fmt.Errorf("raft: read snapshot header: %w", err)
 	}
 	bodyLen, sum, err := parseSnapshotPrefix(prefix[:])
+	if errors.Is(err, ErrUnsupportedVersion) {
+		// Not damage: a newer build wrote it. Never read it as this one's.
+		return nil, fmt.Errorf("raft: snapshot: %w", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrSnapshotCorrupt, err)
 	}

@@ -184,7 +184,8 @@ func DecodeMessage(b []byte) (m *Message, err error) {
 		return nil, fmt.Errorf("%w: %v", ErrMalformedMessage, err)
 	}
 	if err := m.validate(); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformedMessage, err)
+		// %w twice: a newer build's entry is ErrUnsupportedVersion too.
+		return nil, fmt.Errorf("%w: %w", ErrMalformedMessage, err)
 	}
 	return m, nil
 }

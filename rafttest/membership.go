@@ -119,3 +119,27 @@ func (c *Cluster) Configurations() raft.Configurations {
 	}
 	return cs
 }
+
+// Recover runs raft.RecoverCluster on a crashed server's stores with a new
+// FSM from the cluster's factory, as an operator runs a recovery tool on a
+// stopped server's data: afterwards its configuration is the one of the
+// given servers. Restart it to run it again.
+func (c *Cluster) Recover(s *Server, voters ...*Server) {
+	c.t.Helper()
+	c.check("Recover", false, s)
+	if !s.Crashed() {
+		c.t.Fatalf("rafttest: Recover: %s is running; Crash it first", s.ID)
+	}
+	var conf raft.Configuration
+	for _, v := range voters {
+		conf.Servers = append(conf.Servers, raft.Server{ID: v.ID, Address: v.Addr})
+	}
+	c.openStores(s)
+	err := raft.RecoverCluster(c.config(s.ID), c.newFSM(), s.logs, s.stable, s.snaps, conf)
+	if cerr := c.closeStores(s); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		c.t.Fatalf("rafttest: Recover %s: %v", s.ID, err)
+	}
+}
