@@ -29,6 +29,7 @@ func add(c metrics.Counter, n uint64) {
 type transportMetrics struct {
 	sink                           metrics.Sink // for the lanes
 	received, recvDropped, malform metrics.Counter
+	versionRefused                 metrics.Counter
 	read                           metrics.Counter
 	connsIn, connsOut              metrics.Gauge
 }
@@ -46,13 +47,14 @@ func newTransportMetrics(s metrics.Sink) transportMetrics {
 			Labels: []metrics.Label{{Name: "direction", Value: dir}}})
 	}
 	return transportMetrics{
-		sink:        s,
-		received:    c("messages_received", metrics.Count, "Messages decoded and put on the Consumer channel (Stats.Received)."),
-		recvDropped: c("messages_receive_dropped", metrics.Count, "Messages decoded but dropped because the Consumer channel was full, by count or bytes (Stats.ReceiveDropped)."),
-		malform:     c("malformed_frames", metrics.Count, "Inbound frames rejected (unknown version, length above MaxFrameSize, undecodable); each closes its connection (Stats.Malformed)."),
-		read:        c("read", metrics.Bytes, "Bytes of the frames read from accepted connections, headers included."),
-		connsIn:     conns("in"),
-		connsOut:    conns("out"),
+		sink:           s,
+		received:       c("messages_received", metrics.Count, "Messages decoded and put on the Consumer channel (Stats.Received)."),
+		recvDropped:    c("messages_receive_dropped", metrics.Count, "Messages decoded but dropped because the Consumer channel was full, by count or bytes (Stats.ReceiveDropped)."),
+		malform:        c("malformed_frames", metrics.Count, "Inbound frames and hellos rejected (not a hello, a version other than the negotiated one, length above MaxFrameSize, undecodable); each closes its connection (Stats.Malformed)."),
+		versionRefused: c("version_refused", metrics.Count, "Connections, dialed or accepted, closed in the hello because this server and the peer speak no protocol version in common (Stats.VersionRefused)."),
+		read:           c("read", metrics.Bytes, "Bytes of the frames read from accepted connections, headers included."),
+		connsIn:        conns("in"),
+		connsOut:       conns("out"),
 	}
 }
 

@@ -90,14 +90,13 @@ const (
 )
 
 const (
-	frameVersion = 1
-	headerSize   = 5
-	readChunk    = 1 << 20  // frame bodies grow at most this far ahead of the bytes read
-	bufSize      = 64 << 10 // bufio sizes
-	maxBatch     = 256      // frames written before a forced flush
-	maxKeptBuf   = 2 << 20  // a frame buffer larger than this is not reused
-	minBackoff   = 10 * time.Millisecond
-	maxBackoff   = time.Second
+	headerSize = 5
+	readChunk  = 1 << 20  // frame bodies grow at most this far ahead of the bytes read
+	bufSize    = 64 << 10 // bufio sizes
+	maxBatch   = 256      // frames written before a forced flush
+	maxKeptBuf = 2 << 20  // a frame buffer larger than this is not reused
+	minBackoff = 10 * time.Millisecond
+	maxBackoff = time.Second
 )
 
 // ErrClosed is returned (wrapped) by Send on a closed Transport.
@@ -200,8 +199,15 @@ type Options struct {
 	//   - connections (gauge, label direction = in or out): open
 	//     connections, accepted and dialed.
 	//
+	//   - version_refused (counter): Stats' VersionRefused.
+	//
 	// Nil reports nothing, at no cost.
 	Metrics metrics.Sink
+
+	// versions, when set (tests only, export_test.go), is the range of
+	// protocol versions spoken instead of raft.MinProtocolVersion to
+	// raft.ProtocolVersion, to play an older or a newer release.
+	versions versions
 }
 
 // Stats counts what a Transport did. Options.Metrics reports the same
@@ -212,8 +218,9 @@ type Stats struct {
 	Failed         uint64 // queued messages lost to dial, write or encode errors
 	Received       uint64 // messages decoded and put on the Consumer channel
 	ReceiveDropped uint64 // messages decoded but dropped: Consumer channel full (count or bytes)
-	Malformed      uint64 // inbound frames rejected (version, length, decoding)
+	Malformed      uint64 // inbound frames rejected (version, length, decoding), and accepted connections that opened with no valid hello
 	Reconnects     uint64 // connections dialed to a peer after its lane's first
+	VersionRefused uint64 // connections, dialed or accepted, closed in the hello for want of a common protocol version
 }
 
 // Transport is a raft.Transport over TCP. Its methods are safe for
@@ -239,7 +246,9 @@ type Transport struct {
 
 	// Stats' counters. The lanes' instruments count the outbound ones
 	// per lane too, and m's the inbound ones, in the same calls (count).
-	sent, dropped, failed, received, recvDropped, malformed, reconnects atomic.Uint64
+	sent, dropped, failed, received, recvDropped, malformed, reconnects, versionRefused atomic.Uint64
+
+	versions versions // the protocol versions t speaks
 
 	m transportMetrics
 }
@@ -255,7 +264,10 @@ type lane struct {
 	queue  chan queued
 	bytes  atomic.Int64 // sum of the sizes in queue
 	dialed bool         // a connection was dialed before
-	m      laneMetrics
+	// live is the lane's connection from its hello until it is known to
+	// be dead, for PeerVersions.
+	live atomic.Pointer[outConn]
+	m    laneMetrics
 }
 
 // queued is a message in a lane's queue, with the size it was counted as.
@@ -339,6 +351,13 @@ func New(bindAddr string, opts Options) (*Transport, error) {
 	if opts.WriteTimeout == 0 {
 		opts.WriteTimeout = DefaultWriteTimeout
 	}
+	vs := opts.versions
+	if vs == (versions{}) {
+		vs = versions{raft.MinProtocolVersion, raft.ProtocolVersion}
+	}
+	if !vs.valid() {
+		return nil, fmt.Errorf("tcp: invalid protocol version range %v", vs)
+	}
 	lg := opts.Logger
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
@@ -367,6 +386,8 @@ func New(bindAddr string, opts Options) (*Transport, error) {
 		peers: make(map[raft.ServerAddress]*peer),
 		conns: make(map[net.Conn]bool),
 		m:     newTransportMetrics(opts.Metrics),
+
+		versions: vs,
 	}
 	t.inbox = inbox{ch: t.ch, limit: int64(opts.ConsumerBytes), sizes: make([]int64, opts.ConsumerBuffer+1)}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
@@ -454,7 +475,34 @@ func (t *Transport) Stats() Stats {
 		Sent: t.sent.Load(), Dropped: t.dropped.Load(), Failed: t.failed.Load(),
 		Received: t.received.Load(), ReceiveDropped: t.recvDropped.Load(),
 		Malformed: t.malformed.Load(), Reconnects: t.reconnects.Load(),
+		VersionRefused: t.versionRefused.Load(),
 	}
+}
+
+// PeerVersions returns, for every peer this transport has a live outbound
+// connection to, the protocol version negotiated in that connection's
+// hello. A peer has two lanes, each with its own connection and hello;
+// when both are live and disagree (a moment in a peer's restart) the lower
+// is reported, so a peer shows the newer version only once everything
+// sent to it uses it. A peer whose connections are down, not yet dialed or
+// refused in the hello has no entry. It says what this server sends; what
+// a peer sends here is in the peer's own PeerVersions.
+func (t *Transport) PeerVersions() map[raft.ServerAddress]uint8 {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	vs := make(map[raft.ServerAddress]uint8)
+	for addr, p := range t.peers {
+		for _, l := range []*lane{p.fast, p.bulk} {
+			c := l.live.Load()
+			if c == nil {
+				continue
+			}
+			if v, ok := vs[addr]; !ok || c.version < v {
+				vs[addr] = c.version
+			}
+		}
+	}
+	return vs
 }
 
 // Close stops the listener, closes every connection and waits for every
@@ -549,8 +597,9 @@ func nextBackoff(d time.Duration) time.Duration {
 // outConn is a dialed connection and what its sender needs with it.
 type outConn struct {
 	net.Conn
-	bw   *bufio.Writer
-	dead chan struct{} // closed when the peer closes or sends anything
+	bw      *bufio.Writer
+	dead    chan struct{} // closed when the peer closes or sends anything
+	version uint8         // negotiated in the hello; every frame carries it
 }
 
 // runLane is a lane's sender goroutine.
@@ -560,9 +609,14 @@ func (t *Transport) runLane(l *lane) {
 	bw := bufio.NewWriterSize(nil, bufSize)
 	enc := newEncoder()
 	var c *outConn
+	drop := func() {
+		l.live.CompareAndSwap(c, nil)
+		t.untrack(c.Conn)
+		c = nil
+	}
 	defer func() {
 		if c != nil {
-			t.untrack(c.Conn)
+			drop()
 		}
 	}()
 	var backoff time.Duration
@@ -581,8 +635,7 @@ func (t *Transport) runLane(l *lane) {
 				// (mutual TLS): back off a little so refusal is no hot loop.
 				backoff = nextBackoff(backoff)
 				log.Debug("peer closed connection", "backoff", backoff)
-				t.untrack(c.Conn)
-				c = nil
+				drop()
 			default:
 			}
 		}
@@ -591,6 +644,16 @@ func (t *Transport) runLane(l *lane) {
 				return
 			}
 			conn, err := t.dial(l.addr)
+			var version uint8
+			if err == nil {
+				// Tracked before the hello, so that Close interrupts it.
+				if !t.track(conn, true) {
+					return
+				}
+				if version, err = t.sayHello(conn, l.addr); err != nil {
+					t.untrack(conn)
+				}
+			}
 			if err != nil {
 				if t.ctx.Err() != nil {
 					return
@@ -598,11 +661,13 @@ func (t *Transport) runLane(l *lane) {
 				add(l.m.dialFailures, 1)
 				count(&t.failed, l.m.failed, 1)
 				backoff = nextBackoff(backoff)
-				log.Warn("dial failed", "err", err, "backoff", backoff)
+				if errors.Is(err, errRefused) {
+					count(&t.versionRefused, t.m.versionRefused, 1)
+					log.Error("peer refused: no common protocol version", "err", err, "backoff", backoff)
+				} else {
+					log.Warn("dial failed", "err", err, "backoff", backoff)
+				}
 				continue
-			}
-			if !t.track(conn, true) {
-				return
 			}
 			add(l.m.dials, 1)
 			if l.dialed {
@@ -610,9 +675,10 @@ func (t *Transport) runLane(l *lane) {
 			}
 			l.dialed = true
 			bw.Reset(conn)
-			c = &outConn{Conn: conn, bw: bw, dead: make(chan struct{})}
+			c = &outConn{Conn: conn, bw: bw, dead: make(chan struct{}), version: version}
+			l.live.Store(c)
 			t.wg.Add(1)
-			go t.watch(c)
+			go t.watch(c, l)
 		}
 		n, err := t.writeBatch(c, enc, m, l, log)
 		if err != nil {
@@ -622,8 +688,7 @@ func (t *Transport) runLane(l *lane) {
 			}
 			backoff = nextBackoff(backoff)
 			log.Warn("write failed", "err", err, "lost", n, "backoff", backoff)
-			t.untrack(c.Conn)
-			c = nil
+			drop()
 			continue
 		}
 		if l.m.batch != nil {
@@ -643,13 +708,16 @@ func (t *Transport) dial(addr raft.ServerAddress) (net.Conn, error) {
 	return d.DialContext(t.ctx, "tcp", string(addr))
 }
 
-// watch reads from an outbound connection, on which the peer never writes,
-// to notice when the peer closes it.
-func (t *Transport) watch(c *outConn) {
+// watch reads from an outbound connection, on which the peer writes
+// nothing after its hello reply, to notice when the peer closes it.
+func (t *Transport) watch(c *outConn, l *lane) {
 	defer t.wg.Done()
 	defer close(c.dead)
 	var b [1]byte
 	c.Read(b[:]) // returns at EOF, on a reset, on unexpected data, or when the conn is closed
+	// Dead now rather than when the sender next looks, so PeerVersions
+	// stops reporting a peer that went away.
+	l.live.CompareAndSwap(c, nil)
 }
 
 // writeBatch writes m and whatever else is queued in l, up to maxBatch
@@ -667,7 +735,7 @@ func (t *Transport) writeBatch(c *outConn, enc *encoder, m *raft.Message, l *lan
 			log.Error("cannot send message", "err", err)
 		} else {
 			var hdr [headerSize]byte
-			hdr[0] = frameVersion
+			hdr[0] = c.version
 			binary.BigEndian.PutUint32(hdr[1:], uint32(len(body)))
 			if err := c.SetWriteDeadline(time.Now().Add(t.opts.WriteTimeout)); err != nil {
 				l.wrote(n, bytes)
