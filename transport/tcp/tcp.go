@@ -2,9 +2,37 @@
 //
 // # Wire format
 //
-// Each message is one frame: a 1-byte version (1), a 4-byte big-endian
-// length, then that many bytes of raft.EncodeMessage output. A frame with an
-// unknown version, a length above Options.MaxFrameSize, or bytes that
+// A dialed connection opens with a hello, then carries frames one way.
+// All integers are big-endian.
+//
+// The dialer writes the hello: the magic FE 4B 4C 48 ("\xfeKLH"), the
+// lowest and the highest protocol version it speaks (1 byte each), and a
+// 2-byte extension length n followed by n bytes that this version ignores,
+// so a later hello can say more without breaking this one; n above 1024
+// is refused. The acceptor answers with a reply: the magic FE 4B 4C 52
+// ("\xfeKLR"), a status (0 accepted, 1 refused: no version in common), the
+// chosen version (0 when refused), the lowest and highest version it
+// speaks, and a 2-byte extension length with the same rule. The chosen
+// version is the highest both ranges hold. Both sides bound the exchange
+// by DialTimeout; the dialer waits for the reply before writing any frame.
+// A range is valid when 1 <= lowest <= highest < 0xFE, so the magic's
+// first byte is never a frame's, and a pre-hello peer's frame (or any
+// other bytes) is told apart at once. A transport speaks
+// raft.MinProtocolVersion to raft.ProtocolVersion.
+//
+// An acceptor that reads anything but a valid hello closes the connection
+// and counts it in Stats.Malformed. When the ranges share no version the
+// acceptor sends the refusal and closes, the dialer closes on reading it,
+// and each logs both ranges (the error wraps raft.ErrUnsupportedVersion)
+// and counts it in Stats.VersionRefused; the dialer loses the message it
+// dialed for and backs off as after a failed dial. PeerVersions reports
+// what each live outbound connection negotiated.
+//
+// Each message is then one frame: a 1-byte version, which is always the
+// version the hello chose, a 4-byte length, then that many bytes of the
+// body. Versions 1 and, in tests only, 2 have the same body:
+// raft.EncodeMessage's output. A frame with any other version than the
+// connection's, a length above Options.MaxFrameSize, or bytes that
 // raft.DecodeMessage rejects closes its connection; it is logged and counted
 // in Stats.Malformed. A frame body is allocated as its bytes arrive (at most
 // 1 MiB ahead of them), so a lying length field cannot force a large
@@ -14,8 +42,8 @@
 //
 // # Outbound
 //
-// Connections are one-way: a server writes frames on the connections it
-// dials and reads frames on the ones it accepts. For every peer address there
+// Connections are one-way after the hello: a server writes frames on the
+// connections it dials and reads frames on the ones it accepts. For every peer address there
 // are two lanes, each with its own bounded queue, sender goroutine and
 // connection: the bulk lane carries MsgAppend, MsgSnapshot and their answers, the fast lane
 // everything else, so heartbeats and votes never wait behind a large append.
@@ -29,8 +57,9 @@
 // share system calls. After a dial or write error it waits a capped
 // exponential backoff (10ms doubling to 1s) before dialing again; the frame
 // being written and the unflushed batch are lost (Stats.Failed). A goroutine
-// per outbound connection reads from it, so a peer that closes (a restart)
-// is noticed before the next write rather than by losing it.
+// per outbound connection reads from it once the hello is done, so a peer
+// that closes (a restart) is noticed before the next write rather than by
+// losing it.
 //
 // # Inbound
 //
@@ -112,8 +141,9 @@ type Options struct {
 	// LocalAddr returns. It defaults to the listener's address, which must
 	// then not be unspecified (0.0.0.0 or ::).
 	Advertise raft.ServerAddress
-	// DialTimeout bounds a dial, TLS handshake included, and the TLS
-	// handshake of an accepted connection (default DefaultDialTimeout).
+	// DialTimeout bounds a dial, TLS handshake included, the TLS
+	// handshake of an accepted connection, and, separately, each side of
+	// the hello that follows (default DefaultDialTimeout).
 	DialTimeout time.Duration
 	// WriteTimeout bounds each frame write and flush (default
 	// DefaultWriteTimeout). A peer that stops reading is disconnected after it.
