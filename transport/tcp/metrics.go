@@ -82,7 +82,7 @@ func (lm *laneMetrics) init(s metrics.Sink, addr raft.ServerAddress, lane string
 	lm.dropped = c("messages_dropped", metrics.Count, "Messages Send dropped because the lane's queue was full, by count (QueueSize) or bytes (QueueBytes) (Stats.Dropped).")
 	lm.failed = c("messages_failed", metrics.Count, "Queued messages lost to dial, write or encode errors (Stats.Failed).")
 	lm.dials = c("dials", metrics.Count, "Connections dialed to the peer.")
-	lm.dialFailures = c("dial_failures", metrics.Count, "Dials to the peer that failed (each loses the message waiting for it).")
+	lm.dialFailures = c("dial_failures", metrics.Count, "Dials to the peer that failed: connecting, the TLS handshake or the hello (each loses the message waiting for it).")
 	lm.reconnects = c("reconnects", metrics.Count, "Connections dialed to the peer after the lane's first (Stats.Reconnects).")
 	lm.frames = c("frames_written", metrics.Count, "Frames (one message each) written to the peer's connection; those of a batch whose write or flush failed are also in messages_failed.")
 	lm.written = c("written", metrics.Bytes, "Bytes of the frames written to the peer's connection, headers included.")
