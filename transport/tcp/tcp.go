@@ -215,7 +215,7 @@ type Options struct {
 	//     (counters): what Stats counts as Sent, Dropped, Failed and
 	//     Reconnects, from the same counters.
 	//   - dials, dial_failures (counters): connections dialed, and dials
-	//     that failed.
+	//     that failed (connecting, the TLS handshake or the hello).
 	//   - frames_written (counter), written (counter, bytes): frames and
 	//     their bytes written to the connection.
 	//   - batch_frames (histogram): frames per flush.
