@@ -59,7 +59,7 @@ func TestEncoderMatchesEncodeMessage(t *testing.T) {
 func TestDecodeDoesNotAlias(t *testing.T) {
 	for _, m := range wireMessages() {
 		body := mustEncode(t, m)
-		fr := &frameReader{r: bytes.NewReader(frame(frameVersion, uint32(len(body)), body)), max: DefaultMaxFrameSize}
+		fr := &frameReader{r: bytes.NewReader(frame(frameVersion, uint32(len(body)), body)), max: DefaultMaxFrameSize, version: frameVersion}
 		got, err := fr.readMessage()
 		require.NoError(t, err)
 		want, err := raft.DecodeMessage(body)
@@ -78,7 +78,7 @@ func TestBuffersReusedAndCapped(t *testing.T) {
 	small := mustEncode(t, appendMsg("a", 4, bytes.Repeat([]byte("p"), 128)))
 	smallFrame := frame(frameVersion, uint32(len(small)), small)
 	r := bytes.NewReader(nil)
-	fr := &frameReader{r: r, max: DefaultMaxFrameSize}
+	fr := &frameReader{r: r, max: DefaultMaxFrameSize, version: frameVersion}
 	read := func(f []byte) []byte {
 		r.Reset(f)
 		b, err := fr.readFrame()

@@ -29,6 +29,7 @@ func add(c metrics.Counter, n uint64) {
 type transportMetrics struct {
 	sink                           metrics.Sink // for the lanes
 	received, recvDropped, malform metrics.Counter
+	versionRefused                 metrics.Counter
 	read                           metrics.Counter
 	connsIn, connsOut              metrics.Gauge
 }
@@ -46,13 +47,14 @@ func newTransportMetrics(s metrics.Sink) transportMetrics {
 			Labels: []metrics.Label{{Name: "direction", Value: dir}}})
 	}
 	return transportMetrics{
-		sink:        s,
-		received:    c("messages_received", metrics.Count, "Messages decoded and put on the Consumer channel (Stats.Received)."),
-		recvDropped: c("messages_receive_dropped", metrics.Count, "Messages decoded but dropped because the Consumer channel was full, by count or bytes (Stats.ReceiveDropped)."),
-		malform:     c("malformed_frames", metrics.Count, "Inbound frames rejected (unknown version, length above MaxFrameSize, undecodable); each closes its connection (Stats.Malformed)."),
-		read:        c("read", metrics.Bytes, "Bytes of the frames read from accepted connections, headers included."),
-		connsIn:     conns("in"),
-		connsOut:    conns("out"),
+		sink:           s,
+		received:       c("messages_received", metrics.Count, "Messages decoded and put on the Consumer channel (Stats.Received)."),
+		recvDropped:    c("messages_receive_dropped", metrics.Count, "Messages decoded but dropped because the Consumer channel was full, by count or bytes (Stats.ReceiveDropped)."),
+		malform:        c("malformed_frames", metrics.Count, "Inbound frames and hellos rejected (not a hello, a version other than the negotiated one, length above MaxFrameSize, undecodable); each closes its connection (Stats.Malformed)."),
+		versionRefused: c("version_refused", metrics.Count, "Connections, dialed or accepted, closed in the hello because this server and the peer speak no protocol version in common (Stats.VersionRefused)."),
+		read:           c("read", metrics.Bytes, "Bytes of the frames read from accepted connections, headers included."),
+		connsIn:        conns("in"),
+		connsOut:       conns("out"),
 	}
 }
 
@@ -80,7 +82,7 @@ func (lm *laneMetrics) init(s metrics.Sink, addr raft.ServerAddress, lane string
 	lm.dropped = c("messages_dropped", metrics.Count, "Messages Send dropped because the lane's queue was full, by count (QueueSize) or bytes (QueueBytes) (Stats.Dropped).")
 	lm.failed = c("messages_failed", metrics.Count, "Queued messages lost to dial, write or encode errors (Stats.Failed).")
 	lm.dials = c("dials", metrics.Count, "Connections dialed to the peer.")
-	lm.dialFailures = c("dial_failures", metrics.Count, "Dials to the peer that failed (each loses the message waiting for it).")
+	lm.dialFailures = c("dial_failures", metrics.Count, "Dials to the peer that failed: connecting, the TLS handshake or the hello (each loses the message waiting for it).")
 	lm.reconnects = c("reconnects", metrics.Count, "Connections dialed to the peer after the lane's first (Stats.Reconnects).")
 	lm.frames = c("frames_written", metrics.Count, "Frames (one message each) written to the peer's connection; those of a batch whose write or flush failed are also in messages_failed.")
 	lm.written = c("written", metrics.Bytes, "Bytes of the frames written to the peer's connection, headers included.")

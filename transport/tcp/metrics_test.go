@@ -71,7 +71,8 @@ func metricStats(t *testing.T, tr *Transport, r *metrics.Recorder) Stats {
 		Sent: sum("tcp_messages_sent"), Dropped: sum("tcp_messages_dropped"), Failed: sum("tcp_messages_failed"),
 		Reconnects: sum("tcp_reconnects"),
 		Received:   uint64(value(r, "tcp_messages_received")), ReceiveDropped: uint64(value(r, "tcp_messages_receive_dropped")),
-		Malformed: uint64(value(r, "tcp_malformed_frames")),
+		Malformed:      uint64(value(r, "tcp_malformed_frames")),
+		VersionRefused: uint64(value(r, "tcp_version_refused")),
 	}
 }
 

@@ -114,7 +114,22 @@ func (t *Transport) serve(conn net.Conn) {
 			return
 		}
 	}
-	fr := &frameReader{r: bufio.NewReaderSize(conn, bufSize), max: uint32(t.opts.MaxFrameSize), read: t.m.read}
+	br := bufio.NewReaderSize(conn, bufSize)
+	version, err := t.answerHello(conn, br)
+	if err != nil {
+		switch {
+		case errors.Is(err, errRefused):
+			count(&t.versionRefused, t.m.versionRefused, 1)
+			log.Error("refusing peer: no common protocol version", "err", err)
+		case errors.Is(err, errMalformed):
+			count(&t.malformed, t.m.malform, 1)
+			log.Error("closing connection", "err", err)
+		case t.ctx.Err() == nil:
+			log.Debug("connection ended in the hello", "err", err)
+		}
+		return
+	}
+	fr := &frameReader{r: br, max: uint32(t.opts.MaxFrameSize), version: version, read: t.m.read}
 	for {
 		m, err := fr.readMessage()
 		if err != nil {
@@ -138,11 +153,12 @@ func (t *Transport) serve(conn net.Conn) {
 // frameReader reads frames from r, reusing one body buffer of at most
 // maxKeptBuf bytes.
 type frameReader struct {
-	r    io.Reader
-	max  uint32          // the largest body accepted
-	read metrics.Counter // counts the bytes of the frames read; nil without a Sink
-	hdr  [headerSize]byte
-	buf  []byte
+	r       io.Reader
+	max     uint32          // the largest body accepted
+	version uint8           // the connection's negotiated version: the only one its frames may carry
+	read    metrics.Counter // counts the bytes of the frames read; nil without a Sink
+	hdr     [headerSize]byte
+	buf     []byte
 }
 
 // readMessage reads one frame and decodes it. Errors wrapping errMalformed
@@ -170,8 +186,8 @@ func (fr *frameReader) readFrame() ([]byte, error) {
 	if _, err := io.ReadFull(fr.r, hdr); err != nil {
 		return nil, err
 	}
-	if hdr[0] != frameVersion {
-		return nil, fmt.Errorf("%w: unknown version %d", errMalformed, hdr[0])
+	if hdr[0] != fr.version {
+		return nil, fmt.Errorf("%w: version %d, but the connection negotiated %d", errMalformed, hdr[0], fr.version)
 	}
 	n := int(binary.BigEndian.Uint32(hdr[1:]))
 	if uint64(n) > uint64(fr.max) {

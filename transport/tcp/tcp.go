@@ -2,9 +2,37 @@
 //
 // # Wire format
 //
-// Each message is one frame: a 1-byte version (1), a 4-byte big-endian
-// length, then that many bytes of raft.EncodeMessage output. A frame with an
-// unknown version, a length above Options.MaxFrameSize, or bytes that
+// A dialed connection opens with a hello, then carries frames one way.
+// All integers are big-endian.
+//
+// The dialer writes the hello: the magic FE 4B 4C 48 ("\xfeKLH"), the
+// lowest and the highest protocol version it speaks (1 byte each), and a
+// 2-byte extension length n followed by n bytes that this version ignores,
+// so a later hello can say more without breaking this one; n above 1024
+// is refused. The acceptor answers with a reply: the magic FE 4B 4C 52
+// ("\xfeKLR"), a status (0 accepted, 1 refused: no version in common), the
+// chosen version (0 when refused), the lowest and highest version it
+// speaks, and a 2-byte extension length with the same rule. The chosen
+// version is the highest both ranges hold. Both sides bound the exchange
+// by DialTimeout; the dialer waits for the reply before writing any frame.
+// A range is valid when 1 <= lowest <= highest < 0xFE, so the magic's
+// first byte is never a frame's, and a pre-hello peer's frame (or any
+// other bytes) is told apart at once. A transport speaks
+// raft.MinProtocolVersion to raft.ProtocolVersion.
+//
+// An acceptor that reads anything but a valid hello closes the connection
+// and counts it in Stats.Malformed. When the ranges share no version the
+// acceptor sends the refusal and closes, the dialer closes on reading it,
+// and each logs both ranges (the error wraps raft.ErrUnsupportedVersion)
+// and counts it in Stats.VersionRefused; the dialer loses the message it
+// dialed for and backs off as after a failed dial. PeerVersions reports
+// what each live outbound connection negotiated.
+//
+// Each message is then one frame: a 1-byte version, which is always the
+// version the hello chose, a 4-byte length, then that many bytes of the
+// body. Versions 1 and, in tests only, 2 have the same body:
+// raft.EncodeMessage's output. A frame with any other version than the
+// connection's, a length above Options.MaxFrameSize, or bytes that
 // raft.DecodeMessage rejects closes its connection; it is logged and counted
 // in Stats.Malformed. A frame body is allocated as its bytes arrive (at most
 // 1 MiB ahead of them), so a lying length field cannot force a large
@@ -14,8 +42,8 @@
 //
 // # Outbound
 //
-// Connections are one-way: a server writes frames on the connections it
-// dials and reads frames on the ones it accepts. For every peer address there
+// Connections are one-way after the hello: a server writes frames on the
+// connections it dials and reads frames on the ones it accepts. For every peer address there
 // are two lanes, each with its own bounded queue, sender goroutine and
 // connection: the bulk lane carries MsgAppend, MsgSnapshot and their answers, the fast lane
 // everything else, so heartbeats and votes never wait behind a large append.
@@ -29,8 +57,9 @@
 // share system calls. After a dial or write error it waits a capped
 // exponential backoff (10ms doubling to 1s) before dialing again; the frame
 // being written and the unflushed batch are lost (Stats.Failed). A goroutine
-// per outbound connection reads from it, so a peer that closes (a restart)
-// is noticed before the next write rather than by losing it.
+// per outbound connection reads from it once the hello is done, so a peer
+// that closes (a restart) is noticed before the next write rather than by
+// losing it.
 //
 // # Inbound
 //
@@ -90,14 +119,13 @@ const (
 )
 
 const (
-	frameVersion = 1
-	headerSize   = 5
-	readChunk    = 1 << 20  // frame bodies grow at most this far ahead of the bytes read
-	bufSize      = 64 << 10 // bufio sizes
-	maxBatch     = 256      // frames written before a forced flush
-	maxKeptBuf   = 2 << 20  // a frame buffer larger than this is not reused
-	minBackoff   = 10 * time.Millisecond
-	maxBackoff   = time.Second
+	headerSize = 5
+	readChunk  = 1 << 20  // frame bodies grow at most this far ahead of the bytes read
+	bufSize    = 64 << 10 // bufio sizes
+	maxBatch   = 256      // frames written before a forced flush
+	maxKeptBuf = 2 << 20  // a frame buffer larger than this is not reused
+	minBackoff = 10 * time.Millisecond
+	maxBackoff = time.Second
 )
 
 // ErrClosed is returned (wrapped) by Send on a closed Transport.
@@ -113,8 +141,9 @@ type Options struct {
 	// LocalAddr returns. It defaults to the listener's address, which must
 	// then not be unspecified (0.0.0.0 or ::).
 	Advertise raft.ServerAddress
-	// DialTimeout bounds a dial, TLS handshake included, and the TLS
-	// handshake of an accepted connection (default DefaultDialTimeout).
+	// DialTimeout bounds a dial, TLS handshake included, the TLS
+	// handshake of an accepted connection, and, separately, each side of
+	// the hello that follows (default DefaultDialTimeout).
 	DialTimeout time.Duration
 	// WriteTimeout bounds each frame write and flush (default
 	// DefaultWriteTimeout). A peer that stops reading is disconnected after it.
@@ -186,7 +215,7 @@ type Options struct {
 	//     (counters): what Stats counts as Sent, Dropped, Failed and
 	//     Reconnects, from the same counters.
 	//   - dials, dial_failures (counters): connections dialed, and dials
-	//     that failed.
+	//     that failed (connecting, the TLS handshake or the hello).
 	//   - frames_written (counter), written (counter, bytes): frames and
 	//     their bytes written to the connection.
 	//   - batch_frames (histogram): frames per flush.
@@ -200,8 +229,15 @@ type Options struct {
 	//   - connections (gauge, label direction = in or out): open
 	//     connections, accepted and dialed.
 	//
+	//   - version_refused (counter): Stats' VersionRefused.
+	//
 	// Nil reports nothing, at no cost.
 	Metrics metrics.Sink
+
+	// versions, when set (tests only, export_test.go), is the range of
+	// protocol versions spoken instead of raft.MinProtocolVersion to
+	// raft.ProtocolVersion, to play an older or a newer release.
+	versions versions
 }
 
 // Stats counts what a Transport did. Options.Metrics reports the same
@@ -212,8 +248,9 @@ type Stats struct {
 	Failed         uint64 // queued messages lost to dial, write or encode errors
 	Received       uint64 // messages decoded and put on the Consumer channel
 	ReceiveDropped uint64 // messages decoded but dropped: Consumer channel full (count or bytes)
-	Malformed      uint64 // inbound frames rejected (version, length, decoding)
+	Malformed      uint64 // inbound frames rejected (version, length, decoding), and accepted connections that opened with no valid hello
 	Reconnects     uint64 // connections dialed to a peer after its lane's first
+	VersionRefused uint64 // connections, dialed or accepted, closed in the hello for want of a common protocol version
 }
 
 // Transport is a raft.Transport over TCP. Its methods are safe for
@@ -239,7 +276,9 @@ type Transport struct {
 
 	// Stats' counters. The lanes' instruments count the outbound ones
 	// per lane too, and m's the inbound ones, in the same calls (count).
-	sent, dropped, failed, received, recvDropped, malformed, reconnects atomic.Uint64
+	sent, dropped, failed, received, recvDropped, malformed, reconnects, versionRefused atomic.Uint64
+
+	versions versions // the protocol versions t speaks
 
 	m transportMetrics
 }
@@ -255,7 +294,10 @@ type lane struct {
 	queue  chan queued
 	bytes  atomic.Int64 // sum of the sizes in queue
 	dialed bool         // a connection was dialed before
-	m      laneMetrics
+	// live is the lane's connection from its hello until it is known to
+	// be dead, for PeerVersions.
+	live atomic.Pointer[outConn]
+	m    laneMetrics
 }
 
 // queued is a message in a lane's queue, with the size it was counted as.
@@ -339,6 +381,13 @@ func New(bindAddr string, opts Options) (*Transport, error) {
 	if opts.WriteTimeout == 0 {
 		opts.WriteTimeout = DefaultWriteTimeout
 	}
+	vs := opts.versions
+	if vs == (versions{}) {
+		vs = versions{raft.MinProtocolVersion, raft.ProtocolVersion}
+	}
+	if !vs.valid() {
+		return nil, fmt.Errorf("tcp: invalid protocol version range %v", vs)
+	}
 	lg := opts.Logger
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
@@ -367,6 +416,8 @@ func New(bindAddr string, opts Options) (*Transport, error) {
 		peers: make(map[raft.ServerAddress]*peer),
 		conns: make(map[net.Conn]bool),
 		m:     newTransportMetrics(opts.Metrics),
+
+		versions: vs,
 	}
 	t.inbox = inbox{ch: t.ch, limit: int64(opts.ConsumerBytes), sizes: make([]int64, opts.ConsumerBuffer+1)}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
@@ -454,7 +505,34 @@ func (t *Transport) Stats() Stats {
 		Sent: t.sent.Load(), Dropped: t.dropped.Load(), Failed: t.failed.Load(),
 		Received: t.received.Load(), ReceiveDropped: t.recvDropped.Load(),
 		Malformed: t.malformed.Load(), Reconnects: t.reconnects.Load(),
+		VersionRefused: t.versionRefused.Load(),
 	}
+}
+
+// PeerVersions returns, for every peer this transport has a live outbound
+// connection to, the protocol version negotiated in that connection's
+// hello. A peer has two lanes, each with its own connection and hello;
+// when both are live and disagree (a moment in a peer's restart) the lower
+// is reported, so a peer shows the newer version only once everything
+// sent to it uses it. A peer whose connections are down, not yet dialed or
+// refused in the hello has no entry. It says what this server sends; what
+// a peer sends here is in the peer's own PeerVersions.
+func (t *Transport) PeerVersions() map[raft.ServerAddress]uint8 {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	vs := make(map[raft.ServerAddress]uint8)
+	for addr, p := range t.peers {
+		for _, l := range []*lane{p.fast, p.bulk} {
+			c := l.live.Load()
+			if c == nil {
+				continue
+			}
+			if v, ok := vs[addr]; !ok || c.version < v {
+				vs[addr] = c.version
+			}
+		}
+	}
+	return vs
 }
 
 // Close stops the listener, closes every connection and waits for every
@@ -549,8 +627,9 @@ func nextBackoff(d time.Duration) time.Duration {
 // outConn is a dialed connection and what its sender needs with it.
 type outConn struct {
 	net.Conn
-	bw   *bufio.Writer
-	dead chan struct{} // closed when the peer closes or sends anything
+	bw      *bufio.Writer
+	dead    chan struct{} // closed when the peer closes or sends anything
+	version uint8         // negotiated in the hello; every frame carries it
 }
 
 // runLane is a lane's sender goroutine.
@@ -560,9 +639,14 @@ func (t *Transport) runLane(l *lane) {
 	bw := bufio.NewWriterSize(nil, bufSize)
 	enc := newEncoder()
 	var c *outConn
+	drop := func() {
+		l.live.CompareAndSwap(c, nil)
+		t.untrack(c.Conn)
+		c = nil
+	}
 	defer func() {
 		if c != nil {
-			t.untrack(c.Conn)
+			drop()
 		}
 	}()
 	var backoff time.Duration
@@ -581,8 +665,7 @@ func (t *Transport) runLane(l *lane) {
 				// (mutual TLS): back off a little so refusal is no hot loop.
 				backoff = nextBackoff(backoff)
 				log.Debug("peer closed connection", "backoff", backoff)
-				t.untrack(c.Conn)
-				c = nil
+				drop()
 			default:
 			}
 		}
@@ -591,6 +674,16 @@ func (t *Transport) runLane(l *lane) {
 				return
 			}
 			conn, err := t.dial(l.addr)
+			var version uint8
+			if err == nil {
+				// Tracked before the hello, so that Close interrupts it.
+				if !t.track(conn, true) {
+					return
+				}
+				if version, err = t.sayHello(conn, l.addr); err != nil {
+					t.untrack(conn)
+				}
+			}
 			if err != nil {
 				if t.ctx.Err() != nil {
 					return
@@ -598,11 +691,13 @@ func (t *Transport) runLane(l *lane) {
 				add(l.m.dialFailures, 1)
 				count(&t.failed, l.m.failed, 1)
 				backoff = nextBackoff(backoff)
-				log.Warn("dial failed", "err", err, "backoff", backoff)
+				if errors.Is(err, errRefused) {
+					count(&t.versionRefused, t.m.versionRefused, 1)
+					log.Error("peer refused: no common protocol version", "err", err, "backoff", backoff)
+				} else {
+					log.Warn("dial failed", "err", err, "backoff", backoff)
+				}
 				continue
-			}
-			if !t.track(conn, true) {
-				return
 			}
 			add(l.m.dials, 1)
 			if l.dialed {
@@ -610,9 +705,10 @@ func (t *Transport) runLane(l *lane) {
 			}
 			l.dialed = true
 			bw.Reset(conn)
-			c = &outConn{Conn: conn, bw: bw, dead: make(chan struct{})}
+			c = &outConn{Conn: conn, bw: bw, dead: make(chan struct{}), version: version}
+			l.live.Store(c)
 			t.wg.Add(1)
-			go t.watch(c)
+			go t.watch(c, l)
 		}
 		n, err := t.writeBatch(c, enc, m, l, log)
 		if err != nil {
@@ -622,8 +718,7 @@ func (t *Transport) runLane(l *lane) {
 			}
 			backoff = nextBackoff(backoff)
 			log.Warn("write failed", "err", err, "lost", n, "backoff", backoff)
-			t.untrack(c.Conn)
-			c = nil
+			drop()
 			continue
 		}
 		if l.m.batch != nil {
@@ -643,13 +738,16 @@ func (t *Transport) dial(addr raft.ServerAddress) (net.Conn, error) {
 	return d.DialContext(t.ctx, "tcp", string(addr))
 }
 
-// watch reads from an outbound connection, on which the peer never writes,
-// to notice when the peer closes it.
-func (t *Transport) watch(c *outConn) {
+// watch reads from an outbound connection, on which the peer writes
+// nothing after its hello reply, to notice when the peer closes it.
+func (t *Transport) watch(c *outConn, l *lane) {
 	defer t.wg.Done()
 	defer close(c.dead)
 	var b [1]byte
 	c.Read(b[:]) // returns at EOF, on a reset, on unexpected data, or when the conn is closed
+	// Dead now rather than when the sender next looks, so PeerVersions
+	// stops reporting a peer that went away.
+	l.live.CompareAndSwap(c, nil)
 }
 
 // writeBatch writes m and whatever else is queued in l, up to maxBatch
@@ -667,7 +765,7 @@ func (t *Transport) writeBatch(c *outConn, enc *encoder, m *raft.Message, l *lan
 			log.Error("cannot send message", "err", err)
 		} else {
 			var hdr [headerSize]byte
-			hdr[0] = frameVersion
+			hdr[0] = c.version
 			binary.BigEndian.PutUint32(hdr[1:], uint32(len(body)))
 			if err := c.SetWriteDeadline(time.Now().Add(t.opts.WriteTimeout)); err != nil {
 				l.wrote(n, bytes)

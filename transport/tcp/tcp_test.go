@@ -256,8 +256,17 @@ func TestReconnectAfterPeerRestart(t *testing.T) {
 	}
 }
 
-// writeRaw dials tr, writes data, and returns the connection.
+// writeRaw dials tr, writes a protocol 1 hello and data, and returns the
+// connection. The hello's reply is left unread (expectClosedByPeer reads
+// past it).
 func writeRaw(t *testing.T, tr *Transport, data []byte) net.Conn {
+	t.Helper()
+	return writeBare(t, tr, append(appendHello(nil, versions{1, 1}), data...))
+}
+
+// writeBare dials tr, writes data, no hello first, and returns the
+// connection.
+func writeBare(t *testing.T, tr *Transport, data []byte) net.Conn {
 	t.Helper()
 	c, err := net.Dial("tcp", string(tr.LocalAddr()))
 	require.NoError(t, err)
@@ -273,12 +282,15 @@ func frame(version byte, length uint32, body []byte) []byte {
 	return append(f, body...)
 }
 
-// expectClosedByPeer waits for the transport to close c.
+// expectClosedByPeer waits for the transport to close c, reading past
+// whatever it wrote first (a hello reply).
 func expectClosedByPeer(t *testing.T, c net.Conn) {
 	t.Helper()
 	require.NoError(t, c.SetReadDeadline(time.Now().Add(5*time.Second)))
-	_, err := c.Read(make([]byte, 1))
-	require.Error(t, err)
+	_, err := io.Copy(io.Discard, c)
+	if err == nil {
+		err = io.EOF // Copy reports a clean close as no error
+	}
 	var ne net.Error
 	require.False(t, errors.As(err, &ne) && ne.Timeout(), "connection not closed by the transport: %v", err)
 }
@@ -341,7 +353,7 @@ func TestReadFrameAllocatesAsBytesArrive(t *testing.T) {
 	data := frame(frameVersion, 60<<20, make([]byte, 100))
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	_, err := (&frameReader{r: bytes.NewReader(data), max: DefaultMaxFrameSize}).readFrame()
+	_, err := (&frameReader{r: bytes.NewReader(data), max: DefaultMaxFrameSize, version: frameVersion}).readFrame()
 	runtime.ReadMemStats(&after)
 	require.ErrorIs(t, err, io.ErrUnexpectedEOF)
 	alloc := after.TotalAlloc - before.TotalAlloc
@@ -350,7 +362,7 @@ func TestReadFrameAllocatesAsBytesArrive(t *testing.T) {
 
 	// A real large frame still reads whole.
 	big := bytes.Repeat([]byte{7}, 3<<20+5)
-	got, err := (&frameReader{r: bytes.NewReader(frame(frameVersion, uint32(len(big)), big)), max: DefaultMaxFrameSize}).readFrame()
+	got, err := (&frameReader{r: bytes.NewReader(frame(frameVersion, uint32(len(big)), big)), max: DefaultMaxFrameSize, version: frameVersion}).readFrame()
 	require.NoError(t, err)
 	require.Equal(t, big, got)
 }
@@ -572,7 +584,7 @@ func FuzzDecodeFrame(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{1, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		fr := &frameReader{r: bytes.NewReader(data), max: 1 << 16}
+		fr := &frameReader{r: bytes.NewReader(data), max: 1 << 16, version: frameVersion}
 		var prev *raft.Message
 		var prevEnc []byte
 		for {
@@ -599,7 +611,7 @@ func FuzzDecodeFrame(f *testing.F) {
 			if err != nil {
 				t.Fatalf("re-encode: %v", err)
 			}
-			if _, err := (&frameReader{r: bytes.NewReader(frame(frameVersion, uint32(len(b)), b)), max: 1 << 20}).readMessage(); err != nil {
+			if _, err := (&frameReader{r: bytes.NewReader(frame(frameVersion, uint32(len(b)), b)), max: 1 << 20, version: frameVersion}).readMessage(); err != nil {
 				t.Fatalf("re-decode: %v", err)
 			}
 			prev, prevEnc = m, b
