@@ -473,6 +473,13 @@ func TestSnapshotHeaderDamage(t *testing.T) {
 		d := bytes.Clone(hdr)
 		d[i/8] ^= 1 << (i % 8)
 		_, err := readSnapshotHeader(bytes.NewReader(d))
+		if i/8 == 8 && d[8] > snapshotHeaderVersion {
+			// The version byte is outside the checksum: a flip that reads
+			// as a newer version is refused as one (the store's own
+			// checksum is what tells bit rot there).
+			require.ErrorIs(t, err, ErrUnsupportedVersion, "bit %d flipped", i)
+			continue
+		}
 		require.ErrorIs(t, err, ErrSnapshotCorrupt, "bit %d flipped", i)
 	}
 	_, err := readSnapshotHeader(bytes.NewReader([]byte("gob or json, not keel's")))

@@ -76,6 +76,13 @@ func TestFollowerRefusesNewerEntryType(t *testing.T) {
 	var rewrite atomic.Bool
 	rewrite.Store(true)
 	c := &cluster{rafttest.New(t, 3, newTestFSM, rafttest.WithSeed(1),
+		rafttest.WithConfig(func(cfg *raft.Config) {
+			if cfg.LocalID == "s3" {
+				// s3 never campaigns: as leader it would append the
+				// entry itself, in the form it knows.
+				cfg.ElectionTimeout = time.Hour
+			}
+		}),
 		rafttest.WithTransportWrapper(func(id raft.ServerID, tr raft.Transport) raft.Transport {
 			return &futureEntryTransport{Transport: tr, to: "s3", rewrite: &rewrite}
 		})), t}

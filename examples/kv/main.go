@@ -121,6 +121,8 @@ func run() error {
 		local    = flag.Int("local", 3, "without -id: run a local cluster of this many servers")
 		join     = flag.Bool("join", false, "do not bootstrap: start empty and wait to be added with POST /join")
 		forward  = flag.Bool("forward", true, "followers forward writes to the leader (false: redirect clients to it)")
+		inspect  = flag.Bool("inspect", false, "print what the stopped server's -dir holds (term, last index and term, configuration) and exit")
+		recov    = flag.String("recover", "", "quorum-loss recovery on the stopped server's -dir: make these IDs (from -peers, comma-separated) the voters, then exit; see the README")
 	)
 	flag.Parse()
 
@@ -128,6 +130,12 @@ func run() error {
 	defer stop()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
+	if *inspect {
+		if *dir == "" {
+			return errors.New("-inspect needs -dir")
+		}
+		return inspectDir(*dir, os.Stdout)
+	}
 	if *id == "" {
 		if *raftBind != "" || *httpBind != "" || *dir != "" || *peerList != "" || *join {
 			return errors.New("-raft, -http, -dir, -peers and -join need -id")
@@ -144,6 +152,9 @@ func run() error {
 	self, ok := findPeer(peers, raft.ServerID(*id))
 	if !ok {
 		return fmt.Errorf("-peers does not name this server %q", *id)
+	}
+	if *recov != "" {
+		return recoverDir(*dir, self.ID, *recov, peers, os.Stdout)
 	}
 	if *raftBind == "" {
 		*raftBind = string(self.RaftAddr)
