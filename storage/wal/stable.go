@@ -23,7 +23,7 @@ import (
 // a temporary file, synced, renamed over the old file, and the directory
 // is synced before the update returns. The file carries a checksum; a
 // damaged file makes OpenStable fail with ErrCorrupt rather than start
-// empty. Like Log, Stable fails for good (ErrFailed) after any write,
+// empty, and a file of a newer format version with a *VersionError. Like Log, Stable fails for good (ErrFailed) after any write,
 // sync or rename error.
 //
 // Stable is safe for concurrent use.
@@ -52,8 +52,26 @@ type StableOptions struct {
 	Metrics metrics.Sink
 }
 
+// StableFormatVersion is the stable file's format this build writes, and
+// the newest it reads.
+//
+// The file is
+//
+//	[0:8]    magic "keelstb1": the family "keelstb" and the version, '1'
+//	[8:12]   the number of keys
+//	[12:n-4] for each key in order: key length u32, key, value length u32, value
+//	[n-4:n]  CRC32-C of [0:n-4]
+//
+// little-endian. As in segments, the first 8 bytes are what every version
+// keeps: a newer version is refused with a *VersionError whatever follows
+// it (unless the checksum matches once the version byte is set back to
+// StableFormatVersion: a damaged byte, ErrCorrupt), and neither the file
+// nor a leftover temporary file is touched.
+const StableFormatVersion = 1
+
 const (
-	stableMagic = "keelstb1"
+	stableFamily = "keelstb"
+	stableMagic  = stableFamily + string(rune('0'+StableFormatVersion))
 	// maxStableSize bounds the stable file: it is for small values.
 	maxStableSize = 64 << 20
 )
@@ -126,6 +144,9 @@ func readStable(f vfs.File, path string) (map[string][]byte, error) {
 		}
 		return nil, fmt.Errorf("wal: stable: read %s: %w", path, err)
 	}
+	if v, ok := newerVersion(b, stableFamily, StableFormatVersion, stableIntact); ok {
+		return nil, &VersionError{File: path, Version: v, Newest: StableFormatVersion}
+	}
 	if len(b) < len(stableMagic)+8 {
 		return nil, corrupt(0, "short file")
 	}
@@ -164,6 +185,11 @@ func readStable(f vfs.File, path string) (map[string][]byte, error) {
 		return nil, corrupt(p, "trailing bytes")
 	}
 	return kv, nil
+}
+
+// stableIntact reports whether the checksum at the end of b matches.
+func stableIntact(b []byte) bool {
+	return len(b) >= 4 && le.Uint32(b[len(b)-4:]) == crc(b[:len(b)-4])
 }
 
 func encodeStable(kv map[string][]byte) []byte {

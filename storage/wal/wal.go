@@ -50,7 +50,6 @@
 package wal
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -63,43 +62,6 @@ import (
 	"github.com/keelraft/raft/metrics"
 	"github.com/keelraft/raft/storage/internal/vfs"
 )
-
-var (
-	// ErrCorrupt is returned when stored data fails its checksum or is
-	// inconsistent. Errors wrapping it are *CorruptError, naming the file
-	// and offset.
-	ErrCorrupt = errors.New("wal: corrupt")
-	// ErrFailed is returned by every call after a write, fsync or other
-	// modifying file-system operation failed. The store must be closed and
-	// reopened; reopening recovers every acknowledged write.
-	ErrFailed = errors.New("wal: failed")
-	// ErrClosed is returned by calls on a closed store.
-	ErrClosed = errors.New("wal: closed")
-)
-
-// CorruptError says where stored data is corrupt. It matches ErrCorrupt
-// with errors.Is.
-type CorruptError struct {
-	// Segment is the ID of the damaged segment (0 for the stable file).
-	Segment uint64
-	// File is the damaged file's path.
-	File string
-	// Offset is the offset of the first damaged record or batch.
-	Offset int64
-	// Reason says what is wrong.
-	Reason string
-}
-
-// Error names the segment (or file) and offset.
-func (e *CorruptError) Error() string {
-	if e.Segment != 0 {
-		return fmt.Sprintf("wal: segment %d offset %d: %s: %v", e.Segment, e.Offset, e.Reason, ErrCorrupt)
-	}
-	return fmt.Sprintf("wal: %s offset %d: %s: %v", e.File, e.Offset, e.Reason, ErrCorrupt)
-}
-
-// Unwrap returns ErrCorrupt.
-func (e *CorruptError) Unwrap() error { return ErrCorrupt }
 
 // Options configure a Log. The zero value selects the defaults.
 type Options struct {
