@@ -14,6 +14,7 @@ import (
 
 	"github.com/keelraft/raft"
 	"github.com/keelraft/raft/metrics"
+	"github.com/keelraft/raft/storage/internal/lock"
 	"github.com/keelraft/raft/storage/internal/vfs"
 )
 
@@ -36,6 +37,7 @@ type Stable struct {
 	kv     map[string][]byte
 	failed error
 	closed bool
+	lock   *lock.Lock // of path+".lock"; nil off the OS file system
 
 	writes, failures metrics.Counter   // nil without a Sink
 	writeTime        metrics.Histogram // nil without a Sink
@@ -77,7 +79,9 @@ const (
 )
 
 // OpenStable opens the stable store in the file at path, creating its
-// directory if needed. A missing file is an empty store.
+// directory if needed. A missing file is an empty store. It locks
+// path+".lock", kept until Close: a store another process or another open
+// Stable is using is refused (ErrLocked) before the file is read.
 func OpenStable(path string) (*Stable, error) { return openStable(vfs.OS, path, StableOptions{}) }
 
 // OpenStableWith is OpenStable with options.
@@ -100,30 +104,45 @@ func openStable(fsys vfs.FS, path string, opts StableOptions) (*Stable, error) {
 	if err := fsys.MkdirAll(s.dir); err != nil {
 		return nil, fmt.Errorf("wal: stable: %w", err)
 	}
+	lk, err := lockFile(fsys, path+".lock", "stable store "+path)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.load(); err != nil {
+		lk.Release()
+		return nil, err
+	}
+	s.lock = lk
+	return s, nil
+}
+
+// load reads the file and removes a leftover temporary file.
+func (s *Stable) load() error {
+	fsys, path := s.fs, s.path
 	f, err := fsys.Open(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
-		return nil, fmt.Errorf("wal: stable: %w", err)
+		return fmt.Errorf("wal: stable: %w", err)
 	default:
 		kv, err := readStable(f, path)
 		f.Close()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		s.kv = kv
 	}
 	// A leftover temporary file is an update that never completed.
 	names, err := fsys.ReadDir(s.dir)
 	if err != nil {
-		return nil, fmt.Errorf("wal: stable: %w", err)
+		return fmt.Errorf("wal: stable: %w", err)
 	}
 	if slices.Contains(names, filepath.Base(s.tmp)) {
 		if err := fsys.Remove(s.tmp); err != nil {
-			return nil, fmt.Errorf("wal: stable: %w", err)
+			return fmt.Errorf("wal: stable: %w", err)
 		}
 	}
-	return s, nil
+	return nil
 }
 
 func readStable(f vfs.File, path string) (map[string][]byte, error) {
@@ -290,7 +309,8 @@ func (s *Stable) GetUint64(key []byte) (uint64, error) {
 	return binary.BigEndian.Uint64(v), nil
 }
 
-// Close closes the store. Calls after Close return ErrClosed.
+// Close closes the store and releases its lock. Calls after Close return
+// ErrClosed.
 func (s *Stable) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -298,7 +318,7 @@ func (s *Stable) Close() error {
 		return ErrClosed
 	}
 	s.closed = true
-	return nil
+	return s.lock.Release()
 }
 
 var _ raft.StableStore = (*Stable)(nil)
