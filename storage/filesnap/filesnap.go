@@ -49,6 +49,7 @@ import (
 	"time"
 
 	"github.com/keelraft/raft"
+	"github.com/keelraft/raft/storage/internal/lock"
 	"github.com/keelraft/raft/storage/internal/vfs"
 )
 
@@ -57,6 +58,12 @@ var (
 	ErrCorrupt = errors.New("filesnap: corrupt snapshot")
 	// ErrNotFound is returned by Open for an unknown snapshot ID.
 	ErrNotFound = errors.New("filesnap: snapshot not found")
+	// ErrLocked is returned by New, with Options.Lock, when another
+	// process or another open Store in this process is using the
+	// directory. Errors wrapping it name the lock file.
+	ErrLocked = lock.ErrInUse
+	// ErrClosed is returned by Create after Close.
+	ErrClosed = errors.New("filesnap: closed")
 )
 
 // Options configure a Store. The zero value selects the defaults.
@@ -67,6 +74,14 @@ type Options struct {
 	// Logger receives notices about skipped or removed files. Nil means
 	// silent.
 	Logger *slog.Logger
+	// Lock makes New lock dir/LOCK, held until Close, and refuse a
+	// directory another process or another open Store is using
+	// (ErrLocked). It is off by default only because Store had no Close
+	// before: code that drops a Store and calls New again on the same
+	// directory in one process would now find it locked. (keel's wal.Log
+	// and wal.Stable always lock.) Only the operating system's files are
+	// locked.
+	Lock bool
 
 	fs vfs.FS // the file system; tests set it
 }
@@ -79,6 +94,8 @@ type Store struct {
 
 	mu      sync.Mutex
 	lastSeq int64
+	closed  bool
+	lock    *lock.Lock // nil without Options.Lock or off the OS file system
 }
 
 // FormatVersion is the snapshot file format this build writes, and the
@@ -88,6 +105,7 @@ const FormatVersion = 1
 const (
 	suffix     = ".snap"
 	tmpSuffix  = ".snap.tmp"
+	lockName   = "LOCK" // neither a snapshot's name nor a temporary file's
 	family     = "keelsnp"
 	magic      = family + string(rune('0'+FormatVersion))
 	trailerLen = 24
@@ -102,6 +120,8 @@ var (
 
 // New opens the snapshot store in dir, creating dir if needed and
 // removing the temporary files of snapshots whose writing never finished.
+// With Options.Lock it first locks dir/LOCK, so that a directory in use
+// is refused (ErrLocked) before any file is removed.
 func New(dir string, opts Options) (*Store, error) {
 	if opts.Retain == 0 {
 		opts.Retain = 2
@@ -119,26 +139,56 @@ func New(dir string, opts Options) (*Store, error) {
 	if err := s.fs.MkdirAll(s.dir); err != nil {
 		return nil, fmt.Errorf("filesnap: %w", err)
 	}
+	if opts.Lock && s.fs == vfs.OS {
+		lk, err := lock.Acquire(filepath.Join(s.dir, lockName))
+		if err != nil {
+			return nil, fmt.Errorf("filesnap: snapshots %s: %w", s.dir, err)
+		}
+		s.lock = lk
+	}
+	if err := s.removeUnfinished(); err != nil {
+		s.lock.Release()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close releases the directory's lock, if New took one. Close the sinks
+// first: Create fails after Close, but a sink still open would write
+// into a directory another Store may own.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.closed = true
+	return s.lock.Release()
+}
+
+// removeUnfinished removes the temporary files of snapshots whose writing
+// never finished.
+func (s *Store) removeUnfinished() error {
 	names, err := s.fs.ReadDir(s.dir)
 	if err != nil {
-		return nil, fmt.Errorf("filesnap: %w", err)
+		return fmt.Errorf("filesnap: %w", err)
 	}
 	removed := false
 	for _, n := range names {
 		if strings.HasSuffix(n, tmpSuffix) {
 			s.opts.Logger.Info("filesnap: removing unfinished snapshot", "file", n)
 			if err := s.fs.Remove(filepath.Join(s.dir, n)); err != nil {
-				return nil, fmt.Errorf("filesnap: %w", err)
+				return fmt.Errorf("filesnap: %w", err)
 			}
 			removed = true
 		}
 	}
 	if removed {
 		if err := s.fs.SyncDir(s.dir); err != nil {
-			return nil, fmt.Errorf("filesnap: %w", err)
+			return fmt.Errorf("filesnap: %w", err)
 		}
 	}
-	return s, nil
+	return nil
 }
 
 func (s *Store) path(id string) string { return filepath.Join(s.dir, id+suffix) }
@@ -146,6 +196,10 @@ func (s *Store) path(id string) string { return filepath.Join(s.dir, id+suffix) 
 // Create implements raft.SnapshotStore.
 func (s *Store) Create(index, term uint64, configuration raft.Configuration, configurationIndex uint64) (raft.SnapshotSink, error) {
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrClosed
+	}
 	seq := max(time.Now().UnixMilli(), s.lastSeq+1)
 	s.lastSeq = seq
 	s.mu.Unlock()
