@@ -24,8 +24,9 @@ import (
 // a temporary file, synced, renamed over the old file, and the directory
 // is synced before the update returns. The file carries a checksum; a
 // damaged file makes OpenStable fail with ErrCorrupt rather than start
-// empty, and a file of a newer format version with a *VersionError. Like Log, Stable fails for good (ErrFailed) after any write,
-// sync or rename error.
+// empty, and a file of a newer format version with a *VersionError. Like
+// Log, Stable fails for good (ErrFailed) after any write, sync or rename
+// error.
 //
 // Stable is safe for concurrent use.
 type Stable struct {
@@ -154,6 +155,14 @@ func readStable(f vfs.File, path string) (map[string][]byte, error) {
 		return nil, fmt.Errorf("wal: stable: %w", err)
 	}
 	if size > maxStableSize {
+		// A newer version may allow more; too large to check its
+		// checksum, its magic is all there is to go by.
+		var m [len(stableMagic)]byte
+		if _, err := f.ReadAt(m[:], 0); err == nil {
+			if v, ok := newerVersion(m[:], stableFamily, StableFormatVersion, func([]byte) bool { return false }); ok {
+				return nil, &VersionError{File: path, Version: v, Newest: StableFormatVersion}
+			}
+		}
 		return nil, corrupt(0, fmt.Sprintf("size %d exceeds %d", size, maxStableSize))
 	}
 	b := make([]byte, size)

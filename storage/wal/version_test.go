@@ -188,6 +188,24 @@ func TestStableNewerVersionRefused(t *testing.T) {
 	}
 }
 
+// A newer stable file too large for this version is still a newer one.
+func TestStableNewerVersionTooLarge(t *testing.T) {
+	fsys := newMem()
+	require.NoError(t, fsys.MkdirAll(filepath.Dir(stablePath)))
+	f, err := fsys.Create(stablePath)
+	require.NoError(t, err)
+	_, err = f.Write([]byte(stableFamily + "2"))
+	require.NoError(t, err)
+	require.NoError(t, f.Truncate(maxStableSize+1))
+	require.NoError(t, f.Close())
+	_, err = openStable(fsys, stablePath, StableOptions{})
+	requireNewer(t, err, stablePath, 2)
+
+	setStableVersion(t, fsys, stablePath, '1', false)
+	_, err = openStable(fsys, stablePath, StableOptions{})
+	require.ErrorIs(t, err, ErrCorrupt)
+}
+
 func TestStableBadVersionByteIsCorrupt(t *testing.T) {
 	for _, v := range []byte{'0', 'x', '1' ^ 2} {
 		fsys := stableStore(t)
