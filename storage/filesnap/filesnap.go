@@ -8,6 +8,28 @@
 // and the new one, never part of one: temporary files are removed on
 // open, and a file whose metadata fails its checksum is never listed.
 // Reading a snapshot verifies its contents' checksum at the end.
+//
+// # Format
+//
+// A snapshot file is
+//
+//	[0:size]          the snapshot's bytes
+//	[size:size+m]     its raft.SnapshotMeta as JSON, m bytes
+//	trailer, 24 bytes:
+//	[0:8]   magic "keelsnp1": the family "keelsnp" and the format version, '1'
+//	[8:12]  m
+//	[12:16] CRC32-C of the metadata
+//	[16:20] CRC32-C of the snapshot's bytes
+//	[20:24] CRC32-C of the trailer's [0:20]
+//
+// little-endian. The magic, 24 bytes before the end, is what every format
+// version keeps. A snapshot of a version newer than FormatVersion is
+// refused, by Open and by List, with an error wrapping
+// raft.ErrUnsupportedVersion (not ErrCorrupt), before the rest of the
+// trailer is trusted, and the file is left as it is; only when the
+// trailer's checksum matches with the version byte set back to
+// FormatVersion is it a damaged byte of this version, and corrupt. Any
+// other byte there is corruption too.
 package filesnap
 
 import (
@@ -27,6 +49,7 @@ import (
 	"time"
 
 	"github.com/keelraft/raft"
+	"github.com/keelraft/raft/storage/internal/lock"
 	"github.com/keelraft/raft/storage/internal/vfs"
 )
 
@@ -35,6 +58,12 @@ var (
 	ErrCorrupt = errors.New("filesnap: corrupt snapshot")
 	// ErrNotFound is returned by Open for an unknown snapshot ID.
 	ErrNotFound = errors.New("filesnap: snapshot not found")
+	// ErrLocked is returned by New, with Options.Lock, when another
+	// process or another open Store in this process is using the
+	// directory. Errors wrapping it name the lock file.
+	ErrLocked = lock.ErrInUse
+	// ErrClosed is returned by Create after Close.
+	ErrClosed = errors.New("filesnap: closed")
 )
 
 // Options configure a Store. The zero value selects the defaults.
@@ -45,6 +74,14 @@ type Options struct {
 	// Logger receives notices about skipped or removed files. Nil means
 	// silent.
 	Logger *slog.Logger
+	// Lock makes New lock dir/LOCK, held until Close, and refuse a
+	// directory another process or another open Store is using
+	// (ErrLocked). It is off by default only because Store had no Close
+	// before: code that drops a Store and calls New again on the same
+	// directory in one process would now find it locked. (keel's wal.Log
+	// and wal.Stable always lock.) Only the operating system's files are
+	// locked.
+	Lock bool
 
 	fs vfs.FS // the file system; tests set it
 }
@@ -57,12 +94,20 @@ type Store struct {
 
 	mu      sync.Mutex
 	lastSeq int64
+	closed  bool
+	lock    *lock.Lock // nil without Options.Lock or off the OS file system
 }
+
+// FormatVersion is the snapshot file format this build writes, and the
+// newest it reads.
+const FormatVersion = 1
 
 const (
 	suffix     = ".snap"
 	tmpSuffix  = ".snap.tmp"
-	magic      = "keelsnp1"
+	lockName   = "LOCK" // neither a snapshot's name nor a temporary file's
+	family     = "keelsnp"
+	magic      = family + string(rune('0'+FormatVersion))
 	trailerLen = 24
 	// maxMetaLen bounds the metadata read from a file.
 	maxMetaLen = 64 << 20
@@ -75,6 +120,8 @@ var (
 
 // New opens the snapshot store in dir, creating dir if needed and
 // removing the temporary files of snapshots whose writing never finished.
+// With Options.Lock it first locks dir/LOCK, so that a directory in use
+// is refused (ErrLocked) before any file is removed.
 func New(dir string, opts Options) (*Store, error) {
 	if opts.Retain == 0 {
 		opts.Retain = 2
@@ -92,26 +139,56 @@ func New(dir string, opts Options) (*Store, error) {
 	if err := s.fs.MkdirAll(s.dir); err != nil {
 		return nil, fmt.Errorf("filesnap: %w", err)
 	}
+	if opts.Lock && s.fs == vfs.OS {
+		lk, err := lock.Acquire(filepath.Join(s.dir, lockName))
+		if err != nil {
+			return nil, fmt.Errorf("filesnap: snapshots %s: %w", s.dir, err)
+		}
+		s.lock = lk
+	}
+	if err := s.removeUnfinished(); err != nil {
+		s.lock.Release()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close releases the directory's lock, if New took one. Close the sinks
+// first: Create fails after Close, but a sink still open would write
+// into a directory another Store may own.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.closed = true
+	return s.lock.Release()
+}
+
+// removeUnfinished removes the temporary files of snapshots whose writing
+// never finished.
+func (s *Store) removeUnfinished() error {
 	names, err := s.fs.ReadDir(s.dir)
 	if err != nil {
-		return nil, fmt.Errorf("filesnap: %w", err)
+		return fmt.Errorf("filesnap: %w", err)
 	}
 	removed := false
 	for _, n := range names {
 		if strings.HasSuffix(n, tmpSuffix) {
 			s.opts.Logger.Info("filesnap: removing unfinished snapshot", "file", n)
 			if err := s.fs.Remove(filepath.Join(s.dir, n)); err != nil {
-				return nil, fmt.Errorf("filesnap: %w", err)
+				return fmt.Errorf("filesnap: %w", err)
 			}
 			removed = true
 		}
 	}
 	if removed {
 		if err := s.fs.SyncDir(s.dir); err != nil {
-			return nil, fmt.Errorf("filesnap: %w", err)
+			return fmt.Errorf("filesnap: %w", err)
 		}
 	}
-	return s, nil
+	return nil
 }
 
 func (s *Store) path(id string) string { return filepath.Join(s.dir, id+suffix) }
@@ -119,6 +196,10 @@ func (s *Store) path(id string) string { return filepath.Join(s.dir, id+suffix) 
 // Create implements raft.SnapshotStore.
 func (s *Store) Create(index, term uint64, configuration raft.Configuration, configurationIndex uint64) (raft.SnapshotSink, error) {
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrClosed
+	}
 	seq := max(time.Now().UnixMilli(), s.lastSeq+1)
 	s.lastSeq = seq
 	s.mu.Unlock()
@@ -263,7 +344,11 @@ func (s *Store) reap() error {
 }
 
 // List implements raft.SnapshotStore: the snapshots whose metadata is
-// intact, newest first. Damaged files are logged and skipped.
+// intact, newest first. Damaged files are logged and skipped. A snapshot
+// of a newer format version fails List instead: it is likely the newest
+// state, written before a downgrade, and listing the older snapshots
+// without it would have keel restore stale state and, through Retain,
+// remove snapshots the newer build may still need.
 func (s *Store) List() ([]*raft.SnapshotMeta, error) {
 	names, err := s.fs.ReadDir(s.dir)
 	if err != nil {
@@ -276,6 +361,9 @@ func (s *Store) List() ([]*raft.SnapshotMeta, error) {
 			continue
 		}
 		meta, f, _, err := s.open(id)
+		if errors.Is(err, raft.ErrUnsupportedVersion) {
+			return nil, err
+		}
 		if err != nil {
 			s.opts.Logger.Warn("filesnap: skipping snapshot", "id", id, "err", err)
 			continue
@@ -306,7 +394,9 @@ func cmpU64(a, b uint64) int {
 }
 
 // Open implements raft.SnapshotStore. The reader returns an error wrapping
-// ErrCorrupt instead of io.EOF if the contents fail their checksum.
+// ErrCorrupt instead of io.EOF if the contents fail their checksum. A
+// snapshot of a newer format version is an error wrapping
+// raft.ErrUnsupportedVersion.
 func (s *Store) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, error) {
 	if !idPattern.MatchString(id) {
 		return nil, nil, fmt.Errorf("%w: %q", ErrNotFound, id)
@@ -329,7 +419,7 @@ func (s *Store) open(id string) (*raft.SnapshotMeta, vfs.File, uint32, error) {
 		}
 		return nil, nil, 0, fmt.Errorf("filesnap: open %s: %w", id, err)
 	}
-	meta, dataCRC, err := readMeta(f, id)
+	meta, dataCRC, err := readMeta(f, id, s.path(id))
 	if err != nil {
 		f.Close()
 		return nil, nil, 0, err
@@ -337,7 +427,7 @@ func (s *Store) open(id string) (*raft.SnapshotMeta, vfs.File, uint32, error) {
 	return meta, f, dataCRC, nil
 }
 
-func readMeta(f vfs.File, id string) (*raft.SnapshotMeta, uint32, error) {
+func readMeta(f vfs.File, id, path string) (*raft.SnapshotMeta, uint32, error) {
 	corrupt := func(why string) error { return fmt.Errorf("filesnap: snapshot %s: %s: %w", id, why, ErrCorrupt) }
 	size, err := f.Size()
 	if err != nil {
@@ -350,7 +440,11 @@ func readMeta(f vfs.File, id string) (*raft.SnapshotMeta, uint32, error) {
 	if _, err := f.ReadAt(tr[:], size-trailerLen); err != nil {
 		return nil, 0, fmt.Errorf("filesnap: read %s: %w", id, err)
 	}
-	if le.Uint32(tr[20:]) != crc32.Checksum(tr[:20], castagnoli) || string(tr[:8]) != magic {
+	if v, ok := newerVersion(tr[:]); ok {
+		return nil, 0, fmt.Errorf("filesnap: snapshot %s: format version %d, this build reads up to %d: %w",
+			path, v, FormatVersion, raft.ErrUnsupportedVersion)
+	}
+	if !trailerIntact(tr[:]) || string(tr[:8]) != magic {
 		return nil, 0, corrupt("bad trailer")
 	}
 	metaLen := int64(le.Uint32(tr[8:]))
@@ -372,6 +466,32 @@ func readMeta(f vfs.File, id string) (*raft.SnapshotMeta, uint32, error) {
 		return nil, 0, corrupt("metadata does not match the file")
 	}
 	return meta, le.Uint32(tr[16:]), nil
+}
+
+func trailerIntact(tr []byte) bool {
+	return le.Uint32(tr[20:]) == crc32.Checksum(tr[:20], castagnoli)
+}
+
+// newerVersion returns the version of a trailer whose version byte, an
+// ASCII digit, is newer than FormatVersion. A bit flip can turn '1' into
+// '3' or '9': when the trailer's checksum matches once the byte is set
+// back to FormatVersion, it is a damaged trailer of this version, not a
+// newer one. tr is restored before newerVersion returns.
+func newerVersion(tr []byte) (int, bool) {
+	if string(tr[:len(family)]) != family {
+		return 0, false
+	}
+	c := tr[len(family)]
+	if c < '1' || c > '9' || int(c-'0') <= FormatVersion {
+		return 0, false
+	}
+	tr[len(family)] = '0' + FormatVersion
+	rotted := trailerIntact(tr)
+	tr[len(family)] = c
+	if rotted {
+		return 0, false
+	}
+	return int(c - '0'), true
 }
 
 // reader reads a snapshot's contents and checks their checksum at the

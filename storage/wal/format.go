@@ -12,7 +12,7 @@ import (
 // A log is a directory of segment files named %020d.wal after their ID,
 // which counts up from 1. A segment starts with a header block:
 //
-//	[0:8]   magic "keelwal1"
+//	[0:8]   magic "keelwal1": the family "keelwal" and the format version, '1'
 //	[8:16]  segment ID
 //	[16:20] dataStart: offset of the first record; bytes [32:dataStart) are zero
 //	[20:28] zero
@@ -42,9 +42,27 @@ import (
 // must match. Batches are padded so that each ends on an Options.Align
 // boundary; the next batch therefore never rewrites a block that holds
 // acknowledged data, and a torn write cannot damage it.
+//
+// # Versions
+//
+// The first 8 bytes are the one part every version keeps: "keelwal" and
+// the version as an ASCII digit. A segment of a newer version than
+// SegmentFormatVersion is refused with a *VersionError before the rest of
+// its header is trusted, since a newer layout may differ, and recovery
+// then stops: a segment this build cannot read is never mistaken for a
+// torn or half-created one, to be truncated or overwritten. The one
+// exception is a header whose checksum matches once its version byte is
+// set back to SegmentFormatVersion: that is a damaged byte of this
+// version, and corruption. Any other byte there, or another family, is
+// corruption too.
+
+// SegmentFormatVersion is the segment format this build writes, and the
+// newest it reads.
+const SegmentFormatVersion = 1
 
 const (
-	segMagic     = "keelwal1"
+	segFamily    = "keelwal"
+	segMagic     = segFamily + string(rune('0'+SegmentFormatVersion))
 	segHeaderLen = 32
 	recHeaderLen = 9
 	entryHdrLen  = 17
@@ -98,6 +116,12 @@ func encodeHeader(id uint64, dataStart int) []byte {
 	le.PutUint32(b[16:], uint32(dataStart))
 	le.PutUint32(b[28:], crc(b[:28]))
 	return b
+}
+
+// headerIntact reports whether b starts with a header whose checksum
+// matches.
+func headerIntact(b []byte) bool {
+	return len(b) >= segHeaderLen && le.Uint32(b[28:]) == crc(b[:28])
 }
 
 // checkHeader validates a segment header and returns where data starts.

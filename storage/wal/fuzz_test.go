@@ -1,7 +1,11 @@
 package wal
 
 import (
+	"bytes"
+	"errors"
+	"maps"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/keelraft/raft"
@@ -32,8 +36,11 @@ func segmentBytes(t testing.TB, fsys *vfs.MemFS) [][]byte {
 // FuzzOpen opens a log whose only segment holds arbitrary bytes. Open must
 // fail with an error or recover a valid prefix: every entry in
 // [FirstIndex, LastIndex] reads back, and the log takes an append that
-// survives a reopen. It must never panic. The seed corpus (valid,
-// truncated and damaged segments) runs under plain go test.
+// survives a reopen. It must never panic. An error is ErrCorrupt or, for a
+// segment of a newer format version and only for one, a *VersionError,
+// never both; and a refused newer segment is left as it was. The seed
+// corpus (valid, truncated and damaged segments, and newer versions) runs
+// under plain go test.
 func FuzzOpen(f *testing.F) {
 	fsys := newMem()
 	l, err := Open(testDir, memOptions(fsys))
@@ -63,6 +70,18 @@ func FuzzOpen(f *testing.F) {
 	f.Add([]byte{})
 	f.Add(encodeHeader(1, 512))
 	f.Add(append(encodeHeader(1, 32), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 1))
+	for _, v := range []byte{'0', '2', '9', 'a'} {
+		for _, fix := range []bool{false, true} {
+			b := append([]byte(nil), segs[0]...)
+			b[len(segFamily)] = v
+			if fix {
+				le.PutUint32(b[28:], crc(b[:28]))
+			}
+			f.Add(b)
+		}
+	}
+	f.Add([]byte(segFamily + "2"))
+	f.Add([]byte(segFamily + "2" + "a newer layout"))
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fsys := newMem()
@@ -75,8 +94,23 @@ func FuzzOpen(f *testing.F) {
 		w.Sync()
 		w.Close()
 		fsys.SyncDir(testDir)
+		_, newer := newerVersion(slices.Clone(data), segFamily, SegmentFormatVersion, headerIntact)
 		l, err := Open(testDir, memOptions(fsys))
-		if err != nil {
+		var ve *VersionError
+		switch {
+		case newer:
+			if !errors.As(err, &ve) || errors.Is(err, ErrCorrupt) {
+				t.Fatalf("a segment of a newer version: Open = %v, want only a *VersionError", err)
+			}
+			if got := segmentBytes(t, fsys); len(got) != 1 || !bytes.Equal(got[0], data) {
+				t.Fatal("the refused Open changed the segment")
+			}
+			return
+		case errors.Is(err, raft.ErrUnsupportedVersion):
+			t.Fatalf("Open = %v for a segment of no newer version", err)
+		case err != nil && !errors.Is(err, ErrCorrupt):
+			t.Fatalf("Open = %v, want ErrCorrupt", err)
+		case err != nil:
 			return
 		}
 		first, _ := l.FirstIndex()
@@ -105,6 +139,72 @@ func FuzzOpen(f *testing.F) {
 		defer l.Close()
 		if d := diff(l, &m); d != "" {
 			t.Fatal(d)
+		}
+	})
+}
+
+// FuzzOpenStable opens a stable store whose file holds arbitrary bytes. It
+// must never panic; an error is ErrCorrupt or, for a file of a newer
+// format version and only for one, a *VersionError that leaves the file as
+// it was; and a store that opens holds what its file encodes.
+func FuzzOpenStable(f *testing.F) {
+	valid := encodeStable(map[string][]byte{"term": {0, 0, 0, 0, 0, 0, 0, 7}, "vote": []byte("a")})
+	f.Add(valid)
+	f.Add(valid[:len(valid)/2])
+	f.Add(encodeStable(map[string][]byte{}))
+	f.Add([]byte{})
+	for _, v := range []byte{'0', '2', '9', 'a'} {
+		for _, fix := range []bool{false, true} {
+			b := slices.Clone(valid)
+			b[len(stableFamily)] = v
+			if fix {
+				le.PutUint32(b[len(b)-4:], crc(b[:len(b)-4]))
+			}
+			f.Add(b)
+		}
+	}
+	f.Add([]byte(stableFamily + "2"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fsys := newMem()
+		fsys.MkdirAll("/raft")
+		w, err := fsys.Create(stablePath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(data)
+		w.Sync()
+		w.Close()
+		fsys.SyncDir("/raft")
+		_, newer := newerVersion(slices.Clone(data), stableFamily, StableFormatVersion, stableIntact)
+		s, err := openStable(fsys, stablePath, StableOptions{})
+		var ve *VersionError
+		switch {
+		case newer:
+			if !errors.As(err, &ve) || errors.Is(err, ErrCorrupt) {
+				t.Fatalf("a newer version: OpenStable = %v, want only a *VersionError", err)
+			}
+			if got := files(t, fsys, "/raft")[stablePath]; !bytes.Equal(got, data) {
+				t.Fatal("the refused OpenStable changed the file")
+			}
+			return
+		case errors.Is(err, raft.ErrUnsupportedVersion):
+			t.Fatalf("OpenStable = %v for a file of no newer version", err)
+		case err != nil && !errors.Is(err, ErrCorrupt):
+			t.Fatalf("OpenStable = %v, want ErrCorrupt", err)
+		case err != nil:
+			return
+		}
+		kv := maps.Clone(s.kv)
+		s.Close()
+		// What opened re-encodes to a file that opens to the same.
+		writeFile(t, fsys, stablePath, encodeStable(kv))
+		s, err = openStable(fsys, stablePath, StableOptions{})
+		if err != nil {
+			t.Fatalf("reopen re-encoded: %v", err)
+		}
+		defer s.Close()
+		if !maps.EqualFunc(kv, s.kv, bytes.Equal) {
+			t.Fatalf("re-encoded store holds %q, want %q", s.kv, kv)
 		}
 	})
 }

@@ -72,7 +72,8 @@ func (sc *scan) add(b []byte, start, end int) (sealed bool) {
 // last must be sealed and wholly valid. In the last one, invalid bytes
 // after the last valid batch are a torn write, and are truncated, unless a
 // valid batch follows them: then synced data is damaged and recovery
-// fails with ErrCorrupt.
+// fails with ErrCorrupt. A segment of a newer format version fails it
+// with a *VersionError, before any file is changed.
 func (l *Log) recoverLog() error {
 	if err := l.fs.MkdirAll(l.dir); err != nil {
 		return fmt.Errorf("wal: %w", err)
@@ -203,7 +204,8 @@ func repairTail(seg *segment, size int64) error {
 // scanSegment reads and validates one segment, reading it into buf,
 // which it returns, grown if need be, for the next. It returns a nil scan
 // for a newest segment whose creation was interrupted: a bad header and
-// no valid batch.
+// no valid batch. A header of a newer format version is not a bad one:
+// it is a *VersionError, which stops recovery before it changes a file.
 func (l *Log) scanSegment(id uint64, isLast bool, buf []byte) (*scan, []byte, error) {
 	name := filepath.Join(l.dir, segmentName(id))
 	f, err := l.fs.Open(name)
@@ -245,6 +247,9 @@ func scanFile(f interface {
 func scanBytes(buf []byte, id uint64, name string, isLast bool) (*scan, error) {
 	corrupt := func(off int, why string) error {
 		return &CorruptError{Segment: id, File: name, Offset: int64(off), Reason: why}
+	}
+	if v, ok := newerVersion(buf, segFamily, SegmentFormatVersion, headerIntact); ok {
+		return nil, &VersionError{Segment: id, File: name, Version: v, Newest: SegmentFormatVersion}
 	}
 	ds, why := checkHeader(buf, id)
 	if why != "" {

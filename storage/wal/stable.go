@@ -14,6 +14,7 @@ import (
 
 	"github.com/keelraft/raft"
 	"github.com/keelraft/raft/metrics"
+	"github.com/keelraft/raft/storage/internal/lock"
 	"github.com/keelraft/raft/storage/internal/vfs"
 )
 
@@ -23,8 +24,9 @@ import (
 // a temporary file, synced, renamed over the old file, and the directory
 // is synced before the update returns. The file carries a checksum; a
 // damaged file makes OpenStable fail with ErrCorrupt rather than start
-// empty. Like Log, Stable fails for good (ErrFailed) after any write,
-// sync or rename error.
+// empty, and a file of a newer format version with a *VersionError. Like
+// Log, Stable fails for good (ErrFailed) after any write, sync or rename
+// error.
 //
 // Stable is safe for concurrent use.
 type Stable struct {
@@ -36,6 +38,7 @@ type Stable struct {
 	kv     map[string][]byte
 	failed error
 	closed bool
+	lock   *lock.Lock // of path+".lock"; nil off the OS file system
 
 	writes, failures metrics.Counter   // nil without a Sink
 	writeTime        metrics.Histogram // nil without a Sink
@@ -52,14 +55,34 @@ type StableOptions struct {
 	Metrics metrics.Sink
 }
 
+// StableFormatVersion is the stable file's format this build writes, and
+// the newest it reads.
+//
+// The file is
+//
+//	[0:8]    magic "keelstb1": the family "keelstb" and the version, '1'
+//	[8:12]   the number of keys
+//	[12:n-4] for each key in order: key length u32, key, value length u32, value
+//	[n-4:n]  CRC32-C of [0:n-4]
+//
+// little-endian. As in segments, the first 8 bytes are what every version
+// keeps: a newer version is refused with a *VersionError whatever follows
+// it (unless the checksum matches once the version byte is set back to
+// StableFormatVersion: a damaged byte, ErrCorrupt), and neither the file
+// nor a leftover temporary file is touched.
+const StableFormatVersion = 1
+
 const (
-	stableMagic = "keelstb1"
+	stableFamily = "keelstb"
+	stableMagic  = stableFamily + string(rune('0'+StableFormatVersion))
 	// maxStableSize bounds the stable file: it is for small values.
 	maxStableSize = 64 << 20
 )
 
 // OpenStable opens the stable store in the file at path, creating its
-// directory if needed. A missing file is an empty store.
+// directory if needed. A missing file is an empty store. It locks
+// path+".lock", kept until Close: a store another process or another open
+// Stable is using is refused (ErrLocked) before the file is read.
 func OpenStable(path string) (*Stable, error) { return openStable(vfs.OS, path, StableOptions{}) }
 
 // OpenStableWith is OpenStable with options.
@@ -82,30 +105,45 @@ func openStable(fsys vfs.FS, path string, opts StableOptions) (*Stable, error) {
 	if err := fsys.MkdirAll(s.dir); err != nil {
 		return nil, fmt.Errorf("wal: stable: %w", err)
 	}
+	lk, err := lockFile(fsys, path+".lock", "stable store "+path)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.load(); err != nil {
+		lk.Release()
+		return nil, err
+	}
+	s.lock = lk
+	return s, nil
+}
+
+// load reads the file and removes a leftover temporary file.
+func (s *Stable) load() error {
+	fsys, path := s.fs, s.path
 	f, err := fsys.Open(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
-		return nil, fmt.Errorf("wal: stable: %w", err)
+		return fmt.Errorf("wal: stable: %w", err)
 	default:
 		kv, err := readStable(f, path)
 		f.Close()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		s.kv = kv
 	}
 	// A leftover temporary file is an update that never completed.
 	names, err := fsys.ReadDir(s.dir)
 	if err != nil {
-		return nil, fmt.Errorf("wal: stable: %w", err)
+		return fmt.Errorf("wal: stable: %w", err)
 	}
 	if slices.Contains(names, filepath.Base(s.tmp)) {
 		if err := fsys.Remove(s.tmp); err != nil {
-			return nil, fmt.Errorf("wal: stable: %w", err)
+			return fmt.Errorf("wal: stable: %w", err)
 		}
 	}
-	return s, nil
+	return nil
 }
 
 func readStable(f vfs.File, path string) (map[string][]byte, error) {
@@ -117,6 +155,14 @@ func readStable(f vfs.File, path string) (map[string][]byte, error) {
 		return nil, fmt.Errorf("wal: stable: %w", err)
 	}
 	if size > maxStableSize {
+		// A newer version may allow more; too large to check its
+		// checksum, its magic is all there is to go by.
+		var m [len(stableMagic)]byte
+		if _, err := f.ReadAt(m[:], 0); err == nil {
+			if v, ok := newerVersion(m[:], stableFamily, StableFormatVersion, func([]byte) bool { return false }); ok {
+				return nil, &VersionError{File: path, Version: v, Newest: StableFormatVersion}
+			}
+		}
 		return nil, corrupt(0, fmt.Sprintf("size %d exceeds %d", size, maxStableSize))
 	}
 	b := make([]byte, size)
@@ -125,6 +171,9 @@ func readStable(f vfs.File, path string) (map[string][]byte, error) {
 			err = io.ErrUnexpectedEOF
 		}
 		return nil, fmt.Errorf("wal: stable: read %s: %w", path, err)
+	}
+	if v, ok := newerVersion(b, stableFamily, StableFormatVersion, stableIntact); ok {
+		return nil, &VersionError{File: path, Version: v, Newest: StableFormatVersion}
 	}
 	if len(b) < len(stableMagic)+8 {
 		return nil, corrupt(0, "short file")
@@ -164,6 +213,11 @@ func readStable(f vfs.File, path string) (map[string][]byte, error) {
 		return nil, corrupt(p, "trailing bytes")
 	}
 	return kv, nil
+}
+
+// stableIntact reports whether the checksum at the end of b matches.
+func stableIntact(b []byte) bool {
+	return len(b) >= 4 && le.Uint32(b[len(b)-4:]) == crc(b[:len(b)-4])
 }
 
 func encodeStable(kv map[string][]byte) []byte {
@@ -264,7 +318,8 @@ func (s *Stable) GetUint64(key []byte) (uint64, error) {
 	return binary.BigEndian.Uint64(v), nil
 }
 
-// Close closes the store. Calls after Close return ErrClosed.
+// Close closes the store and releases its lock. Calls after Close return
+// ErrClosed.
 func (s *Stable) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -272,7 +327,7 @@ func (s *Stable) Close() error {
 		return ErrClosed
 	}
 	s.closed = true
-	return nil
+	return s.lock.Release()
 }
 
 var _ raft.StableStore = (*Stable)(nil)

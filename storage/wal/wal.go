@@ -50,7 +50,6 @@
 package wal
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -61,45 +60,9 @@ import (
 
 	"github.com/keelraft/raft"
 	"github.com/keelraft/raft/metrics"
+	"github.com/keelraft/raft/storage/internal/lock"
 	"github.com/keelraft/raft/storage/internal/vfs"
 )
-
-var (
-	// ErrCorrupt is returned when stored data fails its checksum or is
-	// inconsistent. Errors wrapping it are *CorruptError, naming the file
-	// and offset.
-	ErrCorrupt = errors.New("wal: corrupt")
-	// ErrFailed is returned by every call after a write, fsync or other
-	// modifying file-system operation failed. The store must be closed and
-	// reopened; reopening recovers every acknowledged write.
-	ErrFailed = errors.New("wal: failed")
-	// ErrClosed is returned by calls on a closed store.
-	ErrClosed = errors.New("wal: closed")
-)
-
-// CorruptError says where stored data is corrupt. It matches ErrCorrupt
-// with errors.Is.
-type CorruptError struct {
-	// Segment is the ID of the damaged segment (0 for the stable file).
-	Segment uint64
-	// File is the damaged file's path.
-	File string
-	// Offset is the offset of the first damaged record or batch.
-	Offset int64
-	// Reason says what is wrong.
-	Reason string
-}
-
-// Error names the segment (or file) and offset.
-func (e *CorruptError) Error() string {
-	if e.Segment != 0 {
-		return fmt.Sprintf("wal: segment %d offset %d: %s: %v", e.Segment, e.Offset, e.Reason, ErrCorrupt)
-	}
-	return fmt.Sprintf("wal: %s offset %d: %s: %v", e.File, e.Offset, e.Reason, ErrCorrupt)
-}
-
-// Unwrap returns ErrCorrupt.
-func (e *CorruptError) Unwrap() error { return ErrCorrupt }
 
 // Options configure a Log. The zero value selects the defaults.
 type Options struct {
@@ -223,6 +186,7 @@ type Log struct {
 	// their last batch. Only the flusher changes it.
 	used int64
 	m    *logMetrics
+	lock *lock.Lock // nil off the OS file system
 }
 
 type segment struct {
@@ -266,7 +230,10 @@ func (l *Log) Stats() Stats {
 // Open opens the log in dir, creating dir and the log if needed, and
 // recovers it: a torn final batch, which was never acknowledged, is
 // truncated and logged; any other damage makes Open fail with an error
-// wrapping ErrCorrupt.
+// wrapping ErrCorrupt, and a segment of a newer format version with a
+// *VersionError. Open first locks dir/LOCK, kept until Close: a directory
+// another process or another open Log is using is refused (ErrLocked)
+// before any file is read.
 func Open(dir string, opts Options) (*Log, error) {
 	if err := opts.fill(); err != nil {
 		return nil, err
@@ -278,10 +245,16 @@ func Open(dir string, opts Options) (*Log, error) {
 	if l.m.recoverTime != nil {
 		start = time.Now()
 	}
+	lk, err := lockFile(l.fs, filepath.Join(l.dir, lockName), "log "+l.dir)
+	if err != nil {
+		return nil, err
+	}
+	l.lock = lk
 	if err := l.recoverLog(); err != nil {
 		for _, s := range l.segs {
 			s.f.Close()
 		}
+		lk.Release()
 		return nil, err
 	}
 	if l.m.recoverTime != nil {
@@ -866,8 +839,8 @@ func (l *Log) removeSegments(dead []*segment) error {
 	return nil
 }
 
-// Close writes what is pending and closes the files. Calls after Close
-// return ErrClosed.
+// Close writes what is pending, closes the files and releases the
+// directory's lock. Calls after Close return ErrClosed.
 func (l *Log) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -888,6 +861,9 @@ func (l *Log) Close() error {
 		if cerr := s.f.Close(); cerr != nil && err == nil {
 			err = cerr
 		}
+	}
+	if lerr := l.lock.Release(); lerr != nil && err == nil {
+		err = lerr
 	}
 	l.segs, l.live = nil, nil
 	l.cond.Broadcast()
