@@ -211,25 +211,37 @@ func loadLog(logs LogStore, snapIndex, cacheBytes uint64) (startLog, uint64, err
 	b := newStartLogBuilder(snapIndex, cacheBytes)
 	var prevTerm uint64
 	for i := snapIndex + 1; i <= last; i++ {
-		var e Log
-		if err := logs.GetLog(i, &e); err != nil {
-			return startLog{}, 0, fmt.Errorf("raft: read log entry %d: %w", i, err)
-		}
-		if e.Index != i {
-			return startLog{}, 0, fmt.Errorf("%w: log entry %d has index %d", ErrCorruptState, i, e.Index)
-		}
-		if e.Term < prevTerm {
-			return startLog{}, 0, fmt.Errorf("%w: log entry %d has term %d below the previous entry's %d", ErrCorruptState, i, e.Term, prevTerm)
-		}
-		if err := validateEntry(&e); errors.Is(err, ErrUnsupportedVersion) {
-			return startLog{}, 0, fmt.Errorf("raft: log entry %d: %w", i, err)
-		} else if err != nil {
-			return startLog{}, 0, fmt.Errorf("%w: log entry %d: %v", ErrCorruptState, i, err)
+		e, err := readStoredEntry(logs, i, prevTerm)
+		if err != nil {
+			return startLog{}, 0, err
 		}
 		prevTerm = e.Term
 		b.add(e)
 	}
 	return b.result(), last, nil
+}
+
+// readStoredEntry reads entry i of logs, the one after an entry of term
+// prevTerm, and checks it is one keel can trust: its index, a term that
+// does not go back, and validateEntry. A newer build's entry is
+// ErrUnsupportedVersion, anything else wrong ErrCorruptState.
+func readStoredEntry(logs LogStore, i, prevTerm uint64) (Log, error) {
+	var e Log
+	if err := logs.GetLog(i, &e); err != nil {
+		return Log{}, fmt.Errorf("raft: read log entry %d: %w", i, err)
+	}
+	if e.Index != i {
+		return Log{}, fmt.Errorf("%w: log entry %d has index %d", ErrCorruptState, i, e.Index)
+	}
+	if e.Term < prevTerm {
+		return Log{}, fmt.Errorf("%w: log entry %d has term %d below the previous entry's %d", ErrCorruptState, i, e.Term, prevTerm)
+	}
+	if err := validateEntry(&e); errors.Is(err, ErrUnsupportedVersion) {
+		return Log{}, fmt.Errorf("raft: log entry %d: %w", i, err)
+	} else if err != nil {
+		return Log{}, fmt.Errorf("%w: log entry %d: %v", ErrCorruptState, i, err)
+	}
+	return e, nil
 }
 
 // validateEntry checks what the core and the applier rely on: a known

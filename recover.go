@@ -79,21 +79,13 @@ func RecoverCluster(conf *Config, fsm FSM, logs LogStore, stable StableStore, sn
 	}
 	a := newApplier(fsm, snap.Index, sessions, func() {})
 	a.lastTerm, a.conf, a.confIndex = snap.Term, snap.Configuration, snap.ConfigurationIndex
-	var prevTerm uint64 = snap.Term
+	prevTerm := snap.Term
 	for i := snap.Index + 1; i <= last; {
 		batch := make([]Log, 0, min(recoverBatch, last-i+1))
 		for ; i <= last && len(batch) < recoverBatch; i++ {
-			var e Log
-			if err := logs.GetLog(i, &e); err != nil {
-				return fmt.Errorf("raft: recover: read log entry %d: %w", i, err)
-			}
-			if e.Index != i || e.Term < prevTerm {
-				return fmt.Errorf("%w: log entry %d has index %d and term %d (previous term %d)", ErrCorruptState, i, e.Index, e.Term, prevTerm)
-			}
-			if err := validateEntry(&e); errors.Is(err, ErrUnsupportedVersion) {
-				return fmt.Errorf("raft: recover: log entry %d: %w", i, err)
-			} else if err != nil {
-				return fmt.Errorf("%w: log entry %d: %v", ErrCorruptState, i, err)
+			e, err := readStoredEntry(logs, i, prevTerm)
+			if err != nil {
+				return fmt.Errorf("raft: recover: %w", err)
 			}
 			prevTerm = e.Term
 			batch = append(batch, e)

@@ -27,26 +27,14 @@ func dirFiles(t testing.TB, fsys vfs.FS, dir string) map[string][]byte {
 
 func readFile(t testing.TB, fsys vfs.FS, name string) []byte {
 	t.Helper()
-	f, err := fsys.Open(name)
-	require.NoError(t, err)
-	defer f.Close()
-	size, err := f.Size()
-	require.NoError(t, err)
-	b := make([]byte, size)
-	_, err = f.ReadAt(b, 0)
+	b, err := vfs.ReadFile(fsys, name)
 	require.NoError(t, err)
 	return b
 }
 
 func writeFile(t testing.TB, fsys vfs.FS, name string, b []byte) {
 	t.Helper()
-	f, err := fsys.Create(name)
-	require.NoError(t, err)
-	_, err = f.Write(b)
-	require.NoError(t, err)
-	require.NoError(t, f.Sync())
-	require.NoError(t, f.Close())
-	require.NoError(t, fsys.SyncDir(filepath.Dir(name)))
+	require.NoError(t, vfs.WriteFile(fsys, name, b))
 }
 
 // setVersion rewrites a snapshot's version byte and, if fix, the trailer's

@@ -24,14 +24,8 @@ func files(t testing.TB, fsys vfs.FS, dirs ...string) map[string][]byte {
 		require.NoError(t, err)
 		for _, n := range names {
 			p := filepath.Join(dir, n)
-			f, err := fsys.Open(p)
+			b, err := vfs.ReadFile(fsys, p)
 			require.NoError(t, err)
-			size, err := f.Size()
-			require.NoError(t, err)
-			b := make([]byte, size)
-			_, err = f.ReadAt(b, 0)
-			require.NoError(t, err)
-			require.NoError(t, f.Close())
 			out[p] = b
 		}
 	}
@@ -40,13 +34,7 @@ func files(t testing.TB, fsys vfs.FS, dirs ...string) map[string][]byte {
 
 func writeFile(t testing.TB, fsys vfs.FS, name string, b []byte) {
 	t.Helper()
-	f, err := fsys.Create(name)
-	require.NoError(t, err)
-	_, err = f.Write(b)
-	require.NoError(t, err)
-	require.NoError(t, f.Sync())
-	require.NoError(t, f.Close())
-	require.NoError(t, fsys.SyncDir(filepath.Dir(name)))
+	require.NoError(t, vfs.WriteFile(fsys, name, b))
 }
 
 // setSegmentVersion rewrites a segment's version byte and, if fix, its

@@ -14,17 +14,21 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func readAll(t *testing.T, fsys FS, name string) []byte {
 	t.Helper()
-	f, err := fsys.Open(name)
+	b, err := ReadFile(fsys, name)
 	require.NoError(t, err)
-	defer f.Close()
-	n, err := f.Size()
-	require.NoError(t, err)
-	b := make([]byte, n)
-	_, err = f.ReadAt(b, 0)
-	if err != nil {
-		require.ErrorIs(t, err, io.EOF)
-	}
 	return b
+}
+
+// WriteFile's bytes and directory entry survive a crash that keeps
+// nothing unsynced.
+func TestWriteFileIsDurable(t *testing.T) {
+	m := NewMemFS(4)
+	require.NoError(t, m.MkdirAll("/d"))
+	require.NoError(t, WriteFile(m, "/d/f", []byte("hello, disk")))
+	after := m.Crash(CrashOptions{})
+	require.Equal(t, []byte("hello, disk"), readAll(t, after, "/d/f"))
+	_, err := ReadFile(after, "/d/missing")
+	require.Error(t, err)
 }
 
 func TestMemCrashKeepsSynced(t *testing.T) {
