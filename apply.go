@@ -75,21 +75,44 @@ func (a *applier) run() {
 	for {
 		queue, open := a.queue.takeAll()
 		if !open {
-			for _, b := range queue {
-				for _, f := range b.futures {
-					f.respond(0, nil, ErrRaftShutdown)
-				}
-			}
+			a.stop(queue)
 			return
 		}
-		for _, b := range queue {
-			a.apply(b)
+		a.process(queue)
+	}
+}
+
+// runOnce is run for an applier on a Host's pool: it applies what is
+// queued and reports whether the applier is still open.
+func (a *applier) runOnce() bool {
+	queue, open := a.queue.take()
+	if !open {
+		a.stop(queue)
+		return false
+	}
+	if len(queue) > 0 {
+		a.process(queue)
+	}
+	return true
+}
+
+func (a *applier) process(queue []applyBatch) {
+	for _, b := range queue {
+		a.apply(b)
+	}
+	a.mu.Lock()
+	close(a.changedCh)
+	a.changedCh = make(chan struct{})
+	a.mu.Unlock()
+	a.notify()
+}
+
+// stop fails the futures of the batches left when the applier closed.
+func (a *applier) stop(queue []applyBatch) {
+	for _, b := range queue {
+		for _, f := range b.futures {
+			f.respond(0, nil, ErrRaftShutdown)
 		}
-		a.mu.Lock()
-		close(a.changedCh)
-		a.changedCh = make(chan struct{})
-		a.mu.Unlock()
-		a.notify()
 	}
 }
 

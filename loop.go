@@ -29,12 +29,7 @@ func (r *Raft) run() {
 			r.failAll()
 			return
 		case <-ticker.C:
-			r.checkDiskStall()
-			r.core.tick()
-			if r.metrics != nil {
-				r.metrics.gauges(r.lastPub, r.applier.applied.Load(), r.core.quorumMargin())
-				r.metrics.peerReports(r.core.peerReports(), r.tick)
-			}
+			r.onTick()
 		case m := <-consumer:
 			r.step(m)
 			for i := 0; i < maxDrain; i++ {
@@ -49,13 +44,9 @@ func (r *Raft) run() {
 		case f := <-r.applyCh:
 			r.proposeBatch(f)
 		case <-r.persistNotify:
-			r.persistMu.Lock()
-			index, term := r.persistedAt[0], r.persistedAt[1]
-			r.persistMu.Unlock()
-			r.core.persisted(index, term)
+			r.onPersisted()
 		case <-r.applyNotify:
-			r.core.appliedTo(r.applier.applied.Load())
-			r.maybeSnapshotForLogSize()
+			r.onApplied()
 		case <-r.loadNotify:
 			if err := r.takeLoads(); err != nil {
 				r.fatal(err)
@@ -71,6 +62,93 @@ func (r *Raft) run() {
 			return
 		}
 	}
+}
+
+// runOnce is the event loop of a group on a Host (host.go): run by a
+// step worker whenever the group has input, it takes what is queued
+// without waiting, at most maxDrain of each kind, and flushes. It reports
+// whether the loop still runs.
+func (r *Raft) runOnce() bool {
+	select {
+	case <-r.shutdownCh:
+		r.failAll()
+		return false
+	default:
+	}
+	if r.hosted.tickDue.Swap(false) {
+		r.onTick()
+		r.hostSnapshotTick()
+	}
+	more := false
+	consumer := r.trans.Consumer()
+	for i := 0; ; i++ {
+		if i == maxDrain {
+			more = true
+			break
+		}
+		select {
+		case m := <-consumer:
+			r.step(m)
+			continue
+		case f := <-r.applyCh:
+			r.proposeBatch(f)
+			continue
+		case op := <-r.opCh:
+			op()
+			continue
+		default:
+		}
+		break
+	}
+	select {
+	case <-r.persistNotify:
+		r.onPersisted()
+	default:
+	}
+	select {
+	case <-r.applyNotify:
+		r.onApplied()
+	default:
+	}
+	select {
+	case <-r.loadNotify:
+		if err := r.takeLoads(); err != nil {
+			r.fatal(err)
+			r.failAll()
+			return false
+		}
+	default:
+	}
+	if err := r.flush(); err != nil {
+		r.fatal(err)
+		r.failAll()
+		return false
+	}
+	if more {
+		r.wakeLoop()
+	}
+	return true
+}
+
+func (r *Raft) onTick() {
+	r.checkDiskStall()
+	r.core.tick()
+	if r.metrics != nil {
+		r.metrics.gauges(r.lastPub, r.applier.applied.Load(), r.core.quorumMargin())
+		r.metrics.peerReports(r.core.peerReports(), r.tick)
+	}
+}
+
+func (r *Raft) onPersisted() {
+	r.persistMu.Lock()
+	index, term := r.persistedAt[0], r.persistedAt[1]
+	r.persistMu.Unlock()
+	r.core.persisted(index, term)
+}
+
+func (r *Raft) onApplied() {
+	r.core.appliedTo(r.applier.applied.Load())
+	r.maybeSnapshotForLogSize()
 }
 
 func (r *Raft) step(m *Message) {
@@ -310,7 +388,7 @@ func (r *Raft) loadsDone(res []loadResult) {
 	r.persistMu.Lock()
 	r.loadResults = append(r.loadResults, res...)
 	r.persistMu.Unlock()
-	notify(r.loadNotify)
+	r.notify(r.loadNotify)
 }
 
 // takeLoads hands the core the entries the persister read for it. An
@@ -340,7 +418,7 @@ func (r *Raft) persistedTo(index, term uint64) {
 	r.persistMu.Lock()
 	r.persistedAt = [2]uint64{index, term}
 	r.persistMu.Unlock()
-	notify(r.persistNotify)
+	r.notify(r.persistNotify)
 }
 
 // publish updates the state public getters read, tells observers about

@@ -77,37 +77,52 @@ func (p *persister) close() { p.jobs.close() }
 func (p *persister) run() {
 	for {
 		jobs, open := p.jobs.takeAll()
-		if !open {
+		if !open || !p.process(jobs) {
 			return
-		}
-
-		p.beginWrite()
-		last, err := p.write(jobs)
-		if err != nil {
-			p.fail(err)
-			return
-		}
-		for _, j := range jobs {
-			for _, m := range j.msgs {
-				p.send(m)
-			}
-			p.queuedMsgs.Add(-int64(len(j.msgs)))
-			p.jobDone(&j)
-		}
-		if last != nil {
-			p.notify(last.Index, last.Term)
-		}
-		var results []loadResult
-		for _, j := range jobs {
-			for _, ld := range j.loads {
-				results = append(results, p.load(ld))
-			}
-		}
-		p.endWrite() // the reads too: one that hangs holds up the writes behind it
-		if len(results) > 0 {
-			p.loaded(results)
 		}
 	}
+}
+
+// runOnce is run for a persister on a Host's pool: it writes what is
+// queued and reports whether the persister is still open.
+func (p *persister) runOnce() bool {
+	jobs, open := p.jobs.take()
+	if !open {
+		return false
+	}
+	return len(jobs) == 0 || p.process(jobs)
+}
+
+// process writes jobs, then sends what waited for them; false means a
+// storage failure stopped the persister.
+func (p *persister) process(jobs []persistJob) bool {
+	p.beginWrite()
+	last, err := p.write(jobs)
+	if err != nil {
+		p.fail(err)
+		return false
+	}
+	for _, j := range jobs {
+		for _, m := range j.msgs {
+			p.send(m)
+		}
+		p.queuedMsgs.Add(-int64(len(j.msgs)))
+		p.jobDone(&j)
+	}
+	if last != nil {
+		p.notify(last.Index, last.Term)
+	}
+	var results []loadResult
+	for _, j := range jobs {
+		for _, ld := range j.loads {
+			results = append(results, p.load(ld))
+		}
+	}
+	p.endWrite() // the reads too: one that hangs holds up the writes behind it
+	if len(results) > 0 {
+		p.loaded(results)
+	}
+	return true
 }
 
 // load reads the entries a logLoad asks for, stopping at its byte bound.

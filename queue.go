@@ -11,6 +11,10 @@ type workQueue[T any] struct {
 	cond   *sync.Cond
 	items  []T
 	closed bool
+	// wake, when set, is called after every push and close instead of
+	// waking a goroutine waiting in takeAll: the queue's worker is a task
+	// on a Host's pool (exec.go), which calls take.
+	wake func()
 }
 
 func newWorkQueue[T any]() *workQueue[T] {
@@ -23,6 +27,14 @@ func (q *workQueue[T]) push(x T) {
 	q.mu.Lock()
 	q.items = append(q.items, x)
 	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *workQueue[T]) signal() {
+	if q.wake != nil {
+		q.wake()
+		return
+	}
 	q.cond.Signal()
 }
 
@@ -30,7 +42,7 @@ func (q *workQueue[T]) close() {
 	q.mu.Lock()
 	q.closed = true
 	q.mu.Unlock()
-	q.cond.Signal()
+	q.signal()
 }
 
 // takeAll waits for work and returns all of it. Once the queue is closed it
@@ -41,6 +53,16 @@ func (q *workQueue[T]) takeAll() ([]T, bool) {
 	for len(q.items) == 0 && !q.closed {
 		q.cond.Wait()
 	}
+	items := q.items
+	q.items = nil
+	return items, !q.closed
+}
+
+// take returns what is queued without waiting, and whether the queue is
+// still open; once it is closed, what is left was never processed.
+func (q *workQueue[T]) take() ([]T, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
 	items := q.items
 	q.items = nil
 	return items, !q.closed

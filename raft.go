@@ -69,6 +69,10 @@ type Raft struct {
 
 	metrics *raftMetrics // metrics.go; nil when Config.Metrics is
 
+	// hosted is set when the server is a group on a Host (host.go), whose
+	// pools run its loop, persister, applier and snapshot receiver.
+	hosted *hostedGroup
+
 	persister *persister
 	applier   *applier
 	snapDriver
@@ -126,6 +130,22 @@ type published struct {
 // The caller keeps ownership of the stores and the transport: Shutdown does
 // not close them.
 func NewRaft(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps SnapshotStore, trans Transport) (*Raft, error) {
+	r, err := newRaft(conf, fsm, logs, stable, snaps, trans)
+	if err != nil {
+		return nil, err
+	}
+	r.wg.Add(5)
+	go func() { defer r.wg.Done(); r.runSnapshotTicker() }()
+	go func() { defer r.wg.Done(); r.receiver.run() }()
+	go func() { defer r.wg.Done(); r.persister.run() }()
+	go func() { defer r.wg.Done(); r.applier.run() }()
+	go func() { defer r.wg.Done(); r.run() }()
+	return r, nil
+}
+
+// newRaft builds a server from its stores, ready to start: on goroutines
+// of its own (NewRaft) or on a Host's pools (Host.StartGroup).
+func newRaft(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps SnapshotStore, trans Transport) (*Raft, error) {
 	if err := ValidateConfig(conf); err != nil {
 		return nil, err
 	}
@@ -176,15 +196,11 @@ func NewRaft(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 	r.metrics.startCommit(r.core.log.committed)
 	r.persister = newPersister(logs, lastOnDisk, r.sendNow, r.persistedTo, r.fatal, r.loadsDone)
 	r.persister.stable, r.persister.metrics = stable, r.metrics
-	r.applier = newApplier(fsm, snap.Index, sessions, func() { notify(r.applyNotify) })
+	r.applier = newApplier(fsm, snap.Index, sessions, func() { r.notify(r.applyNotify) })
 	r.applier.metrics = r.metrics
 	r.publish()
 
-	r.startSnapshotWorkers(snaps, snap)
-	r.wg.Add(3)
-	go func() { defer r.wg.Done(); r.persister.run() }()
-	go func() { defer r.wg.Done(); r.applier.run() }()
-	go func() { defer r.wg.Done(); r.run() }()
+	r.initSnapshots(snaps, snap)
 	return r, nil
 }
 
@@ -299,6 +315,7 @@ func (r *Raft) propose(ctx context.Context, l Log) *future {
 	f.start = r.metrics.now()
 	select {
 	case r.applyCh <- f:
+		r.wakeLoop()
 	case <-ctx.Done():
 		f.respond(0, nil, ctx.Err())
 	case <-r.shutdownCh:
@@ -450,6 +467,7 @@ func (r *Raft) do(ctx context.Context, fn func()) error {
 	done := make(chan struct{})
 	select {
 	case r.opCh <- func() { fn(); close(done) }:
+		r.wakeLoop()
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-r.shutdownCh:
@@ -581,6 +599,7 @@ func (r *Raft) close(err error) {
 		r.persister.close()
 		r.applier.close()
 		r.closeSnapshots()
+		r.wakeLoop()
 	})
 }
 
@@ -596,9 +615,20 @@ func (r *Raft) fatal(err error) {
 	r.close(err)
 }
 
-func notify(ch chan struct{}) {
+// notify tells the event loop about work through ch, which holds at most
+// one notification.
+func (r *Raft) notify(ch chan struct{}) {
 	select {
 	case ch <- struct{}{}:
 	default:
+	}
+	r.wakeLoop()
+}
+
+// wakeLoop makes a hosted group's event loop run; a loop of its own
+// selects on the channels instead.
+func (r *Raft) wakeLoop() {
+	if r.hosted != nil {
+		r.hosted.loop.wake()
 	}
 }

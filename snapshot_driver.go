@@ -132,6 +132,7 @@ func (r *Raft) runSnapshotTicker() {
 func (r *Raft) toLoop(fn func()) bool {
 	select {
 	case r.opCh <- fn:
+		r.wakeLoop()
 		return true
 	case <-r.shutdownCh:
 		return false
@@ -474,16 +475,13 @@ func dropConflictingSuffix(logs LogStore, m *SnapshotMeta, first, last uint64) e
 	return nil
 }
 
-// startSnapshotWorkers starts the goroutines of the snapshot driver.
-func (r *Raft) startSnapshotWorkers(snaps SnapshotStore, meta SnapshotMeta) {
+// initSnapshots sets up the snapshot driver.
+func (r *Raft) initSnapshots(snaps SnapshotStore, meta SnapshotMeta) {
 	r.snaps, r.snapMeta = snaps, meta
 	r.senders = map[ServerID]*snapshotSender{}
 	r.receiver = newSnapshotReceiver(r)
 	a := r.applier
 	a.lastTerm, a.conf, a.confIndex = meta.Term, meta.Configuration.Clone(), meta.ConfigurationIndex
-	r.wg.Add(2)
-	go func() { defer r.wg.Done(); r.runSnapshotTicker() }()
-	go func() { defer r.wg.Done(); r.receiver.run() }()
 }
 
 // closeSnapshots stops the receiver; senders and the ticker stop on

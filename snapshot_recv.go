@@ -58,16 +58,28 @@ func newSnapshotReceiver(r *Raft) *snapshotReceiver {
 func (rc *snapshotReceiver) submit(c recvChunk) { rc.queue.push(c) }
 
 func (rc *snapshotReceiver) run() {
-	for {
-		chunks, open := rc.queue.takeAll()
-		if !open {
-			rc.abort()
-			return
-		}
-		for _, c := range chunks {
-			rc.handle(c)
-		}
+	for rc.runOnce() {
 	}
+}
+
+// runOnce handles the chunks queued (waiting for one unless the receiver
+// runs on a Host's pool) and reports whether the receiver is still open.
+func (rc *snapshotReceiver) runOnce() bool {
+	var chunks []recvChunk
+	var open bool
+	if rc.queue.wake != nil {
+		chunks, open = rc.queue.take()
+	} else {
+		chunks, open = rc.queue.takeAll()
+	}
+	if !open {
+		rc.abort()
+		return false
+	}
+	for _, c := range chunks {
+		rc.handle(c)
+	}
+	return true
 }
 
 func (rc *snapshotReceiver) abort() {
