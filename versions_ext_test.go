@@ -97,7 +97,10 @@ func TestFollowerRefusesNewerEntryType(t *testing.T) {
 	require.Never(t, func() bool { return count(commands(s3), "future") > 0 }, 300*time.Millisecond, 10*time.Millisecond,
 		"s3 must not apply an entry of a type it does not know")
 	requireNoType(t, s3.LogStore(), 200)
-	require.Equal(t, []string{"before"}, commands(s3))
+	// s3 may not even have applied "before": a leader elected after the
+	// newer entry knows no match for s3 and caps its commit at 0 until s3
+	// accepts an append, and every append to s3 carries the newer entry.
+	require.Subset(t, []string{"before"}, commands(s3))
 
 	rewrite.Store(false)
 	got := c.waitConverged()
