@@ -93,8 +93,8 @@ func (lm *laneMetrics) init(s metrics.Sink, addr raft.ServerAddress, lane string
 }
 
 // wrote counts frames written to l's connection, of bytes bytes in all.
-func (l *lane) wrote(frames, bytes int) {
-	add(l.m.frames, uint64(frames))
+func (t *Transport) wrote(l *lane, frames, bytes int) {
+	count(&t.frames, l.m.frames, uint64(frames))
 	add(l.m.written, uint64(bytes))
 }
 

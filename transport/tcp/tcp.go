@@ -250,7 +250,8 @@ type Stats struct {
 	ReceiveDropped uint64 // messages decoded but dropped: Consumer channel full (count or bytes)
 	Malformed      uint64 // inbound frames rejected (version, length, decoding), and accepted connections that opened with no valid hello
 	Reconnects     uint64 // connections dialed to a peer after its lane's first
-	VersionRefused uint64 // connections, dialed or accepted, closed in the hello for want of a common protocol version
+	VersionRefused uint64 // connections, dialed or accepted, closed in the hello for want of a common protocol version or mode
+	Frames         uint64 // frames written to connections: one per message for a Transport, one per batch for a HostTransport
 }
 
 // Transport is a raft.Transport over TCP. Its methods are safe for
@@ -260,8 +261,11 @@ type Transport struct {
 	log    *slog.Logger
 	ln     net.Listener
 	addr   raft.ServerAddress
-	ch     chan *raft.Message
-	inbox  inbox           // what is in ch, in bytes
+	mode   mode               // modeSingle for a Transport, modeHost inside a HostTransport
+	ch     chan *raft.Message // the Consumer channel in modeSingle
+	inbox  inbox[*raft.Message]
+	gch    chan raft.GroupMessage // the Consumer channel in modeHost
+	ginbox inbox[raft.GroupMessage]
 	ctx    context.Context // canceled by Close
 	cancel context.CancelFunc
 	closed atomic.Bool
@@ -276,7 +280,7 @@ type Transport struct {
 
 	// Stats' counters. The lanes' instruments count the outbound ones
 	// per lane too, and m's the inbound ones, in the same calls (count).
-	sent, dropped, failed, received, recvDropped, malformed, reconnects, versionRefused atomic.Uint64
+	sent, dropped, failed, received, recvDropped, malformed, reconnects, versionRefused, frames atomic.Uint64
 
 	versions versions // the protocol versions t speaks
 
@@ -300,10 +304,12 @@ type lane struct {
 	m    laneMetrics
 }
 
-// queued is a message in a lane's queue, with the size it was counted as.
+// queued is a message in a lane's queue, with the size it was counted as
+// and, in modeHost, its group (0 in modeSingle).
 type queued struct {
 	m    *raft.Message
 	size int64
+	g    raft.GroupID
 }
 
 // reserve counts size more bytes in l's queue unless they would exceed
@@ -321,11 +327,11 @@ func (l *lane) reserve(size, limit int64) bool {
 }
 
 // take releases the bytes of q, just received from l's queue, and returns
-// its message.
-func (l *lane) take(q queued) *raft.Message {
+// it.
+func (l *lane) take(q queued) queued {
 	l.bytes.Add(-q.size)
 	l.queueChanged()
-	return q.m
+	return q
 }
 
 // Size estimates, in bytes, of what a message holds beyond its byte slices
@@ -360,6 +366,11 @@ func msgSize(m *raft.Message) int64 {
 
 // New listens on bindAddr and returns a Transport.
 func New(bindAddr string, opts Options) (*Transport, error) {
+	return newMode(bindAddr, opts, modeSingle)
+}
+
+// newMode is New for either mode.
+func newMode(bindAddr string, opts Options, md mode) (*Transport, error) {
 	if opts.DialTimeout < 0 || opts.WriteTimeout < 0 || opts.MaxFrameSize < 0 ||
 		opts.QueueSize < 0 || opts.QueueBytes < 0 || opts.ConsumerBuffer < 0 || opts.ConsumerBytes < 0 {
 		return nil, errors.New("tcp: negative option")
@@ -412,14 +423,20 @@ func New(bindAddr string, opts Options) (*Transport, error) {
 		log:   lg.With("transport", "tcp", "local", string(addr)),
 		ln:    ln,
 		addr:  addr,
-		ch:    make(chan *raft.Message, opts.ConsumerBuffer),
+		mode:  md,
 		peers: make(map[raft.ServerAddress]*peer),
 		conns: make(map[net.Conn]bool),
 		m:     newTransportMetrics(opts.Metrics),
 
 		versions: vs,
 	}
-	t.inbox = inbox{ch: t.ch, limit: int64(opts.ConsumerBytes), sizes: make([]int64, opts.ConsumerBuffer+1)}
+	if md == modeHost {
+		t.gch = make(chan raft.GroupMessage, opts.ConsumerBuffer)
+		t.ginbox = inbox[raft.GroupMessage]{ch: t.gch, limit: int64(opts.ConsumerBytes), sizes: make([]int64, opts.ConsumerBuffer+1)}
+	} else {
+		t.ch = make(chan *raft.Message, opts.ConsumerBuffer)
+		t.inbox = inbox[*raft.Message]{ch: t.ch, limit: int64(opts.ConsumerBytes), sizes: make([]int64, opts.ConsumerBuffer+1)}
+	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	t.wg.Add(1)
 	go t.acceptLoop()
@@ -432,6 +449,11 @@ func New(bindAddr string, opts Options) (*Transport, error) {
 // an error wrapping ErrClosed once t is closed. m must not be modified after
 // Send: it is encoded later, by the sender goroutine.
 func (t *Transport) Send(target raft.ServerAddress, m *raft.Message) error {
+	return t.send(target, 0, m)
+}
+
+// send is Send of a message of group g (0 in modeSingle).
+func (t *Transport) send(target raft.ServerAddress, g raft.GroupID, m *raft.Message) error {
 	if t.closed.Load() {
 		return fmt.Errorf("tcp: send to %s: %w", target, ErrClosed)
 	}
@@ -457,7 +479,7 @@ func (t *Transport) Send(target raft.ServerAddress, m *raft.Message) error {
 		return nil
 	}
 	select {
-	case l.queue <- queued{m, size}:
+	case l.queue <- queued{m, size, g}:
 		l.queueChanged()
 	default:
 		l.bytes.Add(-size)
@@ -505,7 +527,7 @@ func (t *Transport) Stats() Stats {
 		Sent: t.sent.Load(), Dropped: t.dropped.Load(), Failed: t.failed.Load(),
 		Received: t.received.Load(), ReceiveDropped: t.recvDropped.Load(),
 		Malformed: t.malformed.Load(), Reconnects: t.reconnects.Load(),
-		VersionRefused: t.versionRefused.Load(),
+		VersionRefused: t.versionRefused.Load(), Frames: t.frames.Load(),
 	}
 }
 
@@ -651,12 +673,12 @@ func (t *Transport) runLane(l *lane) {
 	}()
 	var backoff time.Duration
 	for {
-		var m *raft.Message
+		var q queued
 		select {
 		case <-t.ctx.Done():
 			return
-		case q := <-l.queue:
-			m = l.take(q)
+		case q = <-l.queue:
+			l.take(q)
 		}
 		if c != nil {
 			select {
@@ -710,7 +732,13 @@ func (t *Transport) runLane(l *lane) {
 			t.wg.Add(1)
 			go t.watch(c, l)
 		}
-		n, err := t.writeBatch(c, enc, m, l, log)
+		var n int
+		var err error
+		if t.mode == modeHost {
+			n, err = t.writeGroupBatch(c, enc, q, l, log)
+		} else {
+			n, err = t.writeBatch(c, enc, q.m, l, log)
+		}
 		if err != nil {
 			count(&t.failed, l.m.failed, uint64(n))
 			if t.ctx.Err() != nil {
@@ -768,12 +796,12 @@ func (t *Transport) writeBatch(c *outConn, enc *encoder, m *raft.Message, l *lan
 			hdr[0] = c.version
 			binary.BigEndian.PutUint32(hdr[1:], uint32(len(body)))
 			if err := c.SetWriteDeadline(time.Now().Add(t.opts.WriteTimeout)); err != nil {
-				l.wrote(n, bytes)
+				t.wrote(l, n, bytes)
 				return n + 1, err
 			}
 			c.bw.Write(hdr[:]) // bufio.Writer errors are sticky: checked below
 			if _, err := c.bw.Write(body); err != nil {
-				l.wrote(n, bytes)
+				t.wrote(l, n, bytes)
 				return n + 1, err
 			}
 			n++
@@ -782,12 +810,12 @@ func (t *Transport) writeBatch(c *outConn, enc *encoder, m *raft.Message, l *lan
 		if n < maxBatch {
 			select {
 			case q := <-l.queue:
-				m = l.take(q)
+				m = l.take(q).m
 				continue
 			default:
 			}
 		}
-		l.wrote(n, bytes)
+		t.wrote(l, n, bytes)
 		if err := c.SetWriteDeadline(time.Now().Add(t.opts.WriteTimeout)); err != nil {
 			return n, err
 		}
@@ -802,8 +830,9 @@ var wireHandle = &codec.MsgpackHandle{WriteExt: true}
 
 // encoder encodes messages into a buffer it reuses, a lane's.
 type encoder struct {
-	enc *codec.Encoder
-	buf []byte
+	enc   *codec.Encoder
+	buf   []byte
+	batch []byte // modeHost: the batch frame being built, reused likewise
 }
 
 func newEncoder() *encoder {
@@ -827,5 +856,8 @@ func (e *encoder) encode(m *raft.Message) ([]byte, error) {
 func (e *encoder) done() {
 	if cap(e.buf) > maxKeptBuf {
 		e.buf = make([]byte, 0, 4<<10)
+	}
+	if cap(e.batch) > maxKeptBuf {
+		e.batch = nil
 	}
 }
