@@ -205,14 +205,20 @@ func parseExt(ext []byte) mode {
 	return m
 }
 
-// errRefused marks a hello that ended for want of a common version or
-// mode; such errors also wrap raft.ErrUnsupportedVersion.
+// errRefused marks a hello that ended for want of a common version; such
+// errors also wrap raft.ErrUnsupportedVersion.
 var errRefused = errors.New("no protocol version in common")
 
 // errModeMismatch marks a hello refused because the two sides are in
 // different modes (a Transport and a HostTransport); such errors also wrap
-// errRefused and raft.ErrUnsupportedVersion.
-var errModeMismatch = fmt.Errorf("%w: single-group and host transports do not talk", errRefused)
+// raft.ErrUnsupportedVersion.
+var errModeMismatch = errors.New("mode mismatch: single-group and host transports do not talk")
+
+// refusedInHello reports whether err ended a hello in a refusal, for want
+// of a common version or mode: what Stats.VersionRefused counts.
+func refusedInHello(err error) bool {
+	return errors.Is(err, errRefused) || errors.Is(err, errModeMismatch)
+}
 
 // sayHello is the dialer's half: it sends t's range and mode on c, a
 // connection just dialed to addr, and returns the version the acceptor
@@ -257,8 +263,8 @@ func (t *Transport) sayHello(c net.Conn, addr raft.ServerAddress) (uint8, error)
 // reader, which frames are read through next), answers on c, and returns
 // the version chosen. When the ranges share no version, or the hello is in
 // another mode than t, it sends a refusal and returns an error wrapping
-// errRefused and raft.ErrUnsupportedVersion (and errModeMismatch for the
-// mode).
+// errRefused (no version) or errModeMismatch (another mode), and
+// raft.ErrUnsupportedVersion.
 func (t *Transport) answerHello(c net.Conn, r io.Reader) (uint8, error) {
 	remote := c.RemoteAddr()
 	if err := c.SetDeadline(time.Now().Add(t.opts.DialTimeout)); err != nil {

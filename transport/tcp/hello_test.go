@@ -272,7 +272,7 @@ func FuzzHello(f *testing.F) {
 	f.Add(frame(frameVersion, 3, []byte{0x80, 0x80, 0x80}))
 	f.Add(appendHelloMode(nil, versions{1, 2}, modeHost))
 	f.Add(appendReply(nil, reply{status: replyRefused, versions: versions{1, 1}, mode: modeHost}))
-	f.Add(append(appendHello(nil, versions{1, 2})[:6], 0, 5, 'x', 1, 0, extMode, 1))   // mode field cut short
+	f.Add(append(appendHello(nil, versions{1, 2})[:6], 0, 5, 'x', 1, 0, extMode, 1))    // mode field cut short
 	f.Add(append(appendHello(nil, versions{1, 2})[:6], 0, 6, 'x', 1, 0, extMode, 1, 1)) // after an unknown field
 	f.Add([]byte("GET / HTTP/1.1\r\n"))
 	f.Add([]byte{0xFE, 'K'})

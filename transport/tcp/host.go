@@ -96,7 +96,7 @@ func (t *Transport) writeGroupBatch(c *outConn, enc *encoder, q queued, l *lane,
 	defer enc.done()
 	const start = headerSize + batchCountSize
 	b := append(enc.batch[:0], make([]byte, start)...)
-	n, inFrame := 0, 0   // messages in the batch, and in the frame b
+	n, inFrame := 0, 0    // messages in the batch, and in the frame b
 	frames, bytes := 0, 0 // frames written to c.bw, and their bytes
 	endFrame := func() error {
 		b[0] = c.version

@@ -118,9 +118,9 @@ func (t *Transport) serve(conn net.Conn) {
 	version, err := t.answerHello(conn, br)
 	if err != nil {
 		switch {
-		case errors.Is(err, errRefused):
+		case refusedInHello(err):
 			count(&t.versionRefused, t.m.versionRefused, 1)
-			log.Error("refusing peer: no common protocol version", "err", err)
+			log.Error("refusing peer: no common protocol version or mode", "err", err)
 		case errors.Is(err, errMalformed):
 			count(&t.malformed, t.m.malform, 1)
 			log.Error("closing connection", "err", err)

@@ -713,9 +713,9 @@ func (t *Transport) runLane(l *lane) {
 				add(l.m.dialFailures, 1)
 				count(&t.failed, l.m.failed, 1)
 				backoff = nextBackoff(backoff)
-				if errors.Is(err, errRefused) {
+				if refusedInHello(err) {
 					count(&t.versionRefused, t.m.versionRefused, 1)
-					log.Error("peer refused: no common protocol version", "err", err, "backoff", backoff)
+					log.Error("peer refused in the hello: no common protocol version or mode", "err", err, "backoff", backoff)
 				} else {
 					log.Warn("dial failed", "err", err, "backoff", backoff)
 				}
