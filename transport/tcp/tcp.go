@@ -1,4 +1,6 @@
-// Package tcp is a raft.Transport over TCP, optionally with TLS.
+// Package tcp is a raft.Transport over TCP, optionally with TLS, and a
+// raft.HostTransport (NewHost) that carries the messages of many Raft
+// groups of one process over one set of connections per peer host.
 //
 // # Wire format
 //
@@ -9,7 +11,8 @@
 // lowest and the highest protocol version it speaks (1 byte each), and a
 // 2-byte extension length n followed by n bytes that this version ignores,
 // so a later hello can say more without breaking this one; n above 1024
-// is refused. The acceptor answers with a reply: the magic FE 4B 4C 52
+// is refused (the extension's format is in "Host mode" below; a Transport
+// sends none). The acceptor answers with a reply: the magic FE 4B 4C 52
 // ("\xfeKLR"), a status (0 accepted, 1 refused: no version in common), the
 // chosen version (0 when refused), the lowest and highest version it
 // speaks, and a 2-byte extension length with the same rule. The chosen
@@ -39,6 +42,50 @@
 // allocation. Senders encode with their own reused msgpack encoder, set up
 // as raft.EncodeMessage's is, so the bytes are the same (a test compares
 // them).
+//
+// # Host mode
+//
+// A HostTransport is the same transport in host mode: the same lanes,
+// queues, connections, bounds, deadlines, backoff and counters, per peer
+// host rather than per peer server, with messages tagged by group and
+// written in batch frames. Host and single-group mode do not interoperate,
+// and the hello says which one a side is in.
+//
+// The hello's and the reply's extension is a sequence of fields, each a
+// 1-byte tag, a 1-byte length and that many bytes of value; a reader skips
+// fields with tags it does not know and stops at a field cut short by the
+// end of the extension, so any extension bytes parse. The mode field has
+// tag 0x6D ('m') and a 1-byte value: 0 single-group, 1 host. A hello or
+// reply without one is in single-group mode, which is what a Transport
+// sends (no extension at all: its hello is byte for byte that of releases
+// before host mode) and what releases before host mode send. An acceptor
+// refuses a hello in another mode than its own, with status 1 and its own
+// mode in the reply; a dialer refuses a reply in another mode than its
+// own, whether it accepts (a release before host mode, which ignores the
+// field) or refuses, and writes no frame. Both log both sides' modes and
+// version ranges with an error wrapping raft.ErrUnsupportedVersion, count
+// Stats.VersionRefused, and the dialer loses the message as after a
+// version refusal. A Transport of this build refuses a HostTransport
+// likewise; one of an earlier release sees a refusal (status 1) and logs
+// it as a version refusal.
+//
+// In host mode each frame (same header: version, length) carries a batch:
+// a 4-byte count n >= 1, then n messages, each a 4-byte length l > 8 and
+// l bytes of raft.EncodeGroupMessage's output: the 8-byte group ID, never
+// 0, then raft.EncodeMessage's bytes. A sender drains what is queued in a
+// lane (up to 256 messages) into batch frames: a frame is closed when the
+// next message would take its body past MaxFrameSize, or once it reaches
+// 1 MiB (so frame buffers stay reusable), and the next starts; all of a
+// drain's frames share one flush. A message whose item alone exceeds
+// MaxFrameSize is not sent (Stats.Failed). A reader checks a batch's
+// structure before decoding any of it: a count of 0 or beyond what the
+// bytes can hold, a length past the frame, a group ID 0, or bytes left
+// after the n-th message close the connection (Stats.Malformed) with
+// nothing of the frame delivered; a message that raft.DecodeMessage
+// rejects closes it too, after the messages before it in the frame.
+// Messages are decoded and offered to the Consumer one at a time, so a
+// batch holds no more memory than its frame. Stats.Frames counts frames
+// written, so Stats.Sent/Stats.Frames is the mean batch.
 //
 // # Outbound
 //
@@ -217,8 +264,10 @@ type Options struct {
 	//   - dials, dial_failures (counters): connections dialed, and dials
 	//     that failed (connecting, the TLS handshake or the hello).
 	//   - frames_written (counter), written (counter, bytes): frames and
-	//     their bytes written to the connection.
-	//   - batch_frames (histogram): frames per flush.
+	//     their bytes written to the connection (Stats.Frames); a
+	//     HostTransport's frames are batches of messages.
+	//   - batch_frames (histogram): messages per flush, which for a
+	//     Transport are frames.
 	//   - queued (gauge, bytes): the bytes waiting in the lane's queue.
 	//
 	// For the whole transport, made by New:
