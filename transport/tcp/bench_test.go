@@ -3,11 +3,13 @@ package tcp
 import (
 	"bytes"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/keelraft/raft"
 	"github.com/keelraft/raft/metrics"
+	"github.com/stretchr/testify/require"
 )
 
 // BenchmarkSendAppends streams MsgAppend messages of 128-byte entries from
@@ -73,4 +75,116 @@ func benchSendAppends(b *testing.B, entries int, sa, sr metrics.Sink) {
 	if st := r.Stats(); st.ReceiveDropped != 0 {
 		b.Fatalf("receiver dropped %d", st.ReceiveDropped)
 	}
+}
+
+// BenchmarkHostSendAppends runs 3 HostTransports on loopback, each sending
+// MsgAppend messages of one 128-byte entry to both others from one
+// goroutine per group, G groups in all, with at most 1024 messages
+// outstanding per sending host (sent, not yet taken from a Consumer). An
+// op is one message delivered; msgs/s is the rate over all three hosts,
+// frames/msg the batch frames written per message (1/frames/msg messages
+// share a frame and a write).
+func BenchmarkHostSendAppends(b *testing.B) {
+	for _, groups := range []int{1, 16, 64, 256} {
+		b.Run(fmt.Sprintf("groups=%d", groups), func(b *testing.B) { benchHost(b, groups) })
+	}
+}
+
+func benchHost(b *testing.B, groups int) {
+	const hosts, window = 3, 1024
+	hs := make([]*HostTransport, hosts)
+	for i := range hs {
+		hs[i] = newHost(b, Options{})
+	}
+	data := bytes.Repeat([]byte{'x'}, 128)
+	msg := func(from int, g int) *raft.Message {
+		return &raft.Message{Type: raft.MsgAppend, From: raft.ServerID(rune('0' + from)), To: "x", Term: 3, Index: 10, LogTerm: 3, Commit: uint64(g),
+			Entries: []raft.Log{{Index: 11, Term: 3, Type: raft.LogCommand, Data: data}}}
+	}
+	// Warm up: dial every bulk lane.
+	for i, h := range hs {
+		for j, p := range hs {
+			if i != j {
+				require.NoError(b, h.Send(p.LocalAddr(), 1, msg(i, 1)))
+			}
+		}
+	}
+	for _, h := range hs {
+		for range hosts - 1 {
+			recvGroup(b, h, 5*time.Second)
+		}
+	}
+	var sent0, frames0 uint64
+	for _, h := range hs {
+		sent0 += h.Stats().Sent
+		frames0 += h.Stats().Frames
+	}
+	per := (b.N + hosts*groups - 1) / (hosts * groups) // messages per sending goroutine
+	sems := make([]chan struct{}, hosts)
+	for i := range sems {
+		sems[i] = make(chan struct{}, window)
+	}
+	var recvWG, sendWG sync.WaitGroup
+	expect := make([]int, hosts) // messages each host receives: half of each other host's
+	for i := range hosts {
+		expect[i] = (hosts - 1) * groups * per / 2
+	}
+	// Each goroutine alternates between its two peers, starting with the
+	// peer after it, so each peer gets per/2 from every goroutine when per
+	// is even; make it so.
+	if per%2 == 1 {
+		per++
+		for i := range expect {
+			expect[i] = (hosts - 1) * groups * per / 2
+		}
+	}
+	b.SetBytes(int64(len(mustEncode(b, msg(0, 1)))))
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for i, h := range hs {
+		recvWG.Add(1)
+		go func() {
+			defer recvWG.Done()
+			for range expect[i] {
+				select {
+				case gm := <-h.Consumer():
+					<-sems[gm.Msg.From[0]-'0']
+				case <-time.After(30 * time.Second):
+					b.Errorf("host %d: a message was lost (stats %+v)", i, h.Stats())
+					return
+				}
+			}
+		}()
+		for g := range groups {
+			sendWG.Add(1)
+			go func() {
+				defer sendWG.Done()
+				m := msg(i, g+1)
+				for k := range per {
+					p := hs[(i+1+k%2)%hosts]
+					sems[i] <- struct{}{}
+					if err := h.Send(p.LocalAddr(), raft.GroupID(g+1), m); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+	}
+	sendWG.Wait()
+	recvWG.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	var sent, frames, dropped uint64
+	for _, h := range hs {
+		st := h.Stats()
+		sent, frames, dropped = sent+st.Sent, frames+st.Frames, dropped+st.Dropped+st.ReceiveDropped
+	}
+	sent, frames = sent-sent0, frames-frames0
+	if dropped != 0 {
+		b.Fatalf("%d dropped", dropped)
+	}
+	b.ReportMetric(float64(sent)/elapsed.Seconds(), "msgs/s")
+	b.ReportMetric(float64(frames)/float64(sent), "frames/msg")
 }

@@ -201,7 +201,7 @@ func fakeAcceptor(t *testing.T, answer []byte) raft.ServerAddress {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if _, err := readHello(c); err == nil {
+				if _, _, err := readHello(c); err == nil {
 					c.Write(answer)
 				}
 			}()
@@ -270,13 +270,17 @@ func FuzzHello(f *testing.F) {
 	f.Add(appendReply(nil, reply{status: replyRefused, versions: versions{2, 2}}))
 	f.Add(append(appendReply(nil, reply{version: 1, versions: versions{1, 1}})[:8], 0, 1, 'x'))
 	f.Add(frame(frameVersion, 3, []byte{0x80, 0x80, 0x80}))
+	f.Add(appendHelloMode(nil, versions{1, 2}, modeHost))
+	f.Add(appendReply(nil, reply{status: replyRefused, versions: versions{1, 1}, mode: modeHost}))
+	f.Add(append(appendHello(nil, versions{1, 2})[:6], 0, 5, 'x', 1, 0, extMode, 1))    // mode field cut short
+	f.Add(append(appendHello(nil, versions{1, 2})[:6], 0, 6, 'x', 1, 0, extMode, 1, 1)) // after an unknown field
 	f.Add([]byte("GET / HTTP/1.1\r\n"))
 	f.Add([]byte{0xFE, 'K'})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := bytes.NewReader(data)
 		checkParse(t, data, helloMagic, helloSize, func() error {
-			vs, err := readHello(r)
+			vs, _, err := readHello(r)
 			if err == nil && (!vs.valid() || vs != (versions{data[4], data[5]})) {
 				t.Fatalf("hello %v accepted from % x", vs, data)
 			}
@@ -287,7 +291,7 @@ func FuzzHello(f *testing.F) {
 			rep, err := readReply(r)
 			if err == nil && (!rep.valid() || rep.status > replyRefused ||
 				rep.status == replyAccepted && (rep.version < rep.min || rep.version > rep.max) ||
-				rep != (reply{data[4], data[5], versions{data[6], data[7]}})) {
+				rep != (reply{data[4], data[5], versions{data[6], data[7]}, rep.mode})) {
 				t.Fatalf("reply %+v accepted from % x", rep, data)
 			}
 			return err
@@ -298,11 +302,12 @@ func FuzzHello(f *testing.F) {
 		}
 		vs := versions{data[0], data[1]}
 		if vs.valid() {
-			got, err := readHello(bytes.NewReader(appendHello(nil, vs)))
-			if err != nil || got != vs {
-				t.Fatalf("hello %v round trip: %v, %v", vs, got, err)
+			md := mode(data[2] % 3)
+			got, gotMode, err := readHello(bytes.NewReader(appendHelloMode(nil, vs, md)))
+			if err != nil || got != vs || gotMode != md {
+				t.Fatalf("hello %v %v round trip: %v %v, %v", vs, md, got, gotMode, err)
 			}
-			rep := reply{status: data[2] % 2, versions: vs}
+			rep := reply{status: data[2] % 2, versions: vs, mode: md}
 			if rep.status == replyAccepted {
 				rep.version = vs.min + (data[2]/2)%(vs.max-vs.min+1)
 			}

@@ -213,7 +213,7 @@ func TestConsumerBytes(t *testing.T) {
 func TestInboxAccounting(t *testing.T) {
 	const capacity, limit = 8, 1000
 	ch := make(chan *raft.Message, capacity)
-	in := &inbox{ch: ch, limit: limit, sizes: make([]int64, capacity+1)}
+	in := &inbox[*raft.Message]{ch: ch, limit: limit, sizes: make([]int64, capacity+1)}
 	for round := range 50 {
 		var wg sync.WaitGroup
 		stop := make(chan struct{})

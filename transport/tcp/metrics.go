@@ -84,17 +84,17 @@ func (lm *laneMetrics) init(s metrics.Sink, addr raft.ServerAddress, lane string
 	lm.dials = c("dials", metrics.Count, "Connections dialed to the peer.")
 	lm.dialFailures = c("dial_failures", metrics.Count, "Dials to the peer that failed: connecting, the TLS handshake or the hello (each loses the message waiting for it).")
 	lm.reconnects = c("reconnects", metrics.Count, "Connections dialed to the peer after the lane's first (Stats.Reconnects).")
-	lm.frames = c("frames_written", metrics.Count, "Frames (one message each) written to the peer's connection; those of a batch whose write or flush failed are also in messages_failed.")
+	lm.frames = c("frames_written", metrics.Count, "Frames written to the peer's connection, one message each for a Transport, a batch of messages for a HostTransport (Stats.Frames); the messages of a batch whose write or flush failed are also in messages_failed.")
 	lm.written = c("written", metrics.Bytes, "Bytes of the frames written to the peer's connection, headers included.")
 	lm.batch = s.Histogram(metrics.Desc{Subsystem: "tcp", Name: "batch_frames", Buckets: metrics.EntriesBuckets, Labels: labels,
-		Help: "Frames written per flush to the peer's connection: the messages that queued behind each other and shared system calls."})
+		Help: "Messages written per flush to the peer's connection (frames, for a Transport): the messages that queued behind each other and shared system calls."})
 	lm.queued = s.Gauge(metrics.Desc{Subsystem: "tcp", Name: "queued", Unit: metrics.Bytes, Labels: labels,
 		Help: "Bytes of the messages waiting in the lane's queue, as QueueBytes counts them."})
 }
 
 // wrote counts frames written to l's connection, of bytes bytes in all.
-func (l *lane) wrote(frames, bytes int) {
-	add(l.m.frames, uint64(frames))
+func (t *Transport) wrote(l *lane, frames, bytes int) {
+	count(&t.frames, l.m.frames, uint64(frames))
 	add(l.m.written, uint64(bytes))
 }
 

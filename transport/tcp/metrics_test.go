@@ -73,6 +73,7 @@ func metricStats(t *testing.T, tr *Transport, r *metrics.Recorder) Stats {
 		Received:   uint64(value(r, "tcp_messages_received")), ReceiveDropped: uint64(value(r, "tcp_messages_receive_dropped")),
 		Malformed:      uint64(value(r, "tcp_malformed_frames")),
 		VersionRefused: uint64(value(r, "tcp_version_refused")),
+		Frames:         sum("tcp_frames_written"),
 	}
 }
 

@@ -25,9 +25,9 @@ import (
 // the oldest n-len(ch) of them, whose bytes offer releases before it counts
 // a new message. The count can only lag the consumer, never run ahead of
 // it, so it never undercounts.
-type inbox struct {
+type inbox[T any] struct {
 	mu    sync.Mutex
-	ch    chan *raft.Message
+	ch    chan T
 	limit int64
 	sizes []int64 // ring of cap(ch)+1: the sizes of the n messages offered and perhaps not taken
 	head  int
@@ -37,7 +37,7 @@ type inbox struct {
 
 // offer puts m on the channel unless it is full by count or, while not
 // empty, m would take it beyond its byte limit. It reports whether it did.
-func (b *inbox) offer(m *raft.Message, size int64) bool {
+func (b *inbox[T]) offer(m T, size int64) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.release()
@@ -58,7 +58,7 @@ func (b *inbox) offer(m *raft.Message, size int64) bool {
 }
 
 // release uncounts the messages the consumer took. b.mu must be held.
-func (b *inbox) release() {
+func (b *inbox[T]) release() {
 	for taken := b.n - len(b.ch); taken > 0; taken-- {
 		b.bytes -= b.sizes[b.head]
 		b.head = (b.head + 1) % len(b.sizes)
@@ -118,9 +118,9 @@ func (t *Transport) serve(conn net.Conn) {
 	version, err := t.answerHello(conn, br)
 	if err != nil {
 		switch {
-		case errors.Is(err, errRefused):
+		case refusedInHello(err):
 			count(&t.versionRefused, t.m.versionRefused, 1)
-			log.Error("refusing peer: no common protocol version", "err", err)
+			log.Error("refusing peer: no common protocol version or mode", "err", err)
 		case errors.Is(err, errMalformed):
 			count(&t.malformed, t.m.malform, 1)
 			log.Error("closing connection", "err", err)
@@ -130,6 +130,10 @@ func (t *Transport) serve(conn net.Conn) {
 		return
 	}
 	fr := &frameReader{r: br, max: uint32(t.opts.MaxFrameSize), version: version, read: t.m.read}
+	if t.mode == modeHost {
+		t.serveGroups(fr, log)
+		return
+	}
 	for {
 		m, err := fr.readMessage()
 		if err != nil {

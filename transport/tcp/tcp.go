@@ -1,4 +1,6 @@
-// Package tcp is a raft.Transport over TCP, optionally with TLS.
+// Package tcp is a raft.Transport over TCP, optionally with TLS, and a
+// raft.HostTransport (NewHost) that carries the messages of many Raft
+// groups of one process over one set of connections per peer host.
 //
 // # Wire format
 //
@@ -9,7 +11,8 @@
 // lowest and the highest protocol version it speaks (1 byte each), and a
 // 2-byte extension length n followed by n bytes that this version ignores,
 // so a later hello can say more without breaking this one; n above 1024
-// is refused. The acceptor answers with a reply: the magic FE 4B 4C 52
+// is refused (the extension's format is in "Host mode" below; a Transport
+// sends none). The acceptor answers with a reply: the magic FE 4B 4C 52
 // ("\xfeKLR"), a status (0 accepted, 1 refused: no version in common), the
 // chosen version (0 when refused), the lowest and highest version it
 // speaks, and a 2-byte extension length with the same rule. The chosen
@@ -39,6 +42,50 @@
 // allocation. Senders encode with their own reused msgpack encoder, set up
 // as raft.EncodeMessage's is, so the bytes are the same (a test compares
 // them).
+//
+// # Host mode
+//
+// A HostTransport is the same transport in host mode: the same lanes,
+// queues, connections, bounds, deadlines, backoff and counters, per peer
+// host rather than per peer server, with messages tagged by group and
+// written in batch frames. Host and single-group mode do not interoperate,
+// and the hello says which one a side is in.
+//
+// The hello's and the reply's extension is a sequence of fields, each a
+// 1-byte tag, a 1-byte length and that many bytes of value; a reader skips
+// fields with tags it does not know and stops at a field cut short by the
+// end of the extension, so any extension bytes parse. The mode field has
+// tag 0x6D ('m') and a 1-byte value: 0 single-group, 1 host. A hello or
+// reply without one is in single-group mode, which is what a Transport
+// sends (no extension at all: its hello is byte for byte that of releases
+// before host mode) and what releases before host mode send. An acceptor
+// refuses a hello in another mode than its own, with status 1 and its own
+// mode in the reply; a dialer refuses a reply in another mode than its
+// own, whether it accepts (a release before host mode, which ignores the
+// field) or refuses, and writes no frame. Both log both sides' modes and
+// version ranges with an error wrapping raft.ErrUnsupportedVersion, count
+// Stats.VersionRefused, and the dialer loses the message as after a
+// version refusal. A Transport of this build refuses a HostTransport
+// likewise; one of an earlier release sees a refusal (status 1) and logs
+// it as a version refusal.
+//
+// In host mode each frame (same header: version, length) carries a batch:
+// a 4-byte count n >= 1, then n messages, each a 4-byte length l > 8 and
+// l bytes of raft.EncodeGroupMessage's output: the 8-byte group ID, never
+// 0, then raft.EncodeMessage's bytes. A sender drains what is queued in a
+// lane (up to 256 messages) into batch frames: a frame is closed when the
+// next message would take its body past MaxFrameSize, or once it reaches
+// 1 MiB (so frame buffers stay reusable), and the next starts; all of a
+// drain's frames share one flush. A message whose item alone exceeds
+// MaxFrameSize is not sent (Stats.Failed). A reader checks a batch's
+// structure before decoding any of it: a count of 0 or beyond what the
+// bytes can hold, a length past the frame, a group ID 0, or bytes left
+// after the n-th message close the connection (Stats.Malformed) with
+// nothing of the frame delivered; a message that raft.DecodeMessage
+// rejects closes it too, after the messages before it in the frame.
+// Messages are decoded and offered to the Consumer one at a time, so a
+// batch holds no more memory than its frame. Stats.Frames counts frames
+// written, so Stats.Sent/Stats.Frames is the mean batch.
 //
 // # Outbound
 //
@@ -217,8 +264,10 @@ type Options struct {
 	//   - dials, dial_failures (counters): connections dialed, and dials
 	//     that failed (connecting, the TLS handshake or the hello).
 	//   - frames_written (counter), written (counter, bytes): frames and
-	//     their bytes written to the connection.
-	//   - batch_frames (histogram): frames per flush.
+	//     their bytes written to the connection (Stats.Frames); a
+	//     HostTransport's frames are batches of messages.
+	//   - batch_frames (histogram): messages per flush, which for a
+	//     Transport are frames.
 	//   - queued (gauge, bytes): the bytes waiting in the lane's queue.
 	//
 	// For the whole transport, made by New:
@@ -250,7 +299,8 @@ type Stats struct {
 	ReceiveDropped uint64 // messages decoded but dropped: Consumer channel full (count or bytes)
 	Malformed      uint64 // inbound frames rejected (version, length, decoding), and accepted connections that opened with no valid hello
 	Reconnects     uint64 // connections dialed to a peer after its lane's first
-	VersionRefused uint64 // connections, dialed or accepted, closed in the hello for want of a common protocol version
+	VersionRefused uint64 // connections, dialed or accepted, closed in the hello for want of a common protocol version or mode
+	Frames         uint64 // frames written to connections: one per message for a Transport, one per batch for a HostTransport
 }
 
 // Transport is a raft.Transport over TCP. Its methods are safe for
@@ -260,8 +310,11 @@ type Transport struct {
 	log    *slog.Logger
 	ln     net.Listener
 	addr   raft.ServerAddress
-	ch     chan *raft.Message
-	inbox  inbox           // what is in ch, in bytes
+	mode   mode               // modeSingle for a Transport, modeHost inside a HostTransport
+	ch     chan *raft.Message // the Consumer channel in modeSingle
+	inbox  inbox[*raft.Message]
+	gch    chan raft.GroupMessage // the Consumer channel in modeHost
+	ginbox inbox[raft.GroupMessage]
 	ctx    context.Context // canceled by Close
 	cancel context.CancelFunc
 	closed atomic.Bool
@@ -276,7 +329,7 @@ type Transport struct {
 
 	// Stats' counters. The lanes' instruments count the outbound ones
 	// per lane too, and m's the inbound ones, in the same calls (count).
-	sent, dropped, failed, received, recvDropped, malformed, reconnects, versionRefused atomic.Uint64
+	sent, dropped, failed, received, recvDropped, malformed, reconnects, versionRefused, frames atomic.Uint64
 
 	versions versions // the protocol versions t speaks
 
@@ -300,10 +353,12 @@ type lane struct {
 	m    laneMetrics
 }
 
-// queued is a message in a lane's queue, with the size it was counted as.
+// queued is a message in a lane's queue, with the size it was counted as
+// and, in modeHost, its group (0 in modeSingle).
 type queued struct {
 	m    *raft.Message
 	size int64
+	g    raft.GroupID
 }
 
 // reserve counts size more bytes in l's queue unless they would exceed
@@ -321,11 +376,11 @@ func (l *lane) reserve(size, limit int64) bool {
 }
 
 // take releases the bytes of q, just received from l's queue, and returns
-// its message.
-func (l *lane) take(q queued) *raft.Message {
+// it.
+func (l *lane) take(q queued) queued {
 	l.bytes.Add(-q.size)
 	l.queueChanged()
-	return q.m
+	return q
 }
 
 // Size estimates, in bytes, of what a message holds beyond its byte slices
@@ -360,6 +415,11 @@ func msgSize(m *raft.Message) int64 {
 
 // New listens on bindAddr and returns a Transport.
 func New(bindAddr string, opts Options) (*Transport, error) {
+	return newMode(bindAddr, opts, modeSingle)
+}
+
+// newMode is New for either mode.
+func newMode(bindAddr string, opts Options, md mode) (*Transport, error) {
 	if opts.DialTimeout < 0 || opts.WriteTimeout < 0 || opts.MaxFrameSize < 0 ||
 		opts.QueueSize < 0 || opts.QueueBytes < 0 || opts.ConsumerBuffer < 0 || opts.ConsumerBytes < 0 {
 		return nil, errors.New("tcp: negative option")
@@ -412,14 +472,20 @@ func New(bindAddr string, opts Options) (*Transport, error) {
 		log:   lg.With("transport", "tcp", "local", string(addr)),
 		ln:    ln,
 		addr:  addr,
-		ch:    make(chan *raft.Message, opts.ConsumerBuffer),
+		mode:  md,
 		peers: make(map[raft.ServerAddress]*peer),
 		conns: make(map[net.Conn]bool),
 		m:     newTransportMetrics(opts.Metrics),
 
 		versions: vs,
 	}
-	t.inbox = inbox{ch: t.ch, limit: int64(opts.ConsumerBytes), sizes: make([]int64, opts.ConsumerBuffer+1)}
+	if md == modeHost {
+		t.gch = make(chan raft.GroupMessage, opts.ConsumerBuffer)
+		t.ginbox = inbox[raft.GroupMessage]{ch: t.gch, limit: int64(opts.ConsumerBytes), sizes: make([]int64, opts.ConsumerBuffer+1)}
+	} else {
+		t.ch = make(chan *raft.Message, opts.ConsumerBuffer)
+		t.inbox = inbox[*raft.Message]{ch: t.ch, limit: int64(opts.ConsumerBytes), sizes: make([]int64, opts.ConsumerBuffer+1)}
+	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	t.wg.Add(1)
 	go t.acceptLoop()
@@ -432,6 +498,11 @@ func New(bindAddr string, opts Options) (*Transport, error) {
 // an error wrapping ErrClosed once t is closed. m must not be modified after
 // Send: it is encoded later, by the sender goroutine.
 func (t *Transport) Send(target raft.ServerAddress, m *raft.Message) error {
+	return t.send(target, 0, m)
+}
+
+// send is Send of a message of group g (0 in modeSingle).
+func (t *Transport) send(target raft.ServerAddress, g raft.GroupID, m *raft.Message) error {
 	if t.closed.Load() {
 		return fmt.Errorf("tcp: send to %s: %w", target, ErrClosed)
 	}
@@ -457,7 +528,7 @@ func (t *Transport) Send(target raft.ServerAddress, m *raft.Message) error {
 		return nil
 	}
 	select {
-	case l.queue <- queued{m, size}:
+	case l.queue <- queued{m, size, g}:
 		l.queueChanged()
 	default:
 		l.bytes.Add(-size)
@@ -505,7 +576,7 @@ func (t *Transport) Stats() Stats {
 		Sent: t.sent.Load(), Dropped: t.dropped.Load(), Failed: t.failed.Load(),
 		Received: t.received.Load(), ReceiveDropped: t.recvDropped.Load(),
 		Malformed: t.malformed.Load(), Reconnects: t.reconnects.Load(),
-		VersionRefused: t.versionRefused.Load(),
+		VersionRefused: t.versionRefused.Load(), Frames: t.frames.Load(),
 	}
 }
 
@@ -651,12 +722,12 @@ func (t *Transport) runLane(l *lane) {
 	}()
 	var backoff time.Duration
 	for {
-		var m *raft.Message
+		var q queued
 		select {
 		case <-t.ctx.Done():
 			return
-		case q := <-l.queue:
-			m = l.take(q)
+		case q = <-l.queue:
+			l.take(q)
 		}
 		if c != nil {
 			select {
@@ -691,9 +762,9 @@ func (t *Transport) runLane(l *lane) {
 				add(l.m.dialFailures, 1)
 				count(&t.failed, l.m.failed, 1)
 				backoff = nextBackoff(backoff)
-				if errors.Is(err, errRefused) {
+				if refusedInHello(err) {
 					count(&t.versionRefused, t.m.versionRefused, 1)
-					log.Error("peer refused: no common protocol version", "err", err, "backoff", backoff)
+					log.Error("peer refused in the hello: no common protocol version or mode", "err", err, "backoff", backoff)
 				} else {
 					log.Warn("dial failed", "err", err, "backoff", backoff)
 				}
@@ -710,7 +781,13 @@ func (t *Transport) runLane(l *lane) {
 			t.wg.Add(1)
 			go t.watch(c, l)
 		}
-		n, err := t.writeBatch(c, enc, m, l, log)
+		var n int
+		var err error
+		if t.mode == modeHost {
+			n, err = t.writeGroupBatch(c, enc, q, l, log)
+		} else {
+			n, err = t.writeBatch(c, enc, q.m, l, log)
+		}
 		if err != nil {
 			count(&t.failed, l.m.failed, uint64(n))
 			if t.ctx.Err() != nil {
@@ -768,12 +845,12 @@ func (t *Transport) writeBatch(c *outConn, enc *encoder, m *raft.Message, l *lan
 			hdr[0] = c.version
 			binary.BigEndian.PutUint32(hdr[1:], uint32(len(body)))
 			if err := c.SetWriteDeadline(time.Now().Add(t.opts.WriteTimeout)); err != nil {
-				l.wrote(n, bytes)
+				t.wrote(l, n, bytes)
 				return n + 1, err
 			}
 			c.bw.Write(hdr[:]) // bufio.Writer errors are sticky: checked below
 			if _, err := c.bw.Write(body); err != nil {
-				l.wrote(n, bytes)
+				t.wrote(l, n, bytes)
 				return n + 1, err
 			}
 			n++
@@ -782,12 +859,12 @@ func (t *Transport) writeBatch(c *outConn, enc *encoder, m *raft.Message, l *lan
 		if n < maxBatch {
 			select {
 			case q := <-l.queue:
-				m = l.take(q)
+				m = l.take(q).m
 				continue
 			default:
 			}
 		}
-		l.wrote(n, bytes)
+		t.wrote(l, n, bytes)
 		if err := c.SetWriteDeadline(time.Now().Add(t.opts.WriteTimeout)); err != nil {
 			return n, err
 		}
@@ -802,8 +879,9 @@ var wireHandle = &codec.MsgpackHandle{WriteExt: true}
 
 // encoder encodes messages into a buffer it reuses, a lane's.
 type encoder struct {
-	enc *codec.Encoder
-	buf []byte
+	enc   *codec.Encoder
+	buf   []byte
+	batch []byte // modeHost: the batch frame being built, reused likewise
 }
 
 func newEncoder() *encoder {
@@ -827,5 +905,8 @@ func (e *encoder) encode(m *raft.Message) ([]byte, error) {
 func (e *encoder) done() {
 	if cap(e.buf) > maxKeptBuf {
 		e.buf = make([]byte, 0, 4<<10)
+	}
+	if cap(e.batch) > maxKeptBuf {
+		e.batch = nil
 	}
 }
