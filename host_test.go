@@ -2,6 +2,7 @@ package raft_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/keelraft/raft"
 	storeinmem "github.com/keelraft/raft/storage/inmem"
+	"github.com/keelraft/raft/transport/tcp"
 )
 
 // memHostNet connects HostTransports in memory. Every message goes
@@ -154,34 +156,29 @@ func TestHostRunsManyGroups(t *testing.T) {
 	for g := raft.GroupID(1); g <= groups; g++ {
 		c.start(g, 0, 1, 2)
 	}
+	// Every replica of every group applies its own group's commands, in
+	// order, and no other group's: a message routed to the wrong group
+	// would show here.
+	hist := make([]groupHistory, groups)
 	var wg sync.WaitGroup
 	for g := raft.GroupID(1); g <= groups; g++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			rafts := func() []*raft.Raft { return []*raft.Raft{c.hosts[0].Group(g), c.hosts[1].Group(g), c.hosts[2].Group(g)} }
+			var issued []string
+			acked := map[string]bool{}
 			for i := range cmds {
-				for {
-					l := c.leader(g, -1)
-					if l.Apply(context.Background(), fmt.Appendf(nil, "g%d-%d", g, i)).Error() == nil {
-						break
-					}
-				}
+				cmd := fmt.Sprintf("g%d-%d", g, i)
+				issued = append(issued, cmd)
+				acked[cmd] = applyOnce(t, rafts, cmd)
 			}
+			hist[g-1] = groupHistory{issued, acked}
 		}()
 	}
 	wg.Wait()
-	// Every replica of every group applies its own group's commands, in
-	// order, and no other group's: a message routed to the wrong group
-	// would show here.
 	for g := raft.GroupID(1); g <= groups; g++ {
-		var want []string
-		for i := range cmds {
-			want = append(want, fmt.Sprintf("g%d-%d", g, i))
-		}
-		for h := range c.hosts {
-			require.Eventually(t, func() bool { return fmt.Sprint(c.fsms[h][g].commands()) == fmt.Sprint(want) },
-				5*time.Second, 5*time.Millisecond, "host %d group %d: %v", h, g, c.fsms[h][g].commands())
-		}
+		requireSameHistory(t, fmt.Sprintf("group %d", g), []*testFSM{c.fsms[0][g], c.fsms[1][g], c.fsms[2][g]}, hist[g-1].issued, hist[g-1].acked)
 	}
 	// The goroutines do not grow with the groups: the writers are gone,
 	// and 120 groups on goroutines of their own would have added 600.
@@ -260,9 +257,210 @@ func TestHostStopRemoveAndUnknownGroups(t *testing.T) {
 	require.ErrorIs(t, h.StopGroup(1), raft.ErrHostClosed)
 }
 
+// applyOnce applies cmd on whichever of rafts leads, retrying only while
+// the command surely was not appended. It reports whether cmd was
+// acknowledged; false means its outcome is unknown (it may commit).
+func applyOnce(t *testing.T, rafts func() []*raft.Raft, cmd string) bool {
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, r := range rafts() {
+			if r == nil || r.State() != raft.Leader {
+				continue
+			}
+			err := r.Apply(context.Background(), []byte(cmd)).Error()
+			switch {
+			case err == nil:
+				return true
+			case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+			default:
+				return false
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Errorf("%s: no leader took it", cmd)
+	return false
+}
+
+// groupHistory is what a group's client issued and which were acknowledged.
+type groupHistory struct {
+	issued []string
+	acked  map[string]bool
+}
+
+// requireSameHistory waits until every FSM holds the same commands, and
+// checks that each acknowledged command is there exactly once, in the
+// order issued, and no command twice.
+func requireSameHistory(t *testing.T, what string, fsms []*testFSM, issued []string, acked map[string]bool) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		first := fmt.Sprint(fsms[0].commands())
+		for _, f := range fsms[1:] {
+			if fmt.Sprint(f.commands()) != first {
+				return false
+			}
+		}
+		for _, c := range issued {
+			if acked[c] && count(fsms[0].commands(), c) != 1 {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 5*time.Millisecond, "%s: replicas disagree or miss an acknowledged command", what)
+	got := fsms[0].commands()
+	seen := map[string]bool{}
+	for _, c := range got {
+		require.False(t, seen[c], "%s: %s applied twice: %v", what, c, got)
+		seen[c] = true
+	}
+	var order []string
+	for _, c := range got {
+		if acked[c] {
+			order = append(order, c)
+		}
+	}
+	var want []string
+	for _, c := range issued {
+		if acked[c] {
+			want = append(want, c)
+		}
+	}
+	require.Equal(t, want, order, what)
+}
+
 func nonEmpty(ids []raft.GroupID) []raft.GroupID {
 	if len(ids) == 0 {
 		return nil
 	}
 	return ids
+}
+
+// TestHostGroupCatchesUpBySnapshot runs the snapshot parts of a hosted
+// group: the threshold check on the host's ticks, and InstallSnapshot
+// received by the receiver task.
+func TestHostGroupCatchesUpBySnapshot(t *testing.T) {
+	c := newHostCluster(t, 3, nil)
+	var conf raft.Configuration
+	for _, id := range c.ids {
+		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: id, Address: raft.ServerAddress(id)})
+	}
+	type stores struct {
+		logs  *storeinmem.Store
+		snaps *storeinmem.SnapshotStore
+	}
+	st := make([]stores, 3)
+	groupConf := func(i int) *raft.Config {
+		rc := hostConf(c.ids[i])
+		rc.SnapshotThreshold, rc.SnapshotInterval, rc.TrailingLogs = 10, 50*time.Millisecond, 2
+		return rc
+	}
+	for i := range c.hosts {
+		st[i] = stores{storeinmem.NewStore(), storeinmem.NewSnapshotStore()}
+		require.NoError(t, raft.BootstrapCluster(groupConf(i), st[i].logs, st[i].logs, st[i].snaps, conf))
+	}
+	start := func(i int) {
+		fsm := &testFSM{}
+		_, err := c.hosts[i].StartGroup(5, groupConf(i), fsm, st[i].logs, st[i].logs, st[i].snaps)
+		require.NoError(t, err)
+		c.fsms[i][5] = fsm
+	}
+	for i := range c.hosts {
+		start(i)
+	}
+	l := c.leader(5, -1)
+	lagger := 0
+	for i, h := range c.hosts {
+		if h.Group(5) != l {
+			lagger = i
+		}
+	}
+	require.NoError(t, c.hosts[lagger].StopGroup(5))
+	var want []string
+	for i := range 40 {
+		cmd := fmt.Sprintf("c%d", i)
+		want = append(want, cmd)
+		require.NoError(t, l.Apply(context.Background(), []byte(cmd)).Error())
+	}
+	// The leader snapshots on the host's ticks and compacts its log past
+	// what the stopped replica holds...
+	lead := 0
+	for i, h := range c.hosts {
+		if h.Group(5) == l {
+			lead = i
+		}
+	}
+	held, err := st[lagger].logs.LastIndex()
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		first, err := st[lead].logs.FirstIndex()
+		return err == nil && first > held+1
+	}, 10*time.Second, 5*time.Millisecond, "the leader never compacted past index %d", held)
+	// ... so the replica, restarted, catches up by InstallSnapshot.
+	start(lagger)
+	require.Eventually(t, func() bool {
+		list, err := st[lagger].snaps.List()
+		return err == nil && len(list) > 0 && list[0].Index > held
+	}, 10*time.Second, 5*time.Millisecond, "no snapshot installed")
+	require.Eventually(t, func() bool { return fmt.Sprint(c.fsms[lagger][5].commands()) == fmt.Sprint(want) },
+		10*time.Second, 5*time.Millisecond, "lagger has %v", c.fsms[lagger][5].commands())
+}
+
+// TestHostOverTCP runs groups on three hosts that share one TCP
+// HostTransport each: one set of connections per pair of hosts, batched
+// frames of many groups' messages.
+func TestHostOverTCP(t *testing.T) {
+	const groups = 20
+	var hosts []*raft.Host
+	var addrs []raft.ServerAddress
+	var trans []*tcp.HostTransport
+	for range 3 {
+		tr, err := tcp.NewHost("127.0.0.1:0", tcp.Options{})
+		require.NoError(t, err)
+		t.Cleanup(func() { tr.Close() })
+		h, err := raft.NewHost(raft.HostConfig{Transport: tr, HeartbeatInterval: 20 * time.Millisecond})
+		require.NoError(t, err)
+		t.Cleanup(func() { require.NoError(t, h.Close()) }) // before the transport's: cleanups run last first
+		hosts, addrs, trans = append(hosts, h), append(addrs, tr.LocalAddr()), append(trans, tr)
+	}
+	var conf raft.Configuration
+	for i, a := range addrs {
+		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(fmt.Sprintf("h%d", i+1)), Address: a})
+	}
+	fsms := make([][]*testFSM, 3)
+	for g := raft.GroupID(1); g <= groups; g++ {
+		for i, h := range hosts {
+			logs, snaps := storeinmem.NewStore(), storeinmem.NewSnapshotStore()
+			rc := hostConf(conf.Servers[i].ID)
+			require.NoError(t, raft.BootstrapCluster(rc, logs, logs, snaps, conf))
+			fsm := &testFSM{}
+			_, err := h.StartGroup(g, rc, fsm, logs, logs, snaps)
+			require.NoError(t, err)
+			fsms[i] = append(fsms[i], fsm)
+		}
+	}
+	hist := make([]groupHistory, groups)
+	var wg sync.WaitGroup
+	for g := raft.GroupID(1); g <= groups; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rafts := func() []*raft.Raft { return []*raft.Raft{hosts[0].Group(g), hosts[1].Group(g), hosts[2].Group(g)} }
+			var issued []string
+			acked := map[string]bool{}
+			for i := range 3 {
+				cmd := fmt.Sprintf("g%d-%d", g, i)
+				issued = append(issued, cmd)
+				acked[cmd] = applyOnce(t, rafts, cmd)
+			}
+			hist[g-1] = groupHistory{issued, acked}
+		}()
+	}
+	wg.Wait()
+	for g := range groups {
+		requireSameHistory(t, fmt.Sprintf("group %d", g+1), []*testFSM{fsms[0][g], fsms[1][g], fsms[2][g]}, hist[g].issued, hist[g].acked)
+	}
+	for _, tr := range trans {
+		st := tr.Stats()
+		require.Greater(t, st.Sent, st.Frames, "no batching: %+v", st)
+	}
 }
