@@ -165,7 +165,9 @@ func TestHostRunsManyGroups(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rafts := func() []*raft.Raft { return []*raft.Raft{c.hosts[0].Group(g), c.hosts[1].Group(g), c.hosts[2].Group(g)} }
+			rafts := func() []*raft.Raft {
+				return []*raft.Raft{c.hosts[0].Group(g), c.hosts[1].Group(g), c.hosts[2].Group(g)}
+			}
 			var issued []string
 			acked := map[string]bool{}
 			for i := range cmds {
