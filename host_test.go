@@ -466,3 +466,44 @@ func TestHostOverTCP(t *testing.T) {
 		require.Greater(t, st.Sent, st.Frames, "no batching: %+v", st)
 	}
 }
+
+// TestHostGroupStopsAloneOnStorageFailure: a group whose log write fails
+// stops (fail-stop, as a server on goroutines of its own does), its
+// futures fail, and the host's other groups go on.
+func TestHostGroupStopsAloneOnStorageFailure(t *testing.T) {
+	c := newHostCluster(t, 3, nil)
+	var conf raft.Configuration
+	for _, id := range c.ids {
+		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: id, Address: raft.ServerAddress(id)})
+	}
+	broken := storeinmem.NewStore()
+	for g := raft.GroupID(1); g <= 2; g++ {
+		for i, h := range c.hosts {
+			logs, snaps := storeinmem.NewStore(), storeinmem.NewSnapshotStore()
+			if g == 1 && i == 0 {
+				logs = broken
+			}
+			rc := hostConf(c.ids[i])
+			require.NoError(t, raft.BootstrapCluster(rc, logs, logs, snaps, conf))
+			fsm := &testFSM{}
+			_, err := h.StartGroup(g, rc, fsm, logs, logs, snaps)
+			require.NoError(t, err)
+			c.fsms[i][g] = fsm
+		}
+	}
+	c.leader(1, -1)
+	c.leader(2, -1)
+	diskErr := errors.New("disk on fire")
+	broken.FailWhen(func(op storeinmem.Op, n int) error { return diskErr })
+	r := c.hosts[0].Group(1)
+	require.Eventually(t, func() bool {
+		c.leader(1, -1).Apply(context.Background(), []byte("x")) // a write reaches every replica
+		return r.State() == raft.Shutdown
+	}, 10*time.Second, 10*time.Millisecond, "the group with the failed disk did not stop")
+	require.ErrorIs(t, r.Apply(context.Background(), []byte("y")).Error(), raft.ErrRaftShutdown)
+	require.ErrorIs(t, c.hosts[0].StopGroup(1), diskErr)
+	// Group 2 on the same host, and group 1 on the others, go on.
+	require.True(t, applyOnce(t, func() []*raft.Raft { return []*raft.Raft{c.hosts[0].Group(2), c.hosts[1].Group(2), c.hosts[2].Group(2)} }, "after"))
+	require.True(t, applyOnce(t, func() []*raft.Raft { return []*raft.Raft{c.hosts[1].Group(1), c.hosts[2].Group(1)} }, "after"))
+	require.Eventually(t, func() bool { return count(c.fsms[0][2].commands(), "after") == 1 }, 10*time.Second, 5*time.Millisecond)
+}
