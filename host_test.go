@@ -503,7 +503,9 @@ func TestHostGroupStopsAloneOnStorageFailure(t *testing.T) {
 	require.ErrorIs(t, r.Apply(context.Background(), []byte("y")).Error(), raft.ErrRaftShutdown)
 	require.ErrorIs(t, c.hosts[0].StopGroup(1), diskErr)
 	// Group 2 on the same host, and group 1 on the others, go on.
-	require.True(t, applyOnce(t, func() []*raft.Raft { return []*raft.Raft{c.hosts[0].Group(2), c.hosts[1].Group(2), c.hosts[2].Group(2)} }, "after"))
+	require.True(t, applyOnce(t, func() []*raft.Raft {
+		return []*raft.Raft{c.hosts[0].Group(2), c.hosts[1].Group(2), c.hosts[2].Group(2)}
+	}, "after"))
 	require.True(t, applyOnce(t, func() []*raft.Raft { return []*raft.Raft{c.hosts[1].Group(1), c.hosts[2].Group(1)} }, "after"))
 	require.Eventually(t, func() bool { return count(c.fsms[0][2].commands(), "after") == 1 }, 10*time.Second, 5*time.Millisecond)
 }
