@@ -465,8 +465,7 @@ func (w *WAL) createSegment(id uint64, ckpt []byte, count int) (*segment, error)
 		return nil, fmt.Errorf("multiwal: create segment %d: %w", id, err)
 	}
 	ds := w.opts.dataStart()
-	b := encodeHeader(id, ds)
-	b = finishBatch(append(b, ckpt...), int64(ds), count, w.opts.Align)
+	b := append(encodeHeader(id, ds), finishBatch(ckpt, int64(ds), count, w.opts.Align)...)
 	err = func() error {
 		if _, err := f.WriteAt(b, 0); err != nil {
 			return err
