@@ -160,6 +160,10 @@ func (b *batch) reset() {
 
 // Stats counts a WAL's work since it was opened.
 type Stats struct {
+	// Calls is the number of calls that wrote records (StoreLogs,
+	// DeleteRange, Set, SetUint64, RemoveGroup). Group commit makes
+	// Fsyncs smaller than Calls under concurrency.
+	Calls uint64
 	// Writes is the number of batches written (each one write call),
 	// checkpoints and seals included.
 	Writes uint64
@@ -178,12 +182,12 @@ type Stats struct {
 }
 
 type stats struct {
-	writes, fsyncs, entries, bytes, segments, removed atomic.Uint64
+	calls, writes, fsyncs, entries, bytes, segments, removed atomic.Uint64
 }
 
 // Stats returns the WAL's counters.
 func (w *WAL) Stats() Stats {
-	return Stats{Writes: w.st.writes.Load(), Fsyncs: w.st.fsyncs.Load(), Entries: w.st.entries.Load(),
+	return Stats{Calls: w.st.calls.Load(), Writes: w.st.writes.Load(), Fsyncs: w.st.fsyncs.Load(), Entries: w.st.entries.Load(),
 		Bytes: w.st.bytes.Load(), Segments: w.st.segments.Load(), SegmentsRemoved: w.st.removed.Load()}
 }
 
@@ -312,6 +316,7 @@ func (w *WAL) forget(g *group) {
 // commitLocked waits until the pending batch, to which the caller added
 // its records, is durable, flushing it itself if no one else is.
 func (w *WAL) commitLocked() error {
+	w.st.calls.Add(1)
 	n := w.seq
 	for w.done < n {
 		if w.flushing {
