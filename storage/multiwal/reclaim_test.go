@@ -155,3 +155,22 @@ func TestInterruptedReclaim(t *testing.T) {
 	require.NotContains(t, segIDs(t, fsys), segmentName(1))
 	require.NoError(t, w.Close())
 }
+
+// TestOnlyIncompleteSegment: a lone segment without its checkpoint is an
+// interrupted creation only if it is a new log's first; a later one means
+// the state it would have carried is gone: ErrCorrupt, not an empty start.
+func TestOnlyIncompleteSegment(t *testing.T) {
+	for _, id := range []uint64{1, 5} {
+		fsys := newMem()
+		require.NoError(t, fsys.MkdirAll(testDir))
+		require.NoError(t, vfs.WriteFile(fsys, testDir+"/"+segmentName(id), encodeHeader(id, 512)))
+		w, err := Open(testDir, memOptions(fsys))
+		if id == 1 {
+			require.NoError(t, err)
+			require.Empty(t, w.Groups())
+			require.NoError(t, w.Close())
+			continue
+		}
+		require.ErrorIs(t, err, ErrCorrupt)
+	}
+}

@@ -68,6 +68,13 @@ func (w *WAL) recover() error {
 			torn = seg
 		}
 	}
+	if len(w.segs) == 0 && (len(dead) > 0 || interrupted && ids[len(ids)-1] != 1) {
+		// Only a new log's first segment may be missing its checkpoint
+		// with nothing before it: otherwise the state it would have
+		// carried is gone, and starting empty would drop it silently.
+		id := ids[len(ids)-1]
+		return &CorruptError{Segment: id, File: filepath.Join(w.dir, segmentName(id)), Reason: "no complete segment: the newest has no checkpoint and the older ones are gone"}
+	}
 	for _, g := range w.groups {
 		if !g.empty() && (len(g.runs) == 0 || g.runs[0].first != g.first) {
 			s := w.segs[0]
