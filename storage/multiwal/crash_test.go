@@ -115,6 +115,7 @@ func (c *crashChecker) step(next model, call func() error) {
 // survive a further crash.
 func TestCrashMatrix(t *testing.T) {
 	total := 0
+	var rotated, removed uint64
 	for seed := range uint64(crashSeeds) {
 		fsys := newMem()
 		c := &crashChecker{t: t, fsys: fsys, rng: rand.New(rand.NewPCG(seed, 99)), stride: crashStride, acked: model{}}
@@ -139,13 +140,17 @@ func TestCrashMatrix(t *testing.T) {
 		}
 		fsys.SetHook(nil)
 		require.Empty(t, diff(w, c.acked))
+		rotated += w.Stats().Segments + w.Stats().SegmentsRemoved
+		removed += w.Stats().SegmentsRemoved
 		require.NoError(t, w.Close())
 		total += c.cuts
 		if c.failed {
 			break
 		}
 	}
-	t.Logf("crash matrix: %d cut points (%d variants at every %d-th modification)", total, len(crashVariants(0)), crashStride)
+	t.Logf("crash matrix: %d cut points (%d variants at every %d-th modification); since the last reopen of each workload %d segments made, %d freed",
+		total, len(crashVariants(0)), crashStride, rotated, removed)
+	require.Positive(t, removed)
 }
 
 // TestCrashConcurrent crashes while 8 groups append concurrently, so that

@@ -5,9 +5,9 @@ package multiwal
 // Test sizes under the race detector, which is 5-10x slower.
 const (
 	raceEnabled  = true
-	crashSeeds   = 1
-	crashOps     = 30
-	crashStride  = 3 // crash at every crashStride-th modification
+	crashSeeds   = 2
+	crashOps     = 40
+	crashStride  = 2 // crash at every crashStride-th modification
 	bitRotStride = 7
 	randomOps    = 600
 )
