@@ -44,7 +44,9 @@ func bitRotWAL(t *testing.T) (*vfs.MemFS, model, int64) {
 	return fsys, m, size
 }
 
-func be64(v uint64) []byte { return []byte{byte(v >> 56), byte(v >> 48), byte(v >> 40), byte(v >> 32), byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)} }
+func be64(v uint64) []byte {
+	return []byte{byte(v >> 56), byte(v >> 48), byte(v >> 40), byte(v >> 32), byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}
+}
 
 func xorByte(t *testing.T, fsys vfs.FS, name string, off int64, mask byte) {
 	f, err := fsys.Open(name)

@@ -1,7 +1,6 @@
 package multiwal
 
 import (
-	"errors"
 	"math/rand/v2"
 	"testing"
 
@@ -184,4 +183,3 @@ func TestRandomGroups(t *testing.T) {
 	require.NoError(t, w.Close())
 }
 
-var _ = errors.Is

@@ -1,7 +1,6 @@
 package multiwal
 
 import (
-	"errors"
 	"math/rand/v2"
 	"testing"
 
@@ -61,5 +60,4 @@ func TestFailStop(t *testing.T) {
 		}
 	}
 	require.Greater(t, cases, 20)
-	_ = errors.Is
 }

@@ -3,6 +3,7 @@ package multiwal
 import (
 	"bytes"
 	"errors"
+	"math/rand/v2"
 	"path/filepath"
 	"testing"
 
@@ -105,7 +106,7 @@ func FuzzOpen(f *testing.F) {
 		}
 		g, _ := w.Group(42)
 		gm := m.g(42)
-		logs := gm.entries(nil2rng(), 1, 10)
+		logs := gm.entries(rand.New(rand.NewPCG(1, 1)), 1, 10)
 		if err := g.StoreLogs(logs); err != nil {
 			t.Fatal(err)
 		}

@@ -133,8 +133,6 @@ func TestInterruptedReclaim(t *testing.T) {
 	require.NoError(t, err)
 	g, _ = w.Group(1)
 	seg5 := w.segs[4]
-	first := seg5.id
-	_ = first
 	x := w.groups[1].runs[len(w.groups[1].runs)-1].first
 	for _, r := range w.groups[1].runs {
 		if r.seg == seg5 {

@@ -134,15 +134,12 @@ func (g *group) clear() {
 	g.first, g.last = 1, 0
 }
 
-// applyBatch applies the records recs, written at base in seg, to the
-// groups' state. Live (replay false) it applies a batch this process just
-// wrote; in recovery (replay true) a batch read back, which it also
-// checks for consistency; ckpt says whether a checkpoint record is to be
-// applied (the oldest live segment's) or skipped.
-func (w *WAL) applyBatch(seg *segment, base int64, recs []byte, replay bool) error {
-	return w.applyRecords(seg, base, recs, replay, false)
-}
-
+// applyRecords applies the records recs, written at base in seg, to the
+// groups' state. The flusher (replay false) applies a batch it just
+// wrote; recovery (replay true) a batch read back, which it also checks
+// for consistency. ckpt says whether checkpoint records are applied (the
+// oldest live segment's) or skipped. Live and recovered state are built
+// by the same code.
 func (w *WAL) applyRecords(seg *segment, base int64, recs []byte, replay, ckpt bool) error {
 	for off := 0; off < len(recs); {
 		n := recHeaderLen + int(le.Uint32(recs[off+4:]))

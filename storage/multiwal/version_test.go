@@ -3,7 +3,6 @@ package multiwal
 import (
 	"bytes"
 	"errors"
-	"math/rand/v2"
 	"path/filepath"
 	"testing"
 
@@ -12,8 +11,6 @@ import (
 	"github.com/keelraft/raft"
 	"github.com/keelraft/raft/storage/internal/vfs"
 )
-
-func nil2rng() *rand.Rand { return rand.New(rand.NewPCG(1, 1)) }
 
 // TestNewerVersion: a segment of a newer format version, first, middle or
 // last, is a *VersionError matching raft.ErrUnsupportedVersion and not

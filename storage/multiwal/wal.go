@@ -367,7 +367,7 @@ func (w *WAL) flushLocked() {
 		w.pending.reset()
 		w.done = w.seq
 	} else {
-		if aerr := w.applyBatch(seg, base, b.buf[:recs], false); aerr != nil {
+		if aerr := w.applyRecords(seg, base, b.buf[:recs], false, false); aerr != nil {
 			// The batch was built by this process: a failure here is a bug.
 			w.fail(aerr)
 			w.done = n
