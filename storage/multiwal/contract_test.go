@@ -182,4 +182,3 @@ func TestRandomGroups(t *testing.T) {
 	require.Empty(t, diff(w, m))
 	require.NoError(t, w.Close())
 }
-
