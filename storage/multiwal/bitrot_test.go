@@ -12,17 +12,17 @@ import (
 	"github.com/keelraft/raft/storage/internal/vfs"
 )
 
-// bitRotWAL writes three groups' entries and stable values until segment
-// 1 is sealed and segment 2 holds at least three batches after its
-// checkpoint.
-func bitRotWAL(t *testing.T) (*vfs.MemFS, model, int64) {
+// bitRotWAL writes three groups' entries and stable values until
+// segments 1 and 2 are sealed and segment 3 holds at least three batches
+// after its checkpoint. It returns the sealed segments' sizes.
+func bitRotWAL(t *testing.T) (*vfs.MemFS, model, []int64) {
 	fsys := newMem()
 	w, err := Open(testDir, memOptions(fsys))
 	require.NoError(t, err)
 	m := model{}
 	batches := 0
-	for i := uint64(1); len(w.segs) < 2 || batches < 3; i++ {
-		if len(w.segs) == 2 {
+	for i := uint64(1); len(w.segs) < 3 || batches < 3; i++ {
+		if len(w.segs) == 3 {
 			batches++
 		}
 		gid := 1 + i%3
@@ -38,10 +38,11 @@ func bitRotWAL(t *testing.T) (*vfs.MemFS, model, int64) {
 			m.g(gid).stable["term"] = string(be64(i))
 		}
 	}
-	require.True(t, w.segs[0].sealed)
-	size := w.segs[0].size
+	require.True(t, w.segs[0].sealed && w.segs[1].sealed)
+	require.EqualValues(t, 1, w.segs[0].id)
+	sizes := []int64{w.segs[0].size, w.segs[1].size}
 	require.NoError(t, w.Close())
-	return fsys, m, size
+	return fsys, m, sizes
 }
 
 func be64(v uint64) []byte {
@@ -61,39 +62,42 @@ func xorByte(t *testing.T, fsys vfs.FS, name string, off int64, mask byte) {
 	require.NoError(t, f.Close())
 }
 
-// TestBitRot flips, one at a time, every bit of the sealed segment 1
-// (header, checkpoint, batches, padding, seal). Every flip must make
-// Open fail with a CorruptError naming segment 1, never recover a
-// different state.
+// TestBitRot flips, one at a time, every bit of the sealed segments 1 (the
+// oldest) and 2 (a middle one): header, checkpoint, batches, padding,
+// seal. Every flip must make Open fail with a CorruptError naming the
+// segment, never recover a different state.
 func TestBitRot(t *testing.T) {
-	fsys, m, size := bitRotWAL(t)
+	fsys, m, sizes := bitRotWAL(t)
 	w, err := Open(testDir, memOptions(fsys))
 	require.NoError(t, err)
 	require.Empty(t, diff(w, m))
 	require.NoError(t, w.Close())
-	name := filepath.Join(testDir, segmentName(1))
 	flips := 0
-	for bit := int64(0); bit < size*8; bit += bitRotStride {
-		off, mask := bit/8, byte(1)<<(bit%8)
-		xorByte(t, fsys, name, off, mask)
-		w, err := Open(testDir, memOptions(fsys))
-		if err == nil {
-			d := diff(w, m)
-			w.Close()
-			t.Fatalf("flipping bit %d of byte %d went unnoticed (state diff: %q)", bit%8, off, d)
+	for k, size := range sizes {
+		seg := uint64(k + 1)
+		name := filepath.Join(testDir, segmentName(seg))
+		for bit := int64(0); bit < size*8; bit += bitRotStride {
+			off, mask := bit/8, byte(1)<<(bit%8)
+			xorByte(t, fsys, name, off, mask)
+			w, err := Open(testDir, memOptions(fsys))
+			if err == nil {
+				d := diff(w, m)
+				w.Close()
+				t.Fatalf("segment %d: flipping bit %d of byte %d went unnoticed (state diff: %q)", seg, bit%8, off, d)
+			}
+			var ce *CorruptError
+			require.ErrorAs(t, err, &ce, "flip at %d: %v", off, err)
+			require.False(t, errors.Is(err, raft.ErrUnsupportedVersion))
+			require.Equal(t, seg, ce.Segment, "flip at %d: %v", off, err)
+			xorByte(t, fsys, name, off, mask)
+			flips++
 		}
-		var ce *CorruptError
-		require.ErrorAs(t, err, &ce, "flip at %d: %v", off, err)
-		require.False(t, errors.Is(err, raft.ErrUnsupportedVersion))
-		require.EqualValues(t, 1, ce.Segment, "flip at %d: %v", off, err)
-		xorByte(t, fsys, name, off, mask)
-		flips++
 	}
 	w, err = Open(testDir, memOptions(fsys))
 	require.NoError(t, err)
 	require.Empty(t, diff(w, m))
 	require.NoError(t, w.Close())
-	t.Logf("%d flips of %d bytes, all refused", flips, size)
+	t.Logf("%d flips in segments of %v bytes, all refused", flips, sizes)
 }
 
 // TestGetLogRot damages an entry's record in an open WAL: GetLog returns
