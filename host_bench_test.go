@@ -80,7 +80,9 @@ func cpuTime() time.Duration {
 //
 //	go test -run X -bench HostIdle -benchtime 3x .
 func BenchmarkHostIdle(b *testing.B) {
-	for _, n := range []int{100, 1000, 10000} {
+	// 10,000 groups (30,000 replicas) do not fit on two cores yet: the
+	// ticks alone keep them from electing every leader (README, Benchmarks).
+	for _, n := range []int{100, 1000} {
 		b.Run(fmt.Sprintf("groups=%d", n), func(b *testing.B) {
 			startHostGroups(b, n, raft.DefaultConfig().HeartbeatInterval)
 			time.Sleep(time.Second) // elections settle
