@@ -9,6 +9,6 @@ const simDefaultSeeds = 300
 // The multi-group simulation (sim_host_test.go): fewer seeds, and no large
 // shape, under the race detector.
 const (
-	simHostDefaultSeeds = 4
+	simHostDefaultSeeds = 8
 	simHostLarge        = false
 )
