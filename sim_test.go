@@ -46,6 +46,12 @@ type simOptions struct {
 	lazyHardState bool
 	// src, when set, replaces the seed's random source (fuzzing).
 	src rand.Source
+	// The multi-group simulation (sim_host_test.go) runs many clusters on
+	// one scheduler and one network between hosts: sched and net, when
+	// set, are shared, and noSpares keeps the servers to the hosts.
+	sched    *sim.Scheduler
+	net      *sim.Network
+	noSpares bool
 }
 
 // simResult sums up a run.
@@ -66,7 +72,7 @@ type simResult struct {
 type simCluster struct {
 	opt    simOptions
 	rand   *rand.Rand
-	sched  sim.Scheduler
+	sched  *sim.Scheduler
 	net    *sim.Network
 	faults sim.Faults
 	trace  *sim.Trace
@@ -107,6 +113,14 @@ type simCluster struct {
 	sessionTTL sim.Time
 
 	hangs simHangs // sim_stall_test.go: the seed's disk hangs
+
+	// Hooks of the multi-group simulation (sim_host_test.go): sendHook
+	// sends a message through the hosts' router instead of the network,
+	// crashHook crashes the server's whole host, and replay is the
+	// command a failure prints.
+	sendHook  func(m Message)
+	crashHook func(n *simNode)
+	replay    string
 
 	calm    bool // the liveness phase: no new faults, no new client ops
 	err     error
@@ -177,17 +191,27 @@ func newSimCluster(opt simOptions, dataDir string) *simCluster {
 		writes:   map[uint64]*simWriteOp{},
 		snapData: map[string]*simFSM{},
 		dataDir:  dataDir,
+		sched:    opt.sched,
+	}
+	if s.sched == nil {
+		s.sched = &sim.Scheduler{}
 	}
 	// Every seed changes the membership as it goes — two spare servers,
 	// started empty, may be added, members removed or demoted — and
 	// transfers leadership.
 	pool := min(opt.servers+2, 7)
+	if opt.noSpares {
+		pool = opt.servers
+	}
 	s.changeEvery = simET * sim.Time(2+r.IntN(9))
 	s.transferEvery = simET * sim.Time(2+r.IntN(9))
 	// The time opt.ticks take when every server is up.
 	nominal := sim.Time(opt.ticks/pool+1) * simTick
 	s.faults = sim.DrawFaults(r, pool, simET, nominal)
 	s.net = sim.NewNetwork(r, s.faults)
+	if opt.net != nil {
+		s.net = opt.net
+	}
 	s.check = newSimChecker(s)
 	s.ids = serverIDs(pool)
 	// Every seed snapshots often, so that logs are compacted and lagging
@@ -312,8 +336,12 @@ func (s *simCluster) fail(format string, args ...any) {
 	if s.err != nil {
 		return
 	}
-	s.err = fmt.Errorf("seed %d at %v: %s\nservers %d, faults: %v %v\nreplay: go test -run 'TestSimulator$' -sim.seed=%d\nlast events:\n%s",
-		s.opt.seed, s.sched.Now(), fmt.Sprintf(format, args...), len(s.nodes), s.faults, &s.hangs, s.opt.seed, s.trace.Tail())
+	replay := s.replay
+	if replay == "" {
+		replay = fmt.Sprintf("go test -run 'TestSimulator$' -sim.seed=%d", s.opt.seed)
+	}
+	s.err = fmt.Errorf("seed %d at %v: %s\nservers %d, faults: %v %v\nreplay: %s\nlast events:\n%s",
+		s.opt.seed, s.sched.Now(), fmt.Sprintf(format, args...), len(s.nodes), s.faults, &s.hangs, replay, s.trace.Tail())
 }
 
 func (s *simCluster) record(n *simNode, kind, detail string, nums ...uint64) {
@@ -535,6 +563,10 @@ func (n *simNode) load(ld logLoad) {
 // send hands a message to the network, which may lose, duplicate or delay
 // it.
 func (s *simCluster) send(m Message) {
+	if s.sendHook != nil {
+		s.sendHook(m)
+		return
+	}
 	for _, d := range s.net.Send(string(m.From), string(m.To)) {
 		s.sched.After(d, func() { s.deliver(m) })
 	}
@@ -654,6 +686,10 @@ func (s *simCluster) crashLeader() {
 
 func (s *simCluster) crashOne(n *simNode) {
 	if s.calm || !n.up() {
+		return
+	}
+	if s.crashHook != nil {
+		s.crashHook(n)
 		return
 	}
 	n.crash()
