@@ -66,8 +66,8 @@ type HostConfig struct {
 // goroutine, and pools of step, persist and apply workers (HostConfig).
 // Each group is a *Raft with the whole API of one started by NewRaft; its
 // event loop, log writes and applies run as tasks on the pools instead of
-// on goroutines of its own. Goroutines beyond the pools exist only while a
-// group takes a snapshot or sends one.
+// on goroutines of its own. Goroutines beyond the pools (and the
+// transport's) exist only while a group takes a snapshot or sends one.
 //
 // The groups share the HostTransport, and can share a log store that
 // combines their writes (storage/multiwal). Every replica of a group must
@@ -124,8 +124,12 @@ func NewHost(conf HostConfig) (*Host, error) {
 	conf.PersistWorkers = cmp.Or(conf.PersistWorkers, 16)
 	conf.ApplyWorkers = cmp.Or(conf.ApplyWorkers, 2*procs)
 	conf.InboxSize = cmp.Or(conf.InboxSize, 256)
-	if conf.HeartbeatInterval < heartbeatTicks*time.Millisecond || conf.StepWorkers < 0 || conf.PersistWorkers < 0 || conf.ApplyWorkers < 0 || conf.InboxSize < 0 {
-		return nil, fmt.Errorf("%w: HostConfig %+v", ErrInvalidConfig, conf)
+	switch {
+	case conf.HeartbeatInterval < heartbeatTicks*time.Millisecond:
+		return nil, fmt.Errorf("%w: HostConfig.HeartbeatInterval is %v, want at least %v", ErrInvalidConfig, conf.HeartbeatInterval, heartbeatTicks*time.Millisecond)
+	case conf.StepWorkers < 0 || conf.PersistWorkers < 0 || conf.ApplyWorkers < 0 || conf.InboxSize < 0:
+		return nil, fmt.Errorf("%w: HostConfig has a negative size (StepWorkers %d, PersistWorkers %d, ApplyWorkers %d, InboxSize %d)",
+			ErrInvalidConfig, conf.StepWorkers, conf.PersistWorkers, conf.ApplyWorkers, conf.InboxSize)
 	}
 	h := &Host{
 		conf: conf, logger: conf.Logger, tick: conf.HeartbeatInterval / heartbeatTicks,
@@ -368,8 +372,9 @@ func (h *Host) receive() {
 	}
 }
 
-// deliver hands a received message to its group. It is what a wrong
-// routing would break: the simulator's host test plants exactly that bug.
+// deliver hands a received message to its group. The simulator's hosts
+// (sim_host_test.go) route as it does, and plant a router that delivers
+// to the wrong group to show the checkers catch it.
 func (h *Host) deliver(gm GroupMessage) {
 	h.mu.RLock()
 	r, runs := h.groups[gm.Group]

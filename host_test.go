@@ -509,3 +509,28 @@ func TestHostGroupStopsAloneOnStorageFailure(t *testing.T) {
 	require.True(t, applyOnce(t, func() []*raft.Raft { return []*raft.Raft{c.hosts[1].Group(1), c.hosts[2].Group(1)} }, "after"))
 	require.Eventually(t, func() bool { return count(c.fsms[0][2].commands(), "after") == 1 }, 10*time.Second, 5*time.Millisecond)
 }
+
+func TestNewHostRefusesBadConfig(t *testing.T) {
+	_, err := raft.NewHost(raft.HostConfig{})
+	require.ErrorIs(t, err, raft.ErrInvalidConfig)
+	tr := newMemHostNet().transport("x")
+	_, err = raft.NewHost(raft.HostConfig{Transport: tr, HeartbeatInterval: time.Millisecond})
+	require.ErrorIs(t, err, raft.ErrInvalidConfig)
+	_, err = raft.NewHost(raft.HostConfig{Transport: tr, StepWorkers: -1})
+	require.ErrorIs(t, err, raft.ErrInvalidConfig)
+	h, err := raft.NewHost(raft.HostConfig{Transport: tr})
+	require.NoError(t, err)
+	_, err = h.StartGroup(0, raft.DefaultConfig(), &testFSM{}, storeinmem.NewStore(), storeinmem.NewStore(), storeinmem.NewSnapshotStore())
+	require.ErrorIs(t, err, raft.ErrInvalidConfig)
+	_, err = h.StartGroup(1, nil, &testFSM{}, storeinmem.NewStore(), storeinmem.NewStore(), storeinmem.NewSnapshotStore())
+	require.ErrorIs(t, err, raft.ErrInvalidConfig)
+	// A refused start leaves no reservation behind: the ID can be started.
+	ok := raft.DefaultConfig()
+	ok.LocalID = "x"
+	_, err = h.StartGroup(1, ok, &testFSM{}, storeinmem.NewStore(), storeinmem.NewStore(), storeinmem.NewSnapshotStore())
+	require.NoError(t, err)
+	require.Equal(t, []raft.GroupID{1}, h.Groups())
+	require.NoError(t, h.Close())
+	_, err = h.StartGroup(1, raft.DefaultConfig(), &testFSM{}, storeinmem.NewStore(), storeinmem.NewStore(), storeinmem.NewSnapshotStore())
+	require.ErrorIs(t, err, raft.ErrHostClosed)
+}
