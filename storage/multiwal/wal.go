@@ -37,6 +37,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/keelraft/raft/storage/internal/frame"
 	"github.com/keelraft/raft/storage/internal/lock"
 	"github.com/keelraft/raft/storage/internal/vfs"
 )
@@ -66,7 +67,7 @@ const (
 	defaultSegmentSize  = 64 << 20
 	defaultMaxEntrySize = 64 << 20
 	defaultAlign        = 4096
-	maxAlign            = 1 << 16
+	maxAlign            = frame.MaxAlign
 	maxKeyLen           = 1 << 16
 	zeroChunk           = 1 << 20
 	lockName            = "LOCK"
@@ -431,6 +432,9 @@ func (w *WAL) write(buf []byte, count int, rotate bool, ckpt []byte, ckptCount i
 	}
 	return seg, base, buf, nil
 }
+
+// zeros fills segments ahead of the data.
+var zeros [zeroChunk]byte
 
 // writeSync writes a finished batch at the end of seg and syncs it.
 // Before the batch reaches the zero-filled part of the segment, the next

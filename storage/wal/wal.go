@@ -60,6 +60,7 @@ import (
 
 	"github.com/keelraft/raft"
 	"github.com/keelraft/raft/metrics"
+	"github.com/keelraft/raft/storage/internal/frame"
 	"github.com/keelraft/raft/storage/internal/lock"
 	"github.com/keelraft/raft/storage/internal/vfs"
 )
@@ -113,7 +114,7 @@ const (
 	defaultSegmentSize  = 64 << 20
 	defaultMaxEntrySize = 64 << 20
 	defaultAlign        = 4096
-	maxAlign            = 1 << 16
+	maxAlign            = frame.MaxAlign
 )
 
 func (o *Options) fill() error {
@@ -384,21 +385,21 @@ func (l *Log) GetLog(index uint64, log *raft.Log) error {
 		}
 	}
 	r, why := parseRecord(rec, 0)
-	if why == "" && (r.kind != kindEntry || r.n != len(rec) || le.Uint64(r.payload) != index) {
+	if why == "" && (r.Kind != kindEntry || r.N != len(rec) || le.Uint64(r.Payload) != index) {
 		why = "record is not the expected entry"
 	}
 	if why != "" {
 		add(l.m.corrupt, 1)
 		return &CorruptError{Segment: s.id, File: s.name, Offset: off, Reason: why}
 	}
-	data := r.payload[entryHdrLen:len(r.payload):len(r.payload)]
+	data := r.Payload[entryHdrLen:len(r.Payload):len(r.Payload)]
 	if !owned {
 		data = append(make([]byte, 0, len(data)), data...)
 	}
 	*log = raft.Log{
 		Index: index,
-		Term:  le.Uint64(r.payload[8:]),
-		Type:  raft.LogType(r.payload[16]),
+		Term:  le.Uint64(r.Payload[8:]),
+		Type:  raft.LogType(r.Payload[16]),
 		Data:  data,
 	}
 	add(l.m.reads, 1)
