@@ -4,7 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"hash/crc32"
+
+	"github.com/keelraft/raft/storage/internal/frame"
 )
 
 // On-disk format
@@ -83,14 +84,11 @@ const SegmentFormatVersion = 1
 const (
 	segFamily    = "keelmwl"
 	segMagic     = segFamily + string(rune('0'+SegmentFormatVersion))
-	segHeaderLen = 32
-	recHeaderLen = 9
+	segHeaderLen = frame.HeaderLen
+	recHeaderLen = frame.RecHeaderLen
 	entryHdrLen  = 8 + 8 + 8 + 1 // group, index, term, type
-	commitLen    = recHeaderLen + 16
-	// maxRecordLen bounds a record's length field. Recovery reads whole
-	// segments, so a length is also bounded by the segment's size: no
-	// length read from disk sizes an allocation.
-	maxRecordLen = 1<<30 + 1<<20
+	commitLen    = frame.CommitLen
+	maxRecordLen = frame.MaxRecordLen
 )
 
 const (
@@ -106,101 +104,44 @@ const (
 	kindPad     byte = 10
 )
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+// format is the segment framing, shared with storage/wal through
+// storage/internal/frame; this package supplies the magic, the file-name
+// extension and the record kinds.
+var format = &frame.Format{
+	Family:     segFamily,
+	Version:    SegmentFormatVersion,
+	Ext:        ".mwal",
+	KindCommit: kindCommit,
+	KindPad:    kindPad,
+	Check:      checkPayload,
+}
 
-func crc(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
+func crc(b []byte) uint32 { return frame.CRC(b) }
 
 var le = binary.LittleEndian
 
-func segmentName(id uint64) string { return fmt.Sprintf("%020d.mwal", id) }
+func segmentName(id uint64) string { return format.SegmentName(id) }
 
 // parseSegmentName returns the ID of a segment file name.
-func parseSegmentName(name string) (uint64, bool) {
-	if len(name) != 25 || name[20:] != ".mwal" {
-		return 0, false
-	}
-	var id uint64
-	for _, c := range []byte(name[:20]) {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		d := uint64(c - '0')
-		if id > (1<<64-1-d)/10 {
-			return 0, false
-		}
-		id = id*10 + d
-	}
-	return id, id > 0
-}
+func parseSegmentName(name string) (uint64, bool) { return format.ParseSegmentName(name) }
 
-func encodeHeader(id uint64, dataStart int) []byte {
-	b := make([]byte, dataStart)
-	copy(b, segMagic)
-	le.PutUint64(b[8:], id)
-	le.PutUint32(b[16:], uint32(dataStart))
-	le.PutUint32(b[28:], crc(b[:28]))
-	return b
-}
+func encodeHeader(id uint64, dataStart int) []byte { return format.EncodeHeader(id, dataStart) }
 
-func headerIntact(b []byte) bool {
-	return len(b) >= segHeaderLen && le.Uint32(b[28:]) == crc(b[:28])
-}
+func headerIntact(b []byte) bool { return frame.HeaderIntact(b) }
 
 // checkHeader validates a segment header and returns where data starts.
-func checkHeader(b []byte, id uint64) (int, string) {
-	if len(b) < segHeaderLen {
-		return 0, "short header"
-	}
-	if !headerIntact(b) {
-		return 0, "header checksum mismatch"
-	}
-	if string(b[:8]) != segMagic {
-		return 0, "bad magic"
-	}
-	if got := le.Uint64(b[8:]); got != id {
-		return 0, fmt.Sprintf("header names segment %d", got)
-	}
-	ds := int(le.Uint32(b[16:]))
-	if ds < segHeaderLen || ds > len(b) || ds > maxAlign {
-		return 0, fmt.Sprintf("bad data start %d", ds)
-	}
-	if !allZero(b[20:28]) || !allZero(b[segHeaderLen:ds]) {
-		return 0, "non-zero header padding"
-	}
-	return ds, ""
-}
+func checkHeader(b []byte, id uint64) (int, string) { return format.CheckHeader(b, id) }
 
 // newerVersion returns the version of a segment b that starts with the
 // family and a version digit newer than this build's, unless the header
 // checksum matches with the digit set back to this build's (a damaged
 // byte). b is unchanged on return.
-func newerVersion(b []byte) (int, bool) {
-	if len(b) <= len(segFamily) || string(b[:len(segFamily)]) != segFamily {
-		return 0, false
-	}
-	c := b[len(segFamily)]
-	if c < '1' || c > '9' || int(c-'0') <= SegmentFormatVersion {
-		return 0, false
-	}
-	b[len(segFamily)] = '0' + SegmentFormatVersion
-	rotted := headerIntact(b)
-	b[len(segFamily)] = c
-	if rotted {
-		return 0, false
-	}
-	return int(c - '0'), true
-}
+func newerVersion(b []byte) (int, bool) { return format.NewerSegmentVersion(b) }
 
 // appendRecord appends a record of the given kind whose payload is head
 // followed by tail.
 func appendRecord(buf []byte, kind byte, head, tail []byte) []byte {
-	start := len(buf)
-	buf = append(buf, 0, 0, 0, 0, 0, 0, 0, 0, kind)
-	le.PutUint32(buf[start+4:], uint32(len(head)+len(tail)))
-	buf = append(buf, head...)
-	buf = append(buf, tail...)
-	le.PutUint32(buf[start:], crc(buf[start+4:]))
-	return buf
+	return frame.AppendRecord(buf, kind, head, tail)
 }
 
 func appendEntry(buf []byte, g, index, term uint64, typ uint8, data []byte) []byte {
@@ -228,57 +169,22 @@ func appendSet(buf []byte, g uint64, key, val []byte) []byte {
 	return appendRecord(buf, kindSet, h, val)
 }
 
-var zeros [zeroChunk]byte
-
 // finishBatch pads buf, a batch of count records to be written at offset
 // base, so that it ends on an align boundary, and appends the commit
 // record.
 func finishBatch(buf []byte, base int64, count int, align int) []byte {
-	if align > 1 {
-		r := (base + int64(len(buf)) + commitLen) % int64(align)
-		if r != 0 {
-			pad := int64(align) - r
-			if pad < recHeaderLen {
-				pad += int64(align)
-			}
-			buf = appendRecord(buf, kindPad, zeros[:pad-recHeaderLen], nil)
-			count++
-		}
-	}
-	var h [16]byte
-	le.PutUint64(h[0:], uint64(base))
-	le.PutUint32(h[8:], uint32(count))
-	le.PutUint32(h[12:], crc(buf))
-	return appendRecord(buf, kindCommit, h[:], nil)
-}
-
-// record is a parsed record.
-type record struct {
-	kind    byte
-	payload []byte
-	n       int // total length, header included
+	return format.FinishBatch(buf, base, count, align)
 }
 
 // parseRecord parses the record at b[off:], checking its checksum and the
 // shape of its payload. It returns a reason when the bytes are not a
 // valid record.
-func parseRecord(b []byte, off int) (record, string) {
-	if off < 0 || off+recHeaderLen > len(b) {
-		return record{}, "truncated record header"
-	}
-	h := b[off:]
-	n := le.Uint32(h[4:])
-	if n > maxRecordLen || int64(n) > int64(len(b)-off-recHeaderLen) {
-		return record{}, fmt.Sprintf("record length %d overruns the segment", n)
-	}
-	end := recHeaderLen + int(n)
-	if le.Uint32(h) != crc(h[4:end]) {
-		return record{}, "record checksum mismatch"
-	}
-	r := record{kind: h[8], payload: h[recHeaderLen:end], n: end}
-	p := r.payload
+func parseRecord(b []byte, off int) (frame.Record, string) { return format.ParseRecord(b, off) }
+
+// checkPayload validates the payload of a record of the given kind.
+func checkPayload(kind byte, p []byte) string {
 	ok := true
-	switch r.kind {
+	switch kind {
 	case kindEntry:
 		ok = len(p) >= entryHdrLen
 	case kindCommit:
@@ -297,15 +203,15 @@ func parseRecord(b []byte, off int) (record, string) {
 		ok = len(p) == 0
 	case kindPad:
 	default:
-		return record{}, fmt.Sprintf("unknown record kind %d", r.kind)
+		return fmt.Sprintf("unknown record kind %d", kind)
 	}
 	if !ok {
-		return record{}, fmt.Sprintf("malformed record of kind %d, length %d", r.kind, len(p))
+		return fmt.Sprintf("malformed record of kind %d, length %d", kind, len(p))
 	}
-	if r.kind != kindCommit && r.kind != kindCkptEnd && r.kind != kindSeal && r.kind != kindPad && le.Uint64(p) == 0 {
-		return record{}, fmt.Sprintf("record of kind %d names group 0", r.kind)
+	if kind != kindCommit && kind != kindCkptEnd && kind != kindSeal && kind != kindPad && le.Uint64(p) == 0 {
+		return fmt.Sprintf("record of kind %d names group 0", kind)
 	}
-	return r, ""
+	return ""
 }
 
 // parseCkpt parses a checkpoint payload.
@@ -356,75 +262,16 @@ func appendCkpt(buf []byte, g, first, last uint64, kv map[string][]byte, keys []
 }
 
 // parseBatch validates the batch starting at b[start:]. On success it
-// returns the batch's end and its record count (the commit record
-// excluded). Otherwise it returns the offset of the first invalid byte
-// found and why.
-func parseBatch(b []byte, start int) (end, bad int, why string) {
-	off, count := start, 0
-	for {
-		r, why := parseRecord(b, off)
-		if why != "" {
-			return 0, off, why
-		}
-		if r.kind == kindCommit {
-			p := r.payload
-			switch {
-			case le.Uint64(p) != uint64(start):
-				return 0, off, "commit record names another batch"
-			case int(le.Uint32(p[8:])) != count:
-				return 0, off, "commit record count mismatch"
-			case le.Uint32(p[12:]) != crc(b[start:off]):
-				return 0, start, "batch checksum mismatch"
-			case count == 0:
-				return 0, off, "empty batch"
-			}
-			return off + r.n, 0, ""
-		}
-		count++
-		off += r.n
-	}
-}
+// returns the batch's end. Otherwise it returns the offset of the first
+// invalid byte found and why.
+func parseBatch(b []byte, start int) (end, bad int, why string) { return format.ParseBatch(b, start) }
 
 // validBatchAfter reports whether a valid batch starts at or after from.
 // Recovery calls it past the first invalid byte of the last segment: if
 // a valid batch follows, the damage is not a torn tail.
 func validBatchAfter(b []byte, from int) bool {
-	for i := from; i >= 0 && i+commitLen <= len(b); {
-		j := bytes.IndexByte(b[i+8:], kindCommit)
-		if j < 0 {
-			return false
-		}
-		q := i + j
-		i = q + 1
-		if q+commitLen > len(b) || le.Uint32(b[q+4:]) != 16 {
-			continue
-		}
-		r, why := parseRecord(b, q)
-		if why != "" || r.kind != kindCommit {
-			continue
-		}
-		s := le.Uint64(r.payload)
-		if s < uint64(from) || s >= uint64(q) {
-			continue
-		}
-		if _, _, why := parseBatch(b, int(s)); why == "" {
-			return true
-		}
-	}
-	return false
+	_, ok := format.ValidBatchAfter(b, from)
+	return ok
 }
 
-func allZero(b []byte) bool {
-	for len(b) >= 8 {
-		if le.Uint64(b) != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
-}
+func allZero(b []byte) bool { return frame.AllZero(b) }

@@ -100,13 +100,13 @@ func (g *Group) GetLog(index uint64, log *raft.Log) error {
 		}
 	}
 	r, why := parseRecord(rec, 0)
-	if why == "" && (r.kind != kindEntry || le.Uint64(r.payload) != g.id || le.Uint64(r.payload[8:]) != index) {
+	if why == "" && (r.Kind != kindEntry || le.Uint64(r.Payload) != g.id || le.Uint64(r.Payload[8:]) != index) {
 		why = "record is not the expected entry"
 	}
 	if why != "" {
 		return &CorruptError{Segment: seg.id, File: seg.name, Offset: off, Reason: why}
 	}
-	p := r.payload
+	p := r.Payload
 	*log = raft.Log{
 		Index: index,
 		Term:  le.Uint64(p[16:]),

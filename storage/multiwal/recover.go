@@ -113,17 +113,7 @@ func (w *WAL) recover() error {
 		}
 		w.segs = append(w.segs, seg)
 	}
-	if len(dead) > 0 {
-		for _, id := range dead {
-			if err := w.fs.Remove(filepath.Join(w.dir, segmentName(id))); err != nil {
-				return fmt.Errorf("multiwal: remove dead segment %d: %w", id, err)
-			}
-		}
-		if err := w.fs.SyncDir(w.dir); err != nil {
-			return fmt.Errorf("multiwal: %w", err)
-		}
-	}
-	return nil
+	return format.RemoveDead(w.fs, w.dir, dead, "multiwal")
 }
 
 // checkVersion refuses a segment of a newer format version.

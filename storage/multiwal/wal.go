@@ -37,6 +37,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/keelraft/raft/storage/internal/frame"
 	"github.com/keelraft/raft/storage/internal/lock"
 	"github.com/keelraft/raft/storage/internal/vfs"
 )
@@ -63,37 +64,22 @@ type Options struct {
 }
 
 const (
-	defaultSegmentSize  = 64 << 20
-	defaultMaxEntrySize = 64 << 20
-	defaultAlign        = 4096
-	maxAlign            = 1 << 16
+	defaultSegmentSize  = frame.DefaultSegmentSize
+	defaultMaxEntrySize = frame.DefaultMaxEntrySize
+	defaultAlign        = frame.DefaultAlign
+	maxAlign            = frame.MaxAlign
 	maxKeyLen           = 1 << 16
 	zeroChunk           = 1 << 20
 	lockName            = "LOCK"
 )
 
 func (o *Options) fill() error {
-	if o.Align == 0 {
-		o.Align = defaultAlign
+	sz := frame.Sizes{SegmentSize: o.SegmentSize, MaxEntrySize: o.MaxEntrySize, Align: o.Align}
+	if err := sz.Fill("multiwal"); err != nil {
+		return err
 	}
-	if o.Align < 1 || o.Align > maxAlign || o.Align&(o.Align-1) != 0 {
-		return fmt.Errorf("multiwal: Align %d is not a power of two between 1 and %d", o.Align, maxAlign)
-	}
-	if o.SegmentSize == 0 {
-		o.SegmentSize = defaultSegmentSize
-	}
-	if o.SegmentSize < 4096 || o.SegmentSize < 4*int64(o.Align) || o.SegmentSize%int64(o.Align) != 0 || o.SegmentSize > 1<<40 {
-		return fmt.Errorf("multiwal: SegmentSize %d must be a multiple of Align (%d), at least 4 KiB and 4 Align, and at most 1 TiB", o.SegmentSize, o.Align)
-	}
-	if o.MaxEntrySize == 0 {
-		o.MaxEntrySize = defaultMaxEntrySize
-	}
-	if o.MaxEntrySize < 1 || o.MaxEntrySize > 1<<30 {
-		return fmt.Errorf("multiwal: MaxEntrySize %d must be between 1 and 1 GiB", o.MaxEntrySize)
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
+	o.SegmentSize, o.MaxEntrySize, o.Align = sz.SegmentSize, sz.MaxEntrySize, sz.Align
+	o.Logger = frame.Logger(o.Logger)
 	if o.fs == nil {
 		o.fs = vfs.OS
 	}
@@ -431,6 +417,9 @@ func (w *WAL) write(buf []byte, count int, rotate bool, ckpt []byte, ckptCount i
 	}
 	return seg, base, buf, nil
 }
+
+// zeros fills segments ahead of the data.
+var zeros [zeroChunk]byte
 
 // writeSync writes a finished batch at the end of seg and syncs it.
 // Before the batch reaches the zero-filled part of the segment, the next

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/keelraft/raft"
+	"github.com/keelraft/raft/storage/internal/frame"
 	"github.com/keelraft/raft/storage/internal/lock"
 )
 
@@ -78,29 +79,9 @@ func (e *VersionError) Error() string {
 func (e *VersionError) Unwrap() error { return raft.ErrUnsupportedVersion }
 
 // newerVersion returns the version of a file b that starts with family
-// and a version byte newer than newest. Versions are the ASCII digits 1 to
-// 9; any other byte there is not a version, and the caller's checks call
-// the file corrupt.
-//
-// A bit flip can turn '1' into '3' or '9', and should not send an operator
-// off to find a newer build: when b passes intact, the check of format
-// newest that covers the version byte, once the byte is set back to
-// newest, it is a damaged file of this build's format, not a newer one.
-// (A newer format that kept this checksum computes it over its own
-// version byte.) b is restored before newerVersion returns.
+// and a version byte newer than newest, unless it is a damaged byte of
+// this build's format; see frame.NewerVersion. b is restored before
+// newerVersion returns.
 func newerVersion(b []byte, family string, newest int, intact func([]byte) bool) (int, bool) {
-	if len(b) <= len(family) || string(b[:len(family)]) != family {
-		return 0, false
-	}
-	c := b[len(family)]
-	if c < '1' || c > '9' || int(c-'0') <= newest {
-		return 0, false
-	}
-	b[len(family)] = byte('0' + newest)
-	rotted := intact(b)
-	b[len(family)] = c
-	if rotted {
-		return 0, false
-	}
-	return int(c - '0'), true
+	return frame.NewerVersion(b, family, newest, intact)
 }

@@ -1,10 +1,10 @@
 package wal
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
-	"hash/crc32"
+
+	"github.com/keelraft/raft/storage/internal/frame"
 )
 
 // On-disk format
@@ -63,14 +63,11 @@ const SegmentFormatVersion = 1
 const (
 	segFamily    = "keelwal"
 	segMagic     = segFamily + string(rune('0'+SegmentFormatVersion))
-	segHeaderLen = 32
-	recHeaderLen = 9
+	segHeaderLen = frame.HeaderLen
+	recHeaderLen = frame.RecHeaderLen
 	entryHdrLen  = 17
-	commitLen    = recHeaderLen + 16
-	// maxRecordLen bounds a record's length field. Recovery reads whole
-	// segments, so a length is also bounded by the segment's size: no
-	// length read from disk ever sizes an allocation.
-	maxRecordLen = 1<<30 + 1<<20
+	commitLen    = frame.CommitLen
+	maxRecordLen = frame.MaxRecordLen
 )
 
 const (
@@ -82,83 +79,66 @@ const (
 	kindPad    byte = 6
 )
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+// format is the segment framing, shared with storage/multiwal through
+// storage/internal/frame; this package supplies the magic, the file-name
+// extension and the record kinds.
+var format = &frame.Format{
+	Family:     segFamily,
+	Version:    SegmentFormatVersion,
+	Ext:        ".wal",
+	KindCommit: kindCommit,
+	KindPad:    kindPad,
+	Check:      checkPayload,
+}
 
-func crc(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
+// checkPayload validates the payload of a record of the given kind.
+func checkPayload(kind byte, p []byte) string {
+	want := -1
+	switch kind {
+	case kindEntry:
+		if len(p) < entryHdrLen {
+			return "short entry record"
+		}
+	case kindCommit:
+		want = 16
+	case kindSuffix:
+		want = 8
+	case kindPrefix:
+		want = 16
+	case kindSeal:
+		want = 0
+	case kindPad:
+	default:
+		return fmt.Sprintf("unknown record kind %d", kind)
+	}
+	if want >= 0 && len(p) != want {
+		return fmt.Sprintf("record kind %d has length %d", kind, len(p))
+	}
+	return ""
+}
+
+func crc(b []byte) uint32 { return frame.CRC(b) }
 
 var le = binary.LittleEndian
 
-func segmentName(id uint64) string { return fmt.Sprintf("%020d.wal", id) }
+func segmentName(id uint64) string { return format.SegmentName(id) }
 
 // parseSegmentName returns the ID of a segment file name.
-func parseSegmentName(name string) (uint64, bool) {
-	if len(name) != 24 || name[20:] != ".wal" {
-		return 0, false
-	}
-	var id uint64
-	for _, c := range []byte(name[:20]) {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		d := uint64(c - '0')
-		if id > (1<<64-1-d)/10 {
-			return 0, false
-		}
-		id = id*10 + d
-	}
-	return id, id > 0
-}
+func parseSegmentName(name string) (uint64, bool) { return format.ParseSegmentName(name) }
 
-func encodeHeader(id uint64, dataStart int) []byte {
-	b := make([]byte, dataStart)
-	copy(b, segMagic)
-	le.PutUint64(b[8:], id)
-	le.PutUint32(b[16:], uint32(dataStart))
-	le.PutUint32(b[28:], crc(b[:28]))
-	return b
-}
+func encodeHeader(id uint64, dataStart int) []byte { return format.EncodeHeader(id, dataStart) }
 
 // headerIntact reports whether b starts with a header whose checksum
 // matches.
-func headerIntact(b []byte) bool {
-	return len(b) >= segHeaderLen && le.Uint32(b[28:]) == crc(b[:28])
-}
+func headerIntact(b []byte) bool { return frame.HeaderIntact(b) }
 
 // checkHeader validates a segment header and returns where data starts.
-func checkHeader(b []byte, id uint64) (int, string) {
-	if len(b) < segHeaderLen {
-		return 0, "short header"
-	}
-	if le.Uint32(b[28:]) != crc(b[:28]) {
-		return 0, "header checksum mismatch"
-	}
-	if string(b[:8]) != segMagic {
-		return 0, "bad magic"
-	}
-	if got := le.Uint64(b[8:]); got != id {
-		return 0, fmt.Sprintf("header names segment %d", got)
-	}
-	ds := int(le.Uint32(b[16:]))
-	if ds < segHeaderLen || ds > len(b) || ds > maxAlign {
-		return 0, fmt.Sprintf("bad data start %d", ds)
-	}
-	if !allZero(b[20:28]) || !allZero(b[segHeaderLen:ds]) {
-		return 0, "non-zero header padding"
-	}
-	return ds, ""
-}
+func checkHeader(b []byte, id uint64) (int, string) { return format.CheckHeader(b, id) }
 
 // appendRecord appends a record of the given kind whose payload is the
 // concatenation of head and tail.
 func appendRecord(buf []byte, kind byte, head, tail []byte) []byte {
-	start := len(buf)
-	n := len(head) + len(tail)
-	buf = append(buf, 0, 0, 0, 0, 0, 0, 0, 0, kind)
-	le.PutUint32(buf[start+4:], uint32(n))
-	buf = append(buf, head...)
-	buf = append(buf, tail...)
-	le.PutUint32(buf[start:], crc(buf[start+4:]))
-	return buf
+	return frame.AppendRecord(buf, kind, head, tail)
 }
 
 func appendEntry(buf []byte, index, term uint64, typ uint8, data []byte) []byte {
@@ -181,140 +161,21 @@ func appendU64s(buf []byte, kind byte, vs ...uint64) []byte {
 // base, so that it ends on an align boundary, and appends the commit
 // record.
 func finishBatch(buf []byte, base int64, count int, align int) []byte {
-	if align > 1 {
-		r := (base + int64(len(buf)) + commitLen) % int64(align)
-		if r != 0 {
-			pad := int64(align) - r
-			if pad < recHeaderLen {
-				pad += int64(align)
-			}
-			buf = appendRecord(buf, kindPad, zeros[:pad-recHeaderLen], nil)
-			count++
-		}
-	}
-	var h [16]byte
-	le.PutUint64(h[0:], uint64(base))
-	le.PutUint32(h[8:], uint32(count))
-	le.PutUint32(h[12:], crc(buf))
-	return appendRecord(buf, kindCommit, h[:], nil)
-}
-
-// record is a parsed record.
-type record struct {
-	kind    byte
-	payload []byte
-	n       int // total length, header included
+	return format.FinishBatch(buf, base, count, align)
 }
 
 // parseRecord parses the record at b[off:]. It returns a reason when the
 // bytes are not a valid record.
-func parseRecord(b []byte, off int) (record, string) {
-	if off+recHeaderLen > len(b) {
-		return record{}, "truncated record header"
-	}
-	h := b[off:]
-	n := le.Uint32(h[4:])
-	if n > maxRecordLen || int64(n) > int64(len(b)-off-recHeaderLen) {
-		return record{}, fmt.Sprintf("record length %d overruns the segment", n)
-	}
-	end := recHeaderLen + int(n)
-	if le.Uint32(h) != crc(h[4:end]) {
-		return record{}, "record checksum mismatch"
-	}
-	r := record{kind: h[8], payload: h[recHeaderLen:end], n: end}
-	want := -1
-	switch r.kind {
-	case kindEntry:
-		if len(r.payload) < entryHdrLen {
-			return record{}, "short entry record"
-		}
-	case kindCommit:
-		want = 16
-	case kindSuffix:
-		want = 8
-	case kindPrefix:
-		want = 16
-	case kindSeal:
-		want = 0
-	case kindPad:
-	default:
-		return record{}, fmt.Sprintf("unknown record kind %d", r.kind)
-	}
-	if want >= 0 && len(r.payload) != want {
-		return record{}, fmt.Sprintf("record kind %d has length %d", r.kind, len(r.payload))
-	}
-	return r, ""
-}
+func parseRecord(b []byte, off int) (frame.Record, string) { return format.ParseRecord(b, off) }
 
 // parseBatch validates the batch starting at b[start:]. On success it
 // returns the batch's end. Otherwise it returns the offset of the first
 // invalid byte found and why.
-func parseBatch(b []byte, start int) (end, bad int, why string) {
-	off, count := start, 0
-	for {
-		r, why := parseRecord(b, off)
-		if why != "" {
-			return 0, off, why
-		}
-		if r.kind == kindCommit {
-			p := r.payload
-			switch {
-			case le.Uint64(p) != uint64(start):
-				return 0, off, "commit record names another batch"
-			case int(le.Uint32(p[8:])) != count:
-				return 0, off, "commit record count mismatch"
-			case le.Uint32(p[12:]) != crc(b[start:off]):
-				return 0, start, "batch checksum mismatch"
-			case count == 0:
-				return 0, off, "empty batch"
-			}
-			return off + r.n, 0, ""
-		}
-		count++
-		off += r.n
-	}
-}
+func parseBatch(b []byte, start int) (end, bad int, why string) { return format.ParseBatch(b, start) }
 
 // validBatchAfter reports whether a valid batch starts at or after from.
 // Recovery calls it past the first invalid byte of the last segment: if
 // a valid batch follows, the damage is not a torn tail.
-func validBatchAfter(b []byte, from int) (int, bool) {
-	for i := from; i+commitLen <= len(b); {
-		j := bytes.IndexByte(b[i+8:], kindCommit)
-		if j < 0 {
-			return 0, false
-		}
-		q := i + j
-		i = q + 1
-		if q+commitLen > len(b) || le.Uint32(b[q+4:]) != 16 {
-			continue
-		}
-		r, why := parseRecord(b, q)
-		if why != "" || r.kind != kindCommit {
-			continue
-		}
-		s := le.Uint64(r.payload)
-		if s < uint64(from) || s >= uint64(q) {
-			continue
-		}
-		if _, _, why := parseBatch(b, int(s)); why == "" {
-			return int(s), true
-		}
-	}
-	return 0, false
-}
+func validBatchAfter(b []byte, from int) (int, bool) { return format.ValidBatchAfter(b, from) }
 
-func allZero(b []byte) bool {
-	for len(b) >= 8 {
-		if le.Uint64(b) != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
-}
+func allZero(b []byte) bool { return frame.AllZero(b) }

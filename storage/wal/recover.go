@@ -168,17 +168,7 @@ func (l *Log) recoverLog() error {
 		}
 		l.segs = append(l.segs, seg)
 	}
-	if len(dead) > 0 {
-		for _, id := range dead {
-			if err := l.fs.Remove(filepath.Join(l.dir, segmentName(id))); err != nil {
-				return fmt.Errorf("wal: remove dead segment %d: %w", id, err)
-			}
-		}
-		if err := l.fs.SyncDir(l.dir); err != nil {
-			return fmt.Errorf("wal: %w", err)
-		}
-	}
-	return nil
+	return format.RemoveDead(l.fs, l.dir, dead, "wal")
 }
 
 func closeScans(scans []*scan) {

@@ -60,6 +60,7 @@ import (
 
 	"github.com/keelraft/raft"
 	"github.com/keelraft/raft/metrics"
+	"github.com/keelraft/raft/storage/internal/frame"
 	"github.com/keelraft/raft/storage/internal/lock"
 	"github.com/keelraft/raft/storage/internal/vfs"
 )
@@ -110,34 +111,19 @@ type Options struct {
 }
 
 const (
-	defaultSegmentSize  = 64 << 20
-	defaultMaxEntrySize = 64 << 20
-	defaultAlign        = 4096
-	maxAlign            = 1 << 16
+	defaultSegmentSize  = frame.DefaultSegmentSize
+	defaultMaxEntrySize = frame.DefaultMaxEntrySize
+	defaultAlign        = frame.DefaultAlign
+	maxAlign            = frame.MaxAlign
 )
 
 func (o *Options) fill() error {
-	if o.Align == 0 {
-		o.Align = defaultAlign
+	sz := frame.Sizes{SegmentSize: o.SegmentSize, MaxEntrySize: o.MaxEntrySize, Align: o.Align}
+	if err := sz.Fill("wal"); err != nil {
+		return err
 	}
-	if o.Align < 1 || o.Align > maxAlign || o.Align&(o.Align-1) != 0 {
-		return fmt.Errorf("wal: Align %d is not a power of two between 1 and %d", o.Align, maxAlign)
-	}
-	if o.SegmentSize == 0 {
-		o.SegmentSize = defaultSegmentSize
-	}
-	if o.SegmentSize < 4096 || o.SegmentSize < 4*int64(o.Align) || o.SegmentSize%int64(o.Align) != 0 || o.SegmentSize > 1<<40 {
-		return fmt.Errorf("wal: SegmentSize %d must be a multiple of Align (%d), at least 4 KiB and 4 Align, and at most 1 TiB", o.SegmentSize, o.Align)
-	}
-	if o.MaxEntrySize == 0 {
-		o.MaxEntrySize = defaultMaxEntrySize
-	}
-	if o.MaxEntrySize < 1 || o.MaxEntrySize > 1<<30 {
-		return fmt.Errorf("wal: MaxEntrySize %d must be between 1 and 1 GiB", o.MaxEntrySize)
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
+	o.SegmentSize, o.MaxEntrySize, o.Align = sz.SegmentSize, sz.MaxEntrySize, sz.Align
+	o.Logger = frame.Logger(o.Logger)
 	if o.fs == nil {
 		o.fs = vfs.OS
 	}
@@ -384,21 +370,21 @@ func (l *Log) GetLog(index uint64, log *raft.Log) error {
 		}
 	}
 	r, why := parseRecord(rec, 0)
-	if why == "" && (r.kind != kindEntry || r.n != len(rec) || le.Uint64(r.payload) != index) {
+	if why == "" && (r.Kind != kindEntry || r.N != len(rec) || le.Uint64(r.Payload) != index) {
 		why = "record is not the expected entry"
 	}
 	if why != "" {
 		add(l.m.corrupt, 1)
 		return &CorruptError{Segment: s.id, File: s.name, Offset: off, Reason: why}
 	}
-	data := r.payload[entryHdrLen:len(r.payload):len(r.payload)]
+	data := r.Payload[entryHdrLen:len(r.Payload):len(r.Payload)]
 	if !owned {
 		data = append(make([]byte, 0, len(data)), data...)
 	}
 	*log = raft.Log{
 		Index: index,
-		Term:  le.Uint64(r.payload[8:]),
-		Type:  raft.LogType(r.payload[16]),
+		Term:  le.Uint64(r.Payload[8:]),
+		Type:  raft.LogType(r.Payload[16]),
 		Data:  data,
 	}
 	add(l.m.reads, 1)
