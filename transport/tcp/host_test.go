@@ -126,7 +126,6 @@ func TestHostLanes(t *testing.T) {
 	const (
 		appends = 4
 		size    = 1 << 20
-		bound   = 500 * time.Millisecond
 		gA, gB  = raft.GroupID(7), raft.GroupID(8)
 	)
 	// Dial both lanes first.
@@ -183,7 +182,12 @@ func TestHostLanes(t *testing.T) {
 	t.Logf("%d appends of 1 MiB in group %d took %v (%v each); %d heartbeats of group %d meanwhile, mean %v, max %v; the first arrived with %d of %d appends received",
 		appends, gA, transfer, perAppend, delivered, gB, total/time.Duration(delivered), worst, firstBefore, appends)
 	require.Less(t, firstBefore, appends, "the first heartbeat waited behind the appends")
-	require.Less(t, worst, min(bound, perAppend), "a heartbeat waited behind an append")
+	// Behind a shared lane, heartbeats would wait half an append on
+	// average. No fixed bound on the worst one: under the race detector
+	// on a busy CI machine a single heartbeat was once held 751ms by the
+	// scheduler, with a mean of 3ms, while each append took 1.1s.
+	require.Less(t, total/time.Duration(delivered), perAppend/4, "heartbeats waited behind appends")
+	require.Less(t, worst, perAppend, "a heartbeat waited behind a whole append")
 }
 
 // batchItem is one message of a hand-made batch frame body.
