@@ -92,8 +92,6 @@ type Host struct {
 
 // hostedGroup is a Raft's part in its Host.
 type hostedGroup struct {
-	host  *Host
-	id    GroupID
 	inbox chan *Message
 	// tickDue is set by the host's ticker and taken by the event loop; a
 	// loop that falls behind misses ticks, as one on a time.Ticker does.
@@ -174,7 +172,7 @@ func (h *Host) StartGroup(id GroupID, conf *Config, fsm FSM, logs LogStore, stab
 	h.groups[id] = nil // reserved while the stores load
 	h.mu.Unlock()
 
-	hg := &hostedGroup{host: h, id: id, inbox: make(chan *Message, h.conf.InboxSize)}
+	hg := &hostedGroup{inbox: make(chan *Message, h.conf.InboxSize)}
 	r, err := newRaft(conf, fsm, logs, stable, snaps, &groupTransport{h: h, g: id, inbox: hg.inbox})
 	h.mu.Lock()
 	defer h.mu.Unlock()
