@@ -263,8 +263,10 @@ func TestHostStopRemoveAndUnknownGroups(t *testing.T) {
 // the command surely was not appended. It reports whether cmd was
 // acknowledged; false means its outcome is unknown (it may commit).
 func applyOnce(t *testing.T, rafts func() []*raft.Raft, cmd string) bool {
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
+	deadline := time.After(20 * time.Second)
+	retry := time.NewTicker(time.Millisecond) // a new leader is looked for at this pace
+	defer retry.Stop()
+	for {
 		for _, r := range rafts() {
 			if r == nil || r.State() != raft.Leader {
 				continue
@@ -278,10 +280,13 @@ func applyOnce(t *testing.T, rafts func() []*raft.Raft, cmd string) bool {
 				return false
 			}
 		}
-		time.Sleep(time.Millisecond)
+		select {
+		case <-retry.C:
+		case <-deadline:
+			t.Errorf("%s: no leader took it", cmd)
+			return false
+		}
 	}
-	t.Errorf("%s: no leader took it", cmd)
-	return false
 }
 
 // groupHistory is what a group's client issued and which were acknowledged.
