@@ -175,6 +175,19 @@ type serverStatus struct {
 }
 
 func (n *node) handleStatus(w http.ResponseWriter, r *http.Request) {
+	st, err := n.status(r.Context())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(st)
+}
+
+// status describes this server's replica: what GET /status shows of it.
+func (n *node) status(ctx context.Context) (status, error) {
 	stats := n.raft.Stats()
 	u := func(key string) uint64 {
 		v, _ := strconv.ParseUint(stats[key], 10, 64) // keel writes them with FormatUint
@@ -195,20 +208,16 @@ func (n *node) handleStatus(w http.ResponseWriter, r *http.Request) {
 		AppliedIndex:  u("applied_index"),
 		Configuration: []serverStatus{},
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	confs, err := n.raft.GetConfigurations(ctx)
 	if err != nil {
-		http.Error(w, fmt.Sprintf("get configurations: %v", err), http.StatusServiceUnavailable)
-		return
+		return status{}, fmt.Errorf("get configurations: %w", err)
 	}
 	st.Committed = n.configStatus(confs.CommittedIndex, confs.Committed)
 	st.Latest = n.configStatus(confs.LatestIndex, confs.Latest)
 	st.Configuration = st.Latest.Servers
-	w.Header().Set("Content-Type", "application/json")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(st)
+	return st, nil
 }
 
 // configStatus describes configuration conf, the entry at index. Servers

@@ -123,8 +123,12 @@ func run() error {
 		forward  = flag.Bool("forward", true, "followers forward writes to the leader (false: redirect clients to it)")
 		inspect  = flag.Bool("inspect", false, "print what the stopped server's -dir holds (term, last index and term, configuration) and exit")
 		recov    = flag.String("recover", "", "quorum-loss recovery on the stopped server's -dir: make these IDs (from -peers, comma-separated) the voters, then exit; see the README")
+		groups   = flag.Int("groups", 1, "shard the keys over this many Raft groups, all on the same servers (a data directory keeps the number it was created with)")
 	)
 	flag.Parse()
+	if *groups < 1 || *groups > maxGroups {
+		return fmt.Errorf("-groups %d: want 1 to %d", *groups, maxGroups)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -134,13 +138,19 @@ func run() error {
 		if *dir == "" {
 			return errors.New("-inspect needs -dir")
 		}
+		if *groups > 1 {
+			return inspectGroups(*dir, *groups, os.Stdout)
+		}
+		if err := checkLayout(*dir, 1); err != nil {
+			return err
+		}
 		return inspectDir(*dir, os.Stdout)
 	}
 	if *id == "" {
 		if *raftBind != "" || *httpBind != "" || *dir != "" || *peerList != "" || *join {
 			return errors.New("-raft, -http, -dir, -peers and -join need -id")
 		}
-		return runLocal(ctx, *local, *forward, logger)
+		return runLocal(ctx, *local, *groups, *forward, logger)
 	}
 	if *dir == "" || *peerList == "" {
 		return errors.New("-id needs -dir and -peers")
@@ -154,6 +164,12 @@ func run() error {
 		return fmt.Errorf("-peers does not name this server %q", *id)
 	}
 	if *recov != "" {
+		if *groups > 1 {
+			return errors.New("-recover works on a single-group data directory; it does not support -groups > 1 yet")
+		}
+		if err := checkLayout(*dir, 1); err != nil {
+			return err
+		}
 		return recoverDir(*dir, self.ID, *recov, peers, os.Stdout)
 	}
 	if *raftBind == "" {
@@ -162,20 +178,26 @@ func run() error {
 	if *httpBind == "" {
 		*httpBind = self.HTTPAddr
 	}
-	n, err := startNode(self.ID, *dir, *raftBind, self.RaftAddr, *httpBind, peers, !*join, *forward, logger)
+	var srv server
+	if *groups > 1 {
+		srv, err = startHostNode(self.ID, *dir, *raftBind, self.RaftAddr, *httpBind, peers, *groups, !*join, *forward, logger)
+	} else if err = checkLayout(*dir, 1); err == nil {
+		srv, err = startNode(self.ID, *dir, *raftBind, self.RaftAddr, *httpBind, peers, !*join, *forward, logger)
+	}
 	if err != nil {
 		return err
 	}
-	logger.Info("serving", "id", self.ID, "raft", *raftBind, "http", *httpBind, "dir", *dir)
+	logger.Info("serving", "id", self.ID, "raft", *raftBind, "http", *httpBind, "dir", *dir, "groups", *groups)
 	if *join {
 		logger.Info("not bootstrapping; add this server with POST /join on the cluster",
 			"example", fmt.Sprintf("curl -L -X POST 'http://LEADER/join?id=%s&addr=%s'", self.ID, self.RaftAddr))
 	}
-	return wait(ctx, []*node{n}, logger)
+	return wait(ctx, []server{srv}, logger)
 }
 
-// runLocal runs a cluster of size servers in this process.
-func runLocal(ctx context.Context, size int, forward bool, logger *slog.Logger) (err error) {
+// runLocal runs a cluster of size servers, each running groups groups,
+// in this process.
+func runLocal(ctx context.Context, size, groups int, forward bool, logger *slog.Logger) (err error) {
 	if size < 1 || size > 9 {
 		return fmt.Errorf("-local %d: want 1 to 9 servers", size)
 	}
@@ -196,19 +218,29 @@ func runLocal(ctx context.Context, size int, forward bool, logger *slog.Logger) 
 			HTTPAddr: fmt.Sprintf("127.0.0.1:%d", 8000+i),
 		})
 	}
-	var nodes []*node
+	var servers []server
 	for _, p := range peers {
-		n, err := startNode(p.ID, filepath.Join(base, string(p.ID)), string(p.RaftAddr), p.RaftAddr, p.HTTPAddr,
-			peers, true, forward, logger.With("server", p.ID))
+		dir, logger := filepath.Join(base, string(p.ID)), logger.With("server", p.ID)
+		var srv server
+		var err error
+		if groups > 1 {
+			srv, err = startHostNode(p.ID, dir, string(p.RaftAddr), p.RaftAddr, p.HTTPAddr, peers, groups, true, forward, logger)
+		} else {
+			srv, err = startNode(p.ID, dir, string(p.RaftAddr), p.RaftAddr, p.HTTPAddr, peers, true, forward, logger)
+		}
 		if err != nil {
-			for _, n := range nodes {
-				n.Close()
+			for _, srv := range servers {
+				srv.Close()
 			}
 			return err
 		}
-		nodes = append(nodes, n)
+		servers = append(servers, srv)
 	}
-	fmt.Printf("kv: %d servers running, data in %s; try:\n\n", size, base)
+	if groups > 1 {
+		fmt.Printf("kv: %d servers running %d groups each, data in %s; try:\n\n", size, groups, base)
+	} else {
+		fmt.Printf("kv: %d servers running, data in %s; try:\n\n", size, base)
+	}
 	fmt.Printf("  curl -L -X PUT --data-binary world http://%s/kv/hello\n", peers[0].HTTPAddr)
 	fmt.Printf("  curl -L http://%s/kv/hello\n", peers[0].HTTPAddr)
 	fmt.Printf("  curl 'http://%s/kv/hello?consistency=stale'\n", peers[len(peers)-1].HTTPAddr)
@@ -217,16 +249,28 @@ func runLocal(ctx context.Context, size int, forward bool, logger *slog.Logger) 
 	fmt.Printf("  curl -s http://%s/metrics | grep keel_raft_\n", peers[0].HTTPAddr)
 	fmt.Printf("  curl -L -X POST 'http://%s/leave?id=%s'\n\n", peers[0].HTTPAddr, peers[len(peers)-1].ID)
 	fmt.Printf("Ctrl-C stops the cluster.\n")
-	return wait(ctx, nodes, logger)
+	return wait(ctx, servers, logger)
 }
 
-// wait runs until ctx ends or an HTTP server fails, then closes every node.
-func wait(ctx context.Context, nodes []*node, logger *slog.Logger) error {
-	failed := make(chan error, len(nodes))
-	for _, n := range nodes {
+// server is a running server: a node (one group) or a hostNode (many).
+type server interface {
+	// serveResult is the HTTP server's result, sent once it stops.
+	serveResult() (raft.ServerID, <-chan error)
+	Close() error
+}
+
+func (n *node) serveResult() (raft.ServerID, <-chan error)     { return n.id, n.served }
+func (h *hostNode) serveResult() (raft.ServerID, <-chan error) { return h.id, h.served }
+
+// wait runs until ctx ends or an HTTP server fails, then closes every
+// server.
+func wait(ctx context.Context, servers []server, logger *slog.Logger) error {
+	failed := make(chan error, len(servers))
+	for _, srv := range servers {
 		go func() {
-			if err := <-n.served; err != nil {
-				failed <- fmt.Errorf("%s: serve HTTP: %w", n.id, err)
+			id, served := srv.serveResult()
+			if err := <-served; err != nil {
+				failed <- fmt.Errorf("%s: serve HTTP: %w", id, err)
 			}
 		}()
 	}
@@ -238,8 +282,8 @@ func wait(ctx context.Context, nodes []*node, logger *slog.Logger) error {
 	}
 	var errs []error
 	errs = append(errs, err)
-	for _, n := range nodes {
-		errs = append(errs, n.Close())
+	for _, srv := range servers {
+		errs = append(errs, srv.Close())
 	}
 	return errors.Join(errs...)
 }
