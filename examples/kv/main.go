@@ -26,6 +26,23 @@
 //	    -peers s1=127.0.0.1:7001=127.0.0.1:8001,s4=127.0.0.1:7004=127.0.0.1:8004
 //	curl -L -X POST 'http://127.0.0.1:8001/join?id=s4&addr=127.0.0.1:7004'
 //
+// With -groups N (N > 1) every server runs N Raft groups, all with the
+// same members, on one raft.Host: one TCP host transport on its -raft
+// address, one shared log in DIR/wal (storage/multiwal) and a snapshot
+// store per group in DIR/snap/G. A key belongs to group
+// 1 + (FNV-1a 64 of the key) mod N, so the groups' leaders (spread over
+// the servers) share the writes. The groups bootstrap together on first
+// start, which records N in DIR/groups; a data directory started again
+// with another -groups (or a single-group directory with -groups > 1, and
+// the reverse) is refused, never resharded. -groups 1, the default, is the
+// single-group server, its data directory as before. -local M -groups N
+// runs M such servers in one process:
+//
+//	go run ./examples/kv -local 3 -groups 4
+//
+// -inspect takes -groups too and prints every group's state; -recover
+// works only on a single-group directory.
+//
 // HTTP API, on every server:
 //
 //	PUT    /kv/{key}   body = value              (any server; see -forward)
@@ -46,6 +63,20 @@
 // (also "consistent") confirms leadership with a heartbeat round and works
 // on any server — a follower asks the leader for the read index, waits
 // until it has applied it, and answers from its own map.
+//
+// With -groups N, /kv/{key} acts on the key's group exactly as above,
+// that group's leader taking the place of the leader: followers of the
+// group forward writes to it, or redirect to its HTTP address (from
+// -peers). GET /status answers {"id":..., "groups": [...]}, one entry per
+// group: its number and the single-group status of this server's replica.
+// POST /join and /leave change every group at once, each on its leader
+// (here, or sent to it over HTTP), and answer
+// {"groups": [{"group": G, "status": S, "index": N, "error": ...}, ...]}:
+// 200 when every group's change committed, else the status of the first
+// group (in order) that failed, named in a top-level "error". With
+// group=G in the query they change group G only, as a single-group server
+// does (followers of G redirect). In /metrics, every Raft metric carries
+// a group label.
 //
 // /join and /leave take form values (query or urlencoded body) or a JSON
 // body {"id":..., "addr":..., "voter":...}. A new voter joins as a nonvoter
