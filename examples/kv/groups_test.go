@@ -20,17 +20,18 @@ import (
 type hostCluster struct {
 	t      *testing.T
 	groups int
+	tweak  func(*raft.Config)
 	peers  []peer
 	dirs   []string
 	nodes  []*hostNode
 }
 
 // newHostCluster starts size servers of groups groups each over TCP
-// loopback, each in a temporary directory, and stops them when the test
-// ends.
-func newHostCluster(t *testing.T, size, groups int) *hostCluster {
+// loopback, each in a temporary directory, with tweak (if not nil)
+// applied to their configuration, and stops them when the test ends.
+func newHostCluster(t *testing.T, size, groups int, tweak func(*raft.Config)) *hostCluster {
 	t.Helper()
-	c := &hostCluster{t: t, groups: groups}
+	c := &hostCluster{t: t, groups: groups, tweak: tweak}
 	var transs []*tcp.HostTransport
 	var lns []net.Listener
 	for i := range size {
@@ -50,7 +51,7 @@ func (c *hostCluster) start(transs []*tcp.HostTransport, lns []net.Listener) {
 	c.t.Helper()
 	c.nodes = nil
 	for i, p := range c.peers {
-		n, err := newHostNode(testConfig(p.ID, nil), nil, c.dirs[i], transs[i], lns[i], c.peers, c.groups, true)
+		n, err := newHostNode(testConfig(p.ID, c.tweak), nil, c.dirs[i], transs[i], lns[i], c.peers, c.groups, true)
 		if err != nil {
 			for j := i + 1; j < len(c.peers); j++ {
 				transs[j].Close()
@@ -152,12 +153,21 @@ func TestGroupOf(t *testing.T) {
 	}
 }
 
+// smallSnapshots makes every group snapshot and compact its log every few
+// entries.
+func smallSnapshots(cfg *raft.Config) {
+	cfg.SnapshotThreshold = 4
+	cfg.TrailingLogs = 2
+	cfg.SnapshotInterval = 10 * time.Millisecond
+}
+
 // TestGroups runs three servers of four groups: keys written through
 // every server land in their own group, the three read levels serve them
-// per group, /status has every group, and a restart recovers every key.
+// per group, /status has every group, and a restart recovers every key
+// from each group's snapshot and the shared log.
 func TestGroups(t *testing.T) {
 	const groups, keys = 4, 40
-	c := newHostCluster(t, 3, groups)
+	c := newHostCluster(t, 3, groups, smallSnapshots)
 	client := noRedirects(t, 10*time.Second)
 	leaders := make(map[raft.GroupID]int)
 	for g := raft.GroupID(1); g <= groups; g++ {
@@ -241,7 +251,17 @@ func TestGroups(t *testing.T) {
 	}
 	delete(want, "k0")
 
-	// Every group recovers every key from the shared log.
+	// Every group recovers every key from its snapshot and the shared log.
+	eventuallyWithin(t, 10*time.Second, "every group to take a snapshot on every server", func() bool {
+		for _, n := range c.nodes {
+			for _, snaps := range n.snaps {
+				if metas, err := snaps.List(); err != nil || len(metas) == 0 {
+					return false
+				}
+			}
+		}
+		return true
+	})
 	client.CloseIdleConnections()
 	c.restart()
 	for g := raft.GroupID(1); g <= groups; g++ {
@@ -263,7 +283,7 @@ func TestGroups(t *testing.T) {
 // server, it is refused, and a single-group directory is refused as a
 // multi-group one.
 func TestGroupsRefuseOtherLayout(t *testing.T) {
-	c := newHostCluster(t, 1, 4)
+	c := newHostCluster(t, 1, 4, nil)
 	c.leader(1)
 	dir := c.dirs[0]
 	c.stop()
@@ -302,10 +322,11 @@ func TestGroupsRefuseOtherLayout(t *testing.T) {
 }
 
 // TestGroupsJoinLeave: /join and /leave change every group, each on its
-// own leader, and report every group's result.
+// own leader, and report every group's result. The groups compact their
+// logs, so the new server catches up on each through InstallSnapshot.
 func TestGroupsJoinLeave(t *testing.T) {
 	const groups = 4
-	c := newHostCluster(t, 3, groups)
+	c := newHostCluster(t, 3, groups, smallSnapshots)
 	client := noRedirects(t, 40*time.Second)
 	for g := raft.GroupID(1); g <= groups; g++ {
 		c.leader(g)
@@ -314,11 +335,28 @@ func TestGroupsJoinLeave(t *testing.T) {
 	// change to its leader.
 	lead1 := c.leader(1)
 	follower1, other1 := c.nodes[(lead1+1)%3], c.nodes[(lead1+2)%3]
-	for i := range 8 {
+	const keys = 40
+	for i := range keys {
 		if r := do(t, client, "PUT", hostURL(c.nodes[0], fmt.Sprintf("/kv/j%d", i)), "x"); r.code != http.StatusNoContent {
 			t.Fatalf("PUT j%d: %d %q", i, r.code, r.body)
 		}
 	}
+	// Every group's log has lost its first entries on every server, so
+	// only a snapshot can bring a new server up to date.
+	eventuallyWithin(t, 10*time.Second, "every group to compact its log", func() bool {
+		for _, n := range c.nodes {
+			for g := uint64(1); g <= groups; g++ {
+				logs, err := n.wal.Group(g)
+				if err != nil {
+					t.Fatalf("%s: group %d: %v", n.id, g, err)
+				}
+				if first, err := logs.FirstIndex(); err != nil || first <= 1 {
+					return false
+				}
+			}
+		}
+		return true
+	})
 
 	trans, ln, d := listenHostPeer(t, "d", "127.0.0.1:0", "127.0.0.1:0")
 	dn, err := newHostNode(testConfig(d.ID, nil), nil, t.TempDir(), trans, ln, append(c.peers[:3:3], d), groups, false)
@@ -352,7 +390,7 @@ func TestGroupsJoinLeave(t *testing.T) {
 	changed(post(t, client, hostURL(follower1, "/join"), "application/json",
 		fmt.Sprintf(`{"id": "d", "addr": %q}`, d.RaftAddr)), "join d")
 	eventually(t, "d to hold every key", func() bool {
-		for i := range 8 {
+		for i := range keys {
 			key := fmt.Sprintf("j%d", i)
 			if _, ok := dn.group(groupOf(key, groups)).fsm.Get(key); !ok {
 				return false
@@ -360,6 +398,11 @@ func TestGroupsJoinLeave(t *testing.T) {
 		}
 		return true
 	})
+	for i, snaps := range dn.snaps {
+		if metas, err := snaps.List(); err != nil || len(metas) == 0 {
+			t.Fatalf("group %d: d holds no snapshot (%v): it was not caught up by one", i+1, err)
+		}
+	}
 	for g := raft.GroupID(1); g <= groups; g++ {
 		confs, err := dn.group(g).status(t.Context())
 		if err != nil || len(voters(confs.Latest.Servers)) != 4 {
