@@ -63,6 +63,9 @@ type coreConfig struct {
 	// diskHoldTicks is how long a server whose disk stalled waits, once it
 	// works again, before it may campaign (stall.go).
 	diskHoldTicks int
+	// quiesceTicks is how many idle ticks a leader waits before its group
+	// goes quiet (quiesce.go); 0: never (a server not on a Host).
+	quiesceTicks int
 }
 
 // hardState is what must be durable before any message that depends on it
@@ -150,6 +153,11 @@ type core struct {
 	disk      diskStall    // stall.go: whether the disk is stalled
 	counts    coreCounts   // core_counts.go: events, for metrics
 
+	// quiesced: the group is quiet and this server is not ticked
+	// (quiesce.go); idleTicks counts a leader's idle ticks before that.
+	quiesced  bool
+	idleTicks int
+
 	electionElapsed   int // ticks since the last election timeout reset
 	heartbeatElapsed  int // leader: ticks since the last heartbeat
 	randomizedTimeout int
@@ -200,6 +208,12 @@ func newCoreFromLog(cfg coreConfig, hs hardState, snapIndex, snapTerm uint64, ba
 // step handles one message from another server (Raft paper Figure 2,
 // "Rules for Servers").
 func (c *core) step(m *Message) {
+	if c.quiesced {
+		if c.quietMessage(m) {
+			return
+		}
+		c.wake(wakeActivity)
+	}
 	switch {
 	case m.Term > c.term:
 		if !c.stepHigherTerm(m) {
@@ -230,6 +244,7 @@ var handlers = [numRoles][msgTypeEnd]func(*core, *Message){
 	roleFollower: {
 		MsgAppend:        (*core).handleFollowerAppend,
 		MsgHeartbeat:     (*core).handleFollowerHeartbeat,
+		MsgQuiesce:       (*core).handleFollowerQuiesce,
 		MsgTimeoutNow:    (*core).handleFollowerTimeoutNow,
 		MsgSnapshot:      (*core).handleFollowerSnapshot,
 		MsgReadIndex:     (*core).handleReadIndexRefused,
@@ -240,6 +255,7 @@ var handlers = [numRoles][msgTypeEnd]func(*core, *Message){
 	rolePreCandidate: {
 		MsgAppend:      (*core).handleCandidateAppend,
 		MsgHeartbeat:   (*core).handleCandidateHeartbeat,
+		MsgQuiesce:     (*core).handleCandidateQuiesce,
 		MsgPreVoteResp: (*core).handleCandidateVoteResp,
 		MsgSnapshot:    (*core).handleCandidateSnapshot,
 		MsgReadIndex:   (*core).handleReadIndexRefused,
@@ -248,6 +264,7 @@ var handlers = [numRoles][msgTypeEnd]func(*core, *Message){
 	roleCandidate: {
 		MsgAppend:    (*core).handleCandidateAppend,
 		MsgHeartbeat: (*core).handleCandidateHeartbeat,
+		MsgQuiesce:   (*core).handleCandidateQuiesce,
 		MsgVoteResp:  (*core).handleCandidateVoteResp,
 		MsgSnapshot:  (*core).handleCandidateSnapshot,
 		MsgReadIndex: (*core).handleReadIndexRefused,
@@ -264,6 +281,9 @@ var handlers = [numRoles][msgTypeEnd]func(*core, *Message){
 
 // tick advances the core's clock by one tick.
 func (c *core) tick() {
+	if c.quiesced {
+		return // a tick that was due as it went quiet
+	}
 	c.tickTransfer()
 	c.leaderTicks++
 	if c.startHold > 0 {
@@ -327,6 +347,7 @@ func (c *core) appliedTo(index uint64) {
 func (c *core) ready() ready {
 	c.advanceMembership()
 	c.settleReads()
+	c.stayQuiet()
 	rd := ready{
 		entries:         c.log.unpersisted(),
 		msgs:            c.msgs,

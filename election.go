@@ -54,6 +54,9 @@ func (c *core) tickLeader() {
 			}
 		}
 	}
+	if c.tickQuiesce() {
+		return
+	}
 	if c.heartbeatElapsed >= c.cfg.heartbeatTicks {
 		c.heartbeatElapsed = 0
 		c.heartbeat()
@@ -266,7 +269,7 @@ func (c *core) stepHigherTerm(m *Message) bool {
 		c.becomeFollower(m.Term, "")
 		c.campaign(campaignPreElection)
 		return false
-	case m.Type == MsgAppend || m.Type == MsgHeartbeat || m.Type == MsgSnapshot:
+	case m.Type == MsgAppend || m.Type == MsgHeartbeat || m.Type == MsgQuiesce || m.Type == MsgSnapshot:
 		c.becomeFollower(m.Term, m.From)
 	case m.Type == MsgVote:
 		// Only a granted vote resets the election timer (Raft paper
@@ -288,7 +291,7 @@ func (c *core) stepHigherTerm(m *Message) bool {
 // up. Other stale messages are dropped.
 func (c *core) stepLowerTerm(m *Message) {
 	switch m.Type {
-	case MsgAppend, MsgHeartbeat:
+	case MsgAppend, MsgHeartbeat, MsgQuiesce:
 		c.send(Message{Type: MsgAppendResp, To: m.From, Index: m.Index, Reject: true})
 	case MsgPreVote:
 		c.send(Message{Type: MsgPreVoteResp, To: m.From, Reject: true})

@@ -59,6 +59,12 @@ type HostConfig struct {
 	Removed []GroupID
 	// Logger receives the host's logs; nil discards them.
 	Logger *slog.Logger
+	// DisableQuiescence keeps idle groups ticking and heartbeating. By
+	// default a group idle for an election timeout goes quiet: it is not
+	// ticked, sends no heartbeats of its own, and the host watches its
+	// leader and quorum with one message per peer host and heartbeat
+	// interval instead (see Host). Every host of a group must agree.
+	DisableQuiescence bool
 }
 
 // Host runs many Raft groups in one process on a fixed number of
@@ -81,10 +87,16 @@ type Host struct {
 
 	mu      sync.RWMutex
 	groups  map[GroupID]*Raft // nil while the group starts
+	ticking map[GroupID]*Raft // the running groups that are not quiet
 	removed map[GroupID]bool
 	closed  bool
 
 	inboxDropped, unknown, removedDropped atomic.Uint64
+
+	// quiet watches the quiet groups (quiet.go); quietMu is never held
+	// with mu.
+	quietMu sync.Mutex
+	quiet   *quietTracker
 
 	done chan struct{}
 	wg   sync.WaitGroup
@@ -92,6 +104,8 @@ type Host struct {
 
 // hostedGroup is a Raft's part in its Host.
 type hostedGroup struct {
+	host  *Host
+	id    GroupID
 	inbox chan *Message
 	// tickDue is set by the host's ticker and taken by the event loop; a
 	// loop that falls behind misses ticks, as one on a time.Ticker does.
@@ -100,6 +114,11 @@ type hostedGroup struct {
 	// snapTicks counts down to the next SnapshotThreshold check (event
 	// loop only).
 	snapTicks int
+	// quiet mirrors the core's quiesced (event loop only; the ticker
+	// skips the group while it is out of Host.ticking); wakeDue is the
+	// host's request to wake it (a wakeReason), taken by the event loop.
+	quiet   bool
+	wakeDue atomic.Uint32
 }
 
 // HostStats counts what a Host dropped.
@@ -108,6 +127,7 @@ type HostStats struct {
 	InboxDropped   uint64 // messages dropped because their group's inbox was full
 	UnknownGroup   uint64 // messages for a group not running here (passed to UnknownGroup when set)
 	RemovedDropped uint64 // messages for a removed group, dropped
+	Quiet          int    // groups quiet here: idle, not ticked (HostConfig.DisableQuiescence)
 }
 
 // NewHost starts a host's goroutines.
@@ -131,7 +151,8 @@ func NewHost(conf HostConfig) (*Host, error) {
 	}
 	h := &Host{
 		conf: conf, logger: conf.Logger, tick: conf.HeartbeatInterval / heartbeatTicks,
-		groups: map[GroupID]*Raft{}, removed: map[GroupID]bool{}, done: make(chan struct{}),
+		groups: map[GroupID]*Raft{}, ticking: map[GroupID]*Raft{}, removed: map[GroupID]bool{}, done: make(chan struct{}),
+		quiet: newQuietTracker(),
 	}
 	if h.logger == nil {
 		h.logger = slog.New(slog.DiscardHandler)
@@ -151,8 +172,8 @@ func NewHost(conf HostConfig) (*Host, error) {
 // host's. Shutdown on the returned Raft stops it as StopGroup does, except
 // that the host keeps its ID until StopGroup or RemoveGroup.
 func (h *Host) StartGroup(id GroupID, conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps SnapshotStore) (*Raft, error) {
-	if id == 0 {
-		return nil, fmt.Errorf("%w: group ID 0", ErrInvalidConfig)
+	if id == 0 || id == hostGroup {
+		return nil, fmt.Errorf("%w: group ID %d is reserved", ErrInvalidConfig, id)
 	}
 	if conf != nil && conf.HeartbeatInterval != h.conf.HeartbeatInterval {
 		return nil, fmt.Errorf("%w: group %d: HeartbeatInterval is %v, the host ticks for %v", ErrInvalidConfig, id, conf.HeartbeatInterval, h.conf.HeartbeatInterval)
@@ -172,7 +193,7 @@ func (h *Host) StartGroup(id GroupID, conf *Config, fsm FSM, logs LogStore, stab
 	h.groups[id] = nil // reserved while the stores load
 	h.mu.Unlock()
 
-	hg := &hostedGroup{inbox: make(chan *Message, h.conf.InboxSize)}
+	hg := &hostedGroup{host: h, id: id, inbox: make(chan *Message, h.conf.InboxSize)}
 	r, err := newRaft(conf, fsm, logs, stable, snaps, &groupTransport{h: h, g: id, inbox: hg.inbox})
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -185,6 +206,9 @@ func (h *Host) StartGroup(id GroupID, conf *Config, fsm FSM, logs LogStore, stab
 	}
 	r.hosted = hg
 	r.logger = r.logger.With("group", id)
+	if !h.conf.DisableQuiescence {
+		r.core.cfg.quiesceTicks = r.core.cfg.electionTicks
+	}
 	r.opCh = make(chan func(), 64) // senders wake the loop after they send
 	key := uint64(id)
 	hg.loop = newTask(h.steps.worker(key), r.runOnce, r.wg.Done)
@@ -195,6 +219,7 @@ func (h *Host) StartGroup(id GroupID, conf *Config, fsm FSM, logs LogStore, stab
 	r.wg.Add(4)
 	hg.snapTicks = r.snapshotCheckTicks()
 	h.groups[id] = r
+	h.ticking[id] = r
 	hg.loop.wake()
 	return r, nil
 }
@@ -280,6 +305,7 @@ func (h *Host) take(id GroupID, remove bool) (*Raft, error) {
 		return nil, fmt.Errorf("%w: group %d", ErrUnknownGroup, id)
 	}
 	delete(h.groups, id)
+	delete(h.ticking, id)
 	return r, nil
 }
 
@@ -305,7 +331,10 @@ func (h *Host) Stats() HostStats {
 		}
 	}
 	h.mu.RUnlock()
-	return HostStats{Groups: n, InboxDropped: h.inboxDropped.Load(), UnknownGroup: h.unknown.Load(), RemovedDropped: h.removedDropped.Load()}
+	h.quietMu.Lock()
+	quiet := len(h.quiet.groups)
+	h.quietMu.Unlock()
+	return HostStats{Groups: n, InboxDropped: h.inboxDropped.Load(), UnknownGroup: h.unknown.Load(), RemovedDropped: h.removedDropped.Load(), Quiet: quiet}
 }
 
 // Close shuts every group down, then stops the host's goroutines; it
@@ -319,7 +348,7 @@ func (h *Host) Close() error {
 	}
 	h.closed = true
 	groups := h.groups
-	h.groups = map[GroupID]*Raft{}
+	h.groups, h.ticking = map[GroupID]*Raft{}, map[GroupID]*Raft{}
 	h.mu.Unlock()
 	var errs []error
 	for id, r := range groups {
@@ -341,19 +370,23 @@ func (h *Host) Close() error {
 func (h *Host) runTicker() {
 	t := time.NewTicker(h.tick)
 	defer t.Stop()
-	for {
+	for ticks := 1; ; ticks++ {
 		select {
 		case <-h.done:
 			return
 		case <-t.C:
 			h.mu.RLock()
-			for _, r := range h.groups {
-				if r != nil {
-					r.hosted.tickDue.Store(true)
-					r.hosted.loop.wake()
-				}
+			for _, r := range h.ticking {
+				r.hosted.tickDue.Store(true)
+				r.hosted.loop.wake()
 			}
 			h.mu.RUnlock()
+			h.quietMu.Lock()
+			h.quiet.now++
+			h.quietMu.Unlock()
+			if ticks%heartbeatTicks == 0 {
+				h.watchQuiet()
+			}
 		}
 	}
 }
@@ -379,6 +412,8 @@ func (h *Host) deliver(gm GroupMessage) {
 	removed := h.removed[gm.Group]
 	h.mu.RUnlock()
 	switch {
+	case gm.Group == hostGroup:
+		h.hostMessage(gm.Msg)
 	case r != nil:
 		select {
 		case r.hosted.inbox <- gm.Msg:

@@ -84,7 +84,9 @@ func TestHostRestartsOnSharedWAL(t *testing.T) {
 			}
 			// What the group committed before the restart is applied
 			// again, first, from the shared log.
-			require.Equal(t, committed[g], got[:min(len(got), len(committed[g]))], "group %d after the restart", g)
+			// (A replica that had not applied yet in the first phase
+			// recorded nothing: compare as lists, nil or empty alike.)
+			require.Equal(t, fmt.Sprint(committed[g]), fmt.Sprint(got[:min(len(got), len(committed[g]))]), "group %d after the restart", g)
 		}
 		var calls, fsyncs uint64
 		for i, h := range hosts {

@@ -75,6 +75,9 @@ func (r *Raft) runOnce() bool {
 		return false
 	default:
 	}
+	if why := r.hosted.wakeDue.Swap(0); why != 0 {
+		r.core.wake(wakeReason(why))
+	}
 	if r.hosted.tickDue.Swap(false) {
 		r.onTick()
 		r.hostSnapshotTick()
@@ -124,6 +127,7 @@ func (r *Raft) runOnce() bool {
 		r.failAll()
 		return false
 	}
+	r.syncQuiet()
 	if more {
 		r.wakeLoop()
 	}
@@ -486,6 +490,9 @@ func (r *Raft) failLeaderWork() {
 
 // failAll fails every operation the loop holds, at shutdown.
 func (r *Raft) failAll() {
+	if r.hosted != nil {
+		r.hosted.host.leaveQuiet(r.hosted.id) // a stopped leader must not be vouched for
+	}
 	err := r.shutdownErr
 	for _, f := range r.inflight {
 		f.respond(0, nil, err)

@@ -230,6 +230,13 @@ func (c *core) handleFollowerAppend(m *Message) {
 }
 
 func (c *core) handleFollowerHeartbeat(m *Message) {
+	c.heardHeartbeat(m)
+	c.send(Message{Type: MsgHeartbeatResp, To: m.From, Context: m.Context})
+}
+
+// heardHeartbeat takes the leader's word that it leads, and its commit
+// index (MsgHeartbeat, MsgQuiesce).
+func (c *core) heardHeartbeat(m *Message) {
 	c.electionElapsed = 0
 	c.lead = m.From
 	// The leader caps Commit at what this server is known to hold.
@@ -237,7 +244,6 @@ func (c *core) handleFollowerHeartbeat(m *Message) {
 		c.log.committed = commit
 		c.confs.compact(commit)
 	}
-	c.send(Message{Type: MsgHeartbeatResp, To: m.From, Context: m.Context})
 }
 
 // A candidate that hears from a leader of its own term steps down and

@@ -58,6 +58,10 @@ const (
 	// leader appended the first entry, or Reject that it did not
 	// (RejectHint says why).
 	MsgProposeResp
+	// MsgQuiesce is a heartbeat after which a follower holding exactly
+	// the leader's log (up to Commit) stops ticking, as the leader did:
+	// the group is idle (groups on a Host only; quiesce.go).
+	MsgQuiesce
 
 	msgTypeEnd // one past the last valid type
 )
@@ -71,6 +75,7 @@ var msgTypeNames = [...]string{
 	MsgSnapshot:   "MsgSnapshot", MsgSnapshotResp: "MsgSnapshotResp",
 	MsgReadIndex: "MsgReadIndex", MsgReadIndexResp: "MsgReadIndexResp",
 	MsgPropose: "MsgPropose", MsgProposeResp: "MsgProposeResp",
+	MsgQuiesce: "MsgQuiesce",
 }
 
 // String returns the message type's name.
