@@ -4,17 +4,24 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 )
 
 // A Host's watch over its quiet groups (quiesce.go). Once per heartbeat
 // interval the host sends each peer host one MsgHeartbeat, on the reserved
-// group hostGroup, listing (group, term, commit) for every quiet group it
-// leads that has a replica there; the peer answers with one
-// MsgHeartbeatResp listing those its quiet followers of that leader
-// recognise. A quiet follower not listed for an election timeout wakes as
-// one whose leader is gone; a quiet leader that has not had a quorum
-// answer within its lease timeout wakes to find out (CheckQuorum).
+// group hostGroup, for the quiet groups it leads that have a replica
+// there; the peer answers with one MsgHeartbeatResp for those its quiet
+// followers of that leader recognise (same group, term and commit). A
+// quiet follower not vouched for within an election timeout wakes as one
+// whose leader is gone; a quiet leader without a quorum's answers within
+// its lease timeout wakes to find out (CheckQuorum).
+//
+// So that an idle host's heartbeats cost little however many groups are
+// quiet, the list to a peer is sent in full once, under a version; while
+// it stands, each heartbeat and answer names only the version, and each
+// side refreshes the groups it matched in the full exchange. A side that
+// no longer knows the version asks for the full list again.
 //
 // quietTracker is that bookkeeping, with no clock, goroutines or I/O: the
 // host passes its tick count in, and holds its lock around every call.
@@ -22,20 +29,40 @@ import (
 // hostGroup carries the host's own messages; StartGroup refuses it.
 const hostGroup = ^GroupID(0)
 
-// beatsPerMessage bounds one host heartbeat's list (about 30 bytes each).
-const beatsPerMessage = 1 << 13
+// maxBeatLines bounds one full list (about 30 bytes a line). A host with
+// more quiet groups than this led for one peer host leaves the rest out;
+// their followers wake, and they tick as groups that are not quiet do.
+const maxBeatLines = 1 << 16
 
-// quietBeat is one group's line in a host heartbeat or its answer.
+// quietBeat is one group's line in a full list or its answer.
 type quietBeat struct {
 	group        GroupID
 	term, commit uint64
+}
+
+// beatKind says what a host message carries.
+type beatKind byte
+
+const (
+	beatFull  beatKind = 'F' // a full list (or the lines recognised of one), under a version
+	beatSame  beatKind = 'S' // the list of that version stands
+	beatWhich beatKind = 'W' // answer: that version is unknown here, send it in full
+)
+
+// hostBeat is a host message's content.
+type hostBeat struct {
+	kind    beatKind
+	version uint64
+	lines   []quietBeat
 }
 
 // quietGroup is what the tracker knows of one quiet group here.
 type quietGroup struct {
 	quietBeat
 	leader bool
-	// Follower: its leader's address, and the tick it last listed us.
+	// contact is the group's Raft.lastContact, kept fresh while quiet.
+	contact *atomic.Int64
+	// Follower: its leader's address, and the tick it was last vouched for.
 	leaderAddr ServerAddress
 	heard      int
 	// Leader: the other members' addresses, which of them vote, whether
@@ -48,65 +75,168 @@ type quietGroup struct {
 	woken     bool // a wake was asked for; the group drops out when it wakes
 }
 
+// sentList is the list last sent to a peer host.
+type sentList struct {
+	version uint64
+	lines   []quietBeat
+	// acked: the peer answered this version in full; matched are the
+	// groups here whose lines it recognised.
+	acked   bool
+	matched []*quietGroup
+}
+
+// heardList is the list last heard in full from a peer host.
+type heardList struct {
+	version uint64
+	matched []*quietGroup // the quiet followers here it vouched for
+}
+
 type quietTracker struct {
-	now    int
-	groups map[GroupID]*quietGroup
+	now     int
+	groups  map[GroupID]*quietGroup
+	sent    map[ServerAddress]*sentList
+	heard   map[ServerAddress]*heardList
+	dirty   map[ServerAddress]bool // the list to this peer changed since sent
+	version uint64                 // the last version given to a list
 }
 
 func newQuietTracker() *quietTracker {
-	return &quietTracker{groups: map[GroupID]*quietGroup{}}
+	return &quietTracker{groups: map[GroupID]*quietGroup{}, sent: map[ServerAddress]*sentList{},
+		heard: map[ServerAddress]*heardList{}, dirty: map[ServerAddress]bool{}}
 }
 
 // quiet records that a group went quiet now.
 func (t *quietTracker) quiet(q *quietGroup) {
+	t.loud(q.group)
 	q.heard = t.now
 	if q.leader {
 		q.acks = make(map[ServerAddress]int, len(q.peers))
 		for _, p := range q.peers {
 			q.acks[p] = t.now
+			t.dirty[p] = true
 		}
+	} else {
+		// Its leader's host must list it anew: forget that host's list,
+		// so the next short heartbeat is answered "send it in full".
+		delete(t.heard, q.leaderAddr)
 	}
 	t.groups[q.group] = q
 }
 
 // loud records that a group ticks again.
-func (t *quietTracker) loud(g GroupID) { delete(t.groups, g) }
+func (t *quietTracker) loud(g GroupID) {
+	if q := t.groups[g]; q != nil {
+		delete(t.groups, g)
+		t.changedLeader(q)
+	}
+}
 
-// beats returns, per peer host, the lines of the quiet groups led here.
-func (t *quietTracker) beats() map[ServerAddress][]quietBeat {
-	out := map[ServerAddress][]quietBeat{}
-	for _, q := range t.groups {
-		if !q.leader || q.woken {
-			continue
-		}
+func (t *quietTracker) changedLeader(q *quietGroup) {
+	if q.leader {
 		for _, p := range q.peers {
-			out[p] = append(out[p], q.quietBeat)
+			t.dirty[p] = true
+		}
+	}
+}
+
+// beats returns this round's heartbeat for each peer host.
+func (t *quietTracker) beats() map[ServerAddress]hostBeat {
+	out := map[ServerAddress]hostBeat{}
+	var lists map[ServerAddress][]quietBeat
+	if len(t.dirty) > 0 {
+		lists = map[ServerAddress][]quietBeat{}
+		for _, q := range t.groups {
+			if !q.leader || q.woken {
+				continue
+			}
+			for _, p := range q.peers {
+				if t.dirty[p] && len(lists[p]) < maxBeatLines {
+					lists[p] = append(lists[p], q.quietBeat)
+				}
+			}
+		}
+		for p := range t.dirty {
+			delete(t.dirty, p)
+			if len(lists[p]) == 0 {
+				delete(t.sent, p)
+				continue
+			}
+			t.version++
+			t.sent[p] = &sentList{version: t.version, lines: lists[p]}
+		}
+	}
+	for p, s := range t.sent {
+		if s.acked {
+			out[p] = hostBeat{kind: beatSame, version: s.version}
+		} else {
+			out[p] = hostBeat{kind: beatFull, version: s.version, lines: s.lines}
 		}
 	}
 	return out
 }
 
-// heardBeats takes a peer host's heartbeat and returns the lines its
-// quiet followers here recognise: same leader, term and commit.
-func (t *quietTracker) heardBeats(from ServerAddress, beats []quietBeat) []quietBeat {
-	var acks []quietBeat
-	for _, b := range beats {
-		if q := t.groups[b.group]; q != nil && !q.leader && q.leaderAddr == from && q.quietBeat == b {
-			q.heard = t.now
-			acks = append(acks, b)
+// heardBeat takes a peer host's heartbeat: it refreshes the quiet
+// followers here it vouches for, and returns them and the answer.
+func (t *quietTracker) heardBeat(from ServerAddress, b hostBeat) ([]*quietGroup, hostBeat) {
+	switch b.kind {
+	case beatFull:
+		h := &heardList{version: b.version}
+		var lines []quietBeat
+		for _, l := range b.lines {
+			if q := t.groups[l.group]; q != nil && !q.leader && q.leaderAddr == from && q.quietBeat == l {
+				q.heard = t.now
+				h.matched = append(h.matched, q)
+				lines = append(lines, l)
+			}
 		}
+		t.heard[from] = h
+		return h.matched, hostBeat{kind: beatFull, version: b.version, lines: lines}
+	case beatSame:
+		h := t.heard[from]
+		if h == nil || h.version != b.version {
+			return nil, hostBeat{kind: beatWhich, version: b.version}
+		}
+		live := h.matched[:0]
+		for _, q := range h.matched {
+			if t.groups[q.group] == q { // still quiet since that list
+				q.heard = t.now
+				live = append(live, q)
+			}
+		}
+		h.matched = live
+		return live, hostBeat{kind: beatSame, version: b.version}
 	}
-	return acks
+	return nil, hostBeat{}
 }
 
-// heardAcks takes a peer host's answer.
-func (t *quietTracker) heardAcks(from ServerAddress, acks []quietBeat) {
-	for _, b := range acks {
-		if q := t.groups[b.group]; q != nil && q.leader && q.quietBeat == b {
-			if _, member := q.acks[from]; member {
+// heardAnswer takes a peer host's answer to our heartbeat.
+func (t *quietTracker) heardAnswer(from ServerAddress, b hostBeat) {
+	s := t.sent[from]
+	if s == nil || s.version != b.version {
+		return // an answer to an older list
+	}
+	switch b.kind {
+	case beatFull:
+		s.acked, s.matched = true, nil
+		for _, l := range b.lines {
+			if q := t.groups[l.group]; q != nil && q.leader && q.quietBeat == l {
+				if _, member := q.acks[from]; member {
+					q.acks[from] = t.now
+					s.matched = append(s.matched, q)
+				}
+			}
+		}
+	case beatSame:
+		if !s.acked {
+			return
+		}
+		for _, q := range s.matched {
+			if t.groups[q.group] == q {
 				q.acks[from] = t.now
 			}
 		}
+	case beatWhich:
+		s.acked = false
 	}
 }
 
@@ -129,6 +259,7 @@ func (t *quietTracker) expired() map[GroupID]wakeReason {
 				out = map[GroupID]wakeReason{}
 			}
 			q.woken, out[g] = true, why
+			t.changedLeader(q) // no longer vouched for
 		}
 	}
 	return out
@@ -149,36 +280,55 @@ func (q *quietGroup) quorumHeard(now int) bool {
 	return 2*heard > n
 }
 
-// encodeBeats packs lines as uvarints, for a host message's Context.
-func encodeBeats(beats []quietBeat) []byte {
-	b := make([]byte, 0, len(beats)*12)
-	for _, q := range beats {
-		b = binary.AppendUvarint(b, uint64(q.group))
-		b = binary.AppendUvarint(b, q.term)
-		b = binary.AppendUvarint(b, q.commit)
+// encodeHostBeat packs a host message's content: its kind, its version,
+// then for a full list (group, term, commit) per line, all uvarints.
+func encodeHostBeat(b hostBeat) []byte {
+	out := make([]byte, 1, 1+binary.MaxVarintLen64+len(b.lines)*12)
+	out[0] = byte(b.kind)
+	out = binary.AppendUvarint(out, b.version)
+	for _, q := range b.lines {
+		out = binary.AppendUvarint(out, uint64(q.group))
+		out = binary.AppendUvarint(out, q.term)
+		out = binary.AppendUvarint(out, q.commit)
 	}
-	return b
+	return out
 }
 
 var errBadBeats = errors.New("raft: malformed host heartbeat")
 
-func decodeBeats(b []byte) ([]quietBeat, error) {
-	var out []quietBeat
+func decodeHostBeat(b []byte) (hostBeat, error) {
+	if len(b) == 0 {
+		return hostBeat{}, fmt.Errorf("%w: empty", errBadBeats)
+	}
+	hb := hostBeat{kind: beatKind(b[0])}
+	switch hb.kind {
+	case beatFull, beatSame, beatWhich:
+	default:
+		return hostBeat{}, fmt.Errorf("%w: kind %q", errBadBeats, b[0])
+	}
+	v, n := binary.Uvarint(b[1:])
+	if n <= 0 {
+		return hostBeat{}, fmt.Errorf("%w: version", errBadBeats)
+	}
+	hb.version, b = v, b[1+n:]
+	if hb.kind != beatFull && len(b) > 0 {
+		return hostBeat{}, fmt.Errorf("%w: %d bytes after a %q", errBadBeats, len(b), hb.kind)
+	}
 	for len(b) > 0 {
 		var v [3]uint64
 		for i := range v {
 			x, n := binary.Uvarint(b)
 			if n <= 0 {
-				return nil, fmt.Errorf("%w: line %d", errBadBeats, len(out))
+				return hostBeat{}, fmt.Errorf("%w: line %d", errBadBeats, len(hb.lines))
 			}
 			v[i], b = x, b[n:]
 		}
-		if len(out) == beatsPerMessage {
-			return nil, fmt.Errorf("%w: more than %d lines", errBadBeats, beatsPerMessage)
+		if len(hb.lines) == maxBeatLines {
+			return hostBeat{}, fmt.Errorf("%w: more than %d lines", errBadBeats, maxBeatLines)
 		}
-		out = append(out, quietBeat{GroupID(v[0]), v[1], v[2]})
+		hb.lines = append(hb.lines, quietBeat{GroupID(v[0]), v[1], v[2]})
 	}
-	return out, nil
+	return hb, nil
 }
 
 // syncQuiet tells the host when the group's core went quiet or woke; the
@@ -212,7 +362,7 @@ func (r *Raft) syncQuiet() {
 func (r *Raft) quietGroup() *quietGroup {
 	c := r.core
 	conf := c.confs.latest().conf
-	q := &quietGroup{quietBeat: quietBeat{group: r.hosted.id, term: c.term, commit: c.log.committed}, leader: c.role == roleLeader}
+	q := &quietGroup{quietBeat: quietBeat{group: r.hosted.id, term: c.term, commit: c.log.committed}, leader: c.role == roleLeader, contact: &r.lastContact}
 	if !q.leader {
 		q.timeout = c.cfg.electionTicks
 		if q.leaderAddr, _ = conf.address(c.lead); q.leaderAddr == "" {
@@ -241,15 +391,15 @@ func (h *Host) leaveQuiet(g GroupID) {
 }
 
 // watchQuiet is the host's heartbeat round for its quiet groups: it sends
-// each peer host the lines of the quiet groups led here, and wakes the
-// quiet groups that stopped hearing from their leader or a quorum.
+// each peer host this round's heartbeat, and wakes the quiet groups that
+// stopped hearing from their leader or a quorum.
 func (h *Host) watchQuiet() {
 	h.quietMu.Lock()
 	beats := h.quiet.beats()
 	wakes := h.quiet.expired()
 	h.quietMu.Unlock()
-	for addr, lines := range beats {
-		h.sendBeats(addr, MsgHeartbeat, lines)
+	for addr, b := range beats {
+		h.sendHostBeat(addr, MsgHeartbeat, b)
 	}
 	if len(wakes) == 0 {
 		return
@@ -264,22 +414,18 @@ func (h *Host) watchQuiet() {
 	}
 }
 
-func (h *Host) sendBeats(to ServerAddress, typ MessageType, lines []quietBeat) {
+func (h *Host) sendHostBeat(to ServerAddress, typ MessageType, b hostBeat) {
 	local := h.conf.Transport.LocalAddr()
-	for len(lines) > 0 {
-		n := min(len(lines), beatsPerMessage)
-		m := &Message{Type: typ, From: ServerID(local), FromAddr: local, To: ServerID(to), Context: encodeBeats(lines[:n])}
-		if err := h.conf.Transport.Send(to, hostGroup, m); err != nil {
-			h.logger.Debug("host heartbeat not sent", "to", to, "err", err)
-		}
-		lines = lines[n:]
+	m := &Message{Type: typ, From: ServerID(local), FromAddr: local, To: ServerID(to), Context: encodeHostBeat(b)}
+	if err := h.conf.Transport.Send(to, hostGroup, m); err != nil {
+		h.logger.Debug("host heartbeat not sent", "to", to, "err", err)
 	}
 }
 
 // hostMessage handles a peer host's heartbeat for its quiet groups, or
 // the answer to ours.
 func (h *Host) hostMessage(m *Message) {
-	lines, err := decodeBeats(m.Context)
+	b, err := decodeHostBeat(m.Context)
 	if err != nil {
 		h.logger.Warn("dropping host message", "from", m.FromAddr, "err", err)
 		return
@@ -287,24 +433,19 @@ func (h *Host) hostMessage(m *Message) {
 	switch m.Type {
 	case MsgHeartbeat:
 		h.quietMu.Lock()
-		acks := h.quiet.heardBeats(m.FromAddr, lines)
-		h.quietMu.Unlock()
-		if len(acks) == 0 {
-			return
-		}
+		vouched, answer := h.quiet.heardBeat(m.FromAddr, b)
 		// The leader is alive: LastContact stays fresh while quiet.
 		now := time.Now().UnixNano()
-		h.mu.RLock()
-		for _, a := range acks {
-			if r := h.groups[a.group]; r != nil {
-				r.lastContact.Store(now)
-			}
+		for _, q := range vouched {
+			q.contact.Store(now)
 		}
-		h.mu.RUnlock()
-		h.sendBeats(m.FromAddr, MsgHeartbeatResp, acks)
+		h.quietMu.Unlock()
+		if answer.kind != 0 {
+			h.sendHostBeat(m.FromAddr, MsgHeartbeatResp, answer)
+		}
 	case MsgHeartbeatResp:
 		h.quietMu.Lock()
-		h.quiet.heardAcks(m.FromAddr, lines)
+		h.quiet.heardAnswer(m.FromAddr, b)
 		h.quietMu.Unlock()
 	default:
 		h.logger.Warn("dropping host message", "from", m.FromAddr, "type", m.Type)

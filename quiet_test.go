@@ -19,25 +19,39 @@ func quietLeader(g GroupID, voters ...ServerAddress) *quietGroup {
 	return q
 }
 
-// A quiet follower stays quiet while its own leader's host lists it with
-// the term and commit it went quiet at; a list from another host, or with
-// another term or commit, does not count. Unlisted for longer than the
-// election timeout, it is woken, once.
+// A quiet follower stays quiet while its own leader's host vouches for it:
+// in full, with the term and commit it went quiet at, then by naming that
+// list's version. A list from another host, or with another term or
+// commit, does not count; a version this host does not know is answered
+// "send it in full". Not vouched for longer than the election timeout, it
+// is woken, once.
 func TestQuietFollowerWatch(t *testing.T) {
 	tr := newQuietTracker()
 	tr.quiet(quietFollower(1, "A"))
-	b := quietBeat{group: 1, term: 3, commit: 9}
+	line := quietBeat{group: 1, term: 3, commit: 9}
+	full := hostBeat{kind: beatFull, version: 5, lines: []quietBeat{line, {2, 3, 9}}}
+	vouched, answer := tr.heardBeat("A", full)
+	require.Len(t, vouched, 1)
+	require.Equal(t, hostBeat{kind: beatFull, version: 5, lines: []quietBeat{line}}, answer)
 	for range 10 {
 		tr.now += 2
-		require.Equal(t, []quietBeat{b}, tr.heardBeats("A", []quietBeat{b}))
+		vouched, answer := tr.heardBeat("A", hostBeat{kind: beatSame, version: 5})
+		require.Len(t, vouched, 1)
+		require.Equal(t, hostBeat{kind: beatSame, version: 5}, answer)
 		require.Empty(t, tr.expired())
 	}
+	_, answer = tr.heardBeat("A", hostBeat{kind: beatSame, version: 4})
+	require.Equal(t, hostBeat{kind: beatWhich, version: 4}, answer)
 	for _, bad := range []struct {
 		from ServerAddress
-		b    quietBeat
-	}{{"B", b}, {"A", quietBeat{1, 4, 9}}, {"A", quietBeat{1, 3, 10}}, {"A", quietBeat{2, 3, 9}}} {
-		require.Empty(t, tr.heardBeats(bad.from, []quietBeat{bad.b}), "%v", bad)
+		line quietBeat
+	}{{"B", line}, {"A", quietBeat{1, 4, 9}}, {"A", quietBeat{1, 3, 10}}} {
+		vouched, _ := tr.heardBeat(bad.from, hostBeat{kind: beatFull, version: 6, lines: []quietBeat{bad.line}})
+		require.Empty(t, vouched, "%v", bad)
 	}
+	// That last list from A (version 6) vouched for nothing: it stands.
+	vouched, _ = tr.heardBeat("A", hostBeat{kind: beatSame, version: 6})
+	require.Empty(t, vouched)
 	tr.now += 4
 	require.Empty(t, tr.expired(), "at the timeout")
 	tr.now++
@@ -45,27 +59,46 @@ func TestQuietFollowerWatch(t *testing.T) {
 	require.Empty(t, tr.expired(), "woken once")
 	tr.loud(1)
 	require.Empty(t, tr.groups)
+
+	// A follower going quiet makes its leader's host's list unknown here,
+	// so that the next one comes in full and names it.
+	tr.quiet(quietFollower(3, "A"))
+	_, answer = tr.heardBeat("A", hostBeat{kind: beatSame, version: 6})
+	require.Equal(t, beatWhich, answer.kind)
 }
 
-// A quiet leader is listed to every peer host, learners too; it is woken
-// when fewer than a quorum of voters (itself included) answered within
-// its lease timeout. Answers from hosts that are not members, or for
-// another term, do not count.
+// A quiet leader is listed to every peer host, learners too: in full
+// until the peer answers that version in full, then by version. It is
+// woken when fewer than a quorum of voters (itself included) answered
+// within its lease timeout. Answers from hosts that are not members, for
+// another version or another term, do not count.
 func TestQuietLeaderWatch(t *testing.T) {
 	tr := newQuietTracker()
 	tr.quiet(quietLeader(1, "B", "C"))
 	line := quietBeat{1, 3, 9}
-	require.Equal(t, map[ServerAddress][]quietBeat{"learner": {line}, "B": {line}, "C": {line}}, tr.beats())
+	beats := tr.beats()
+	require.Len(t, beats, 3)
+	for p, b := range beats {
+		require.Equal(t, beatFull, b.kind, p)
+		require.Equal(t, []quietBeat{line}, b.lines, p)
+	}
+	vB, vC := beats["B"].version, beats["C"].version
+	tr.heardAnswer("B", hostBeat{kind: beatFull, version: vB, lines: []quietBeat{line}})
+	tr.heardAnswer("C", hostBeat{kind: beatFull, version: vC, lines: []quietBeat{{1, 2, 9}}}) // another term
+	beats = tr.beats()
+	require.Equal(t, hostBeat{kind: beatSame, version: vB}, beats["B"])
+	require.Equal(t, beatFull, beats["learner"].kind, "unanswered: sent in full again")
 	for range 10 {
 		tr.now += 2
-		tr.heardAcks("B", []quietBeat{line}) // with itself, 2 of 3
-		tr.heardAcks("X", []quietBeat{line})
-		tr.heardAcks("C", []quietBeat{{1, 2, 9}})
+		tr.heardAnswer("B", hostBeat{kind: beatSame, version: vB}) // with itself, 2 of 3
+		tr.heardAnswer("C", hostBeat{kind: beatSame, version: vC})
+		tr.heardAnswer("X", hostBeat{kind: beatSame, version: vB})
 		require.Empty(t, tr.expired())
 	}
+	tr.heardAnswer("B", hostBeat{kind: beatWhich, version: vB})
+	require.Equal(t, beatFull, tr.beats()["B"].kind, "asked again in full")
 	tr.now += 5
-	tr.heardAcks("X", []quietBeat{line})
-	tr.heardAcks("learner", []quietBeat{line})
+	tr.heardAnswer("B", hostBeat{kind: beatSame, version: vB}) // not answered in full since
 	require.Equal(t, map[GroupID]wakeReason{1: wakeQuorumLost}, tr.expired())
 	require.Empty(t, tr.beats(), "a leader being woken is no longer vouched for")
 
@@ -73,39 +106,44 @@ func TestQuietLeaderWatch(t *testing.T) {
 	q := quietLeader(2, "B", "C", "D")
 	q.selfVoter = false
 	tr.quiet(q)
+	v := tr.beats()["B"].version
 	tr.now += 5
-	tr.heardAcks("B", []quietBeat{{2, 3, 9}})
+	tr.heardAnswer("B", hostBeat{kind: beatFull, version: v, lines: []quietBeat{{2, 3, 9}}})
 	require.Equal(t, map[GroupID]wakeReason{2: wakeQuorumLost}, tr.expired(), "1 of 3")
 }
 
-func TestBeatsRoundTrip(t *testing.T) {
-	lines := []quietBeat{{1, 1, 0}, {hostGroup - 1, 1 << 60, 1 << 62}, {7, 3, 9}}
-	got, err := decodeBeats(encodeBeats(lines))
-	require.NoError(t, err)
-	require.Equal(t, lines, got)
-	got, err = decodeBeats(nil)
-	require.NoError(t, err)
-	require.Empty(t, got)
-	for _, bad := range [][]byte{{0x80}, {1, 2}, {1, 2, 0xff, 0xff}} {
-		_, err := decodeBeats(bad)
+func TestHostBeatRoundTrip(t *testing.T) {
+	for _, b := range []hostBeat{
+		{kind: beatFull, version: 1, lines: []quietBeat{{1, 1, 0}, {hostGroup - 1, 1 << 60, 1 << 62}, {7, 3, 9}}},
+		{kind: beatFull, version: 1 << 63},
+		{kind: beatSame, version: 3},
+		{kind: beatWhich, version: 4},
+	} {
+		got, err := decodeHostBeat(encodeHostBeat(b))
+		require.NoError(t, err)
+		require.Equal(t, b, got)
+	}
+	for _, bad := range [][]byte{nil, {'F'}, {'X', 1}, {'F', 1, 0x80}, {'F', 1, 1, 2}, {'S', 1, 1}, {'W', 0x80}} {
+		_, err := decodeHostBeat(bad)
 		require.ErrorIs(t, err, errBadBeats, "%x", bad)
 	}
-	_, err = decodeBeats(encodeBeats(make([]quietBeat, beatsPerMessage+1)))
+	_, err := decodeHostBeat(encodeHostBeat(hostBeat{kind: beatFull, lines: make([]quietBeat, maxBeatLines+1)}))
 	require.ErrorIs(t, err, errBadBeats, "too many lines")
 }
 
-// FuzzDecodeBeats: a peer host's message never panics the decoder, and
-// what decodes encodes back to the same lines.
-func FuzzDecodeBeats(f *testing.F) {
-	f.Add(encodeBeats([]quietBeat{{1, 2, 3}, {hostGroup - 1, 1 << 63, 0}}))
-	f.Add([]byte{0x80, 0x80})
+// FuzzDecodeHostBeat: a peer host's message never panics the decoder, and
+// what decodes encodes back to the same content.
+func FuzzDecodeHostBeat(f *testing.F) {
+	f.Add(encodeHostBeat(hostBeat{kind: beatFull, version: 9, lines: []quietBeat{{1, 2, 3}, {hostGroup - 1, 1 << 63, 0}}}))
+	f.Add(encodeHostBeat(hostBeat{kind: beatSame, version: 9}))
+	f.Add([]byte{'F', 0x80, 0x80})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		lines, err := decodeBeats(b)
+		hb, err := decodeHostBeat(b)
 		if err != nil {
 			return
 		}
-		again, err := decodeBeats(encodeBeats(lines))
+		again, err := decodeHostBeat(encodeHostBeat(hb))
 		require.NoError(t, err)
-		require.Equal(t, lines, again)
+		require.Equal(t, hb, again)
 	})
 }
