@@ -74,10 +74,10 @@ type HostConfig struct {
 	// MaxInflightBytes bounds the sum, over the host's groups, of the
 	// entry bytes sent to followers and not yet acknowledged (each
 	// group's measure for Config.MaxInflightBytes). At the bound leaders
-	// send no new entries, only heartbeats, probes, votes and answers,
-	// until acknowledgements bring the sum back under. It can pass the
-	// bound by at most one append per step worker (an append is never
-	// split). 0, the default, sets no host-wide bound.
+	// send no appends (probes included), only heartbeats, votes, answers
+	// and snapshots, until acknowledgements bring the sum back under. It
+	// can pass the bound by at most one append per step worker (an append
+	// is never split). 0, the default, sets no host-wide bound.
 	MaxInflightBytes uint64
 	// MaxSnapshotSends bounds how many snapshot transfers (this host's
 	// leaders sending to followers) run at once; more wait their turn, on

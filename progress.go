@@ -83,7 +83,7 @@ func (p *progress) paused() bool {
 	}
 	switch p.state {
 	case stateProbe:
-		return p.probeSent
+		return p.probeSent || p.room.exhausted()
 	case stateSnapshot:
 		return true
 	}
@@ -94,6 +94,7 @@ func (p *progress) paused() bool {
 func (p *progress) sent(last uint64, bytes uint64, entries int) {
 	if p.state == stateProbe {
 		p.probeSent = true
+		p.room.spend(bytes)
 		return
 	}
 	if entries > 0 {
@@ -104,12 +105,15 @@ func (p *progress) sent(last uint64, bytes uint64, entries int) {
 }
 
 // inflightRoom is how many more bytes of entries a leader on a Host may
-// put in flight (in replicate state, where the window counts them) before
-// the driver looks at the host's total again: an input the driver sets
-// before each run of the event loop (host_limits.go), so that the decision
-// to pause stays the core's and deterministic given its inputs. Probes and
-// snapshots are not held back: a probe is one append at a time and not
-// counted in the window, and holding it could stall a follower's recovery.
+// send before the driver looks at the host's total again: an input the
+// driver sets before each run of the event loop (host_limits.go), so that
+// the decision to pause stays the core's and deterministic given its
+// inputs. Probes spend it too, though the window does not count them
+// afterwards: a follower that falls back to probing while the host is at
+// its bound must not stream entries around it. Heartbeats, votes and
+// snapshots do not spend it. It never deadlocks: the bytes that hold the
+// host at its bound are in followers' windows, which acknowledgements,
+// a fallback to probing or a lost leadership empty.
 type inflightRoom struct {
 	bounded bool   // false: no host-wide bound
 	bytes   uint64 // what may still be sent
