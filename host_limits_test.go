@@ -167,14 +167,22 @@ type proposal struct {
 }
 
 // proposeAll issues n commands of size bytes to the leader of each group
-// without waiting, and returns a function that waits for them all (with
-// a deadline) and returns how they ended.
-func proposeAll(t *testing.T, c *hostCluster, groups []raft.GroupID, n, size int, tag string) func() []proposal {
+// (or, with viaFollower, to a follower, which forwards them) without
+// waiting, and returns a function that waits for them all (with a
+// deadline) and returns how they ended.
+func proposeAll(t *testing.T, c *hostCluster, groups []raft.GroupID, n, size int, tag string, viaFollower bool) func() []proposal {
 	var wg sync.WaitGroup
 	out := make([]proposal, 0, len(groups)*n)
 	var mu sync.Mutex
 	for _, g := range groups {
 		l := c.leader(g, -1)
+		if viaFollower {
+			for _, h := range c.hosts {
+				if r := h.Group(g); r != nil && r != l {
+					l = r
+				}
+			}
+		}
 		for i := range n {
 			cmd := fmt.Sprintf("%s-g%d-c%d-", tag, g, i)
 			cmd += strings.Repeat("x", size-len(cmd))
@@ -278,7 +286,7 @@ func TestHostLimitPendingBytes(t *testing.T) {
 
 	gate.hold()
 	peak := samplePeak(c.hosts, func(s raft.HostStats) uint64 { return s.PendingBytes })
-	wait := proposeAll(t, c, groups, 60, 512, "a")
+	wait := proposeAll(t, c, groups, 60, 512, "a", false)
 	// Held FSMs apply nothing: the host's total climbs to its limit and
 	// the rest of the proposals are refused.
 	require.Eventually(t, func() bool {
@@ -316,7 +324,7 @@ func TestHostLimitPendingBytes(t *testing.T) {
 	// shares leave the totals, the new leaders' come in, and all end at
 	// zero.
 	gate.hold()
-	wait = proposeAll(t, c, groups, 20, 512, "b")
+	wait = proposeAll(t, c, groups, 20, 512, "b", false)
 	var transfers []raft.Future
 	for _, g := range groups[:6] {
 		transfers = append(transfers, c.leader(g, -1).LeadershipTransfer(context.Background()))
@@ -332,6 +340,37 @@ func TestHostLimitPendingBytes(t *testing.T) {
 			t.Fatalf("%s: unexpected error %v", p.cmd, p.err)
 		}
 	}
+	requireAppliedOnce(t, c, props, isRefused)
+	requireHostTotalsZero(t, c)
+
+	// Proposals forwarded by followers count against the leader's host
+	// too: those past its limit are refused (the follower sees
+	// ErrProposalQueueFull).
+	gate.hold()
+	peak = samplePeak(c.hosts, func(s raft.HostStats) uint64 { return s.PendingBytes })
+	wait = proposeAll(t, c, groups, 30, 512, "f", true)
+	require.Eventually(t, func() bool {
+		for _, h := range c.hosts {
+			if s := h.Stats(); s.PendingBytes > limit-600 {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, time.Millisecond, "no host reached its pending limit")
+	gate.open()
+	forwarded := wait()
+	require.LessOrEqual(t, peak.finish(), uint64(limit), "forwarded proposals took a host past HostConfig.MaxPendingBytes")
+	refused = 0
+	for _, p := range forwarded {
+		switch {
+		case isRefused(p.err):
+			refused++
+		case p.err != nil && !errors.Is(p.err, raft.ErrLeadershipLost) && !errors.Is(p.err, raft.ErrNotLeader):
+			t.Fatalf("%s: unexpected error %v", p.cmd, p.err)
+		}
+	}
+	require.Positive(t, refused, "no forwarded proposal was refused")
+	props = append(props, forwarded...)
 	requireAppliedOnce(t, c, props, isRefused)
 	requireHostTotalsZero(t, c)
 
@@ -391,7 +430,7 @@ func TestHostLimitInflightBytes(t *testing.T) {
 		a.hold()
 	}
 	peak := samplePeak(c.hosts, func(s raft.HostStats) uint64 { return s.InflightBytes })
-	wait := proposeAll(t, c, groups, 40, cmdSize, "a")
+	wait := proposeAll(t, c, groups, 40, cmdSize, "a", false)
 	// Every leader has appended its commands; without the limit they are
 	// all on their way to the followers by now.
 	require.Eventually(t, func() bool {
