@@ -240,20 +240,26 @@ func requireAppliedOnce(t *testing.T, c *hostCluster, props []proposal, mustNot 
 // bytes to go back to zero: the accounting leaks nothing.
 func requireHostTotalsZero(t *testing.T, c *hostCluster) {
 	t.Helper()
-	require.Eventually(t, func() bool {
+	deadline := time.After(10 * time.Second)
+	tk := time.NewTicker(5 * time.Millisecond)
+	defer tk.Stop()
+	for {
+		var stats []raft.HostStats
+		zero := true
 		for _, h := range c.hosts {
-			if s := h.Stats(); s.PendingBytes != 0 || s.InflightBytes != 0 {
-				return false
-			}
+			s := h.Stats()
+			stats = append(stats, s)
+			zero = zero && s.PendingBytes == 0 && s.InflightBytes == 0
 		}
-		return true
-	}, 10*time.Second, 5*time.Millisecond, "host totals stay above zero: %+v", func() []raft.HostStats {
-		var s []raft.HostStats
-		for _, h := range c.hosts {
-			s = append(s, h.Stats())
+		if zero {
+			return
 		}
-		return s
-	}())
+		select {
+		case <-tk.C:
+		case <-deadline:
+			t.Fatalf("host totals stay above zero: %+v", stats)
+		}
+	}
 }
 
 func groupIDs(n int) []raft.GroupID {
