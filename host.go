@@ -64,7 +64,8 @@ type HostConfig struct {
 	// the commands appended and not yet applied (each group's measure for
 	// Config.MaxPendingBytes: data plus 64 bytes an entry). A proposal
 	// that would pass it fails at once with an error wrapping both
-	// ErrProposalQueueFull and ErrHostLimit, naming the numbers; nothing
+	// ErrProposalQueueFull and ErrHostLimit, naming the numbers (a
+	// follower that forwarded it gets ErrProposalQueueFull); nothing
 	// accepted before is lost. One command is admitted when the host holds
 	// nothing pending, so none is refused for its size alone. 0, the
 	// default, sets no host-wide bound (each group keeps its own). The

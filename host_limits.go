@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -159,7 +160,13 @@ func (r *Raft) hostAdmit(ents []Log, live []*future) ([]Log, []*future) {
 // forwarded to this leader: all of it or none, as the core's limit does.
 // Event loop only.
 func (r *Raft) hostRefusesForwarded(m *Message) bool {
-	if r.limits == nil || r.limits.h.maxPending == 0 || len(m.Entries) == 0 {
+	if r.limits == nil || r.limits.h.maxPending == 0 || len(m.Entries) == 0 || len(m.Context) != 8 {
+		return false
+	}
+	if _, ok := r.core.prs[m.From]; !ok || binary.BigEndian.Uint64(m.Context) <= r.core.proposeSeen[m.From] {
+		// Not one the core would append. A duplicate above all must get
+		// the core's answer (outcome unknown: the first copy may be in
+		// the log), never "refused, not appended".
 		return false
 	}
 	if n, _ := r.limits.admit(m.Entries); n < len(m.Entries) {
