@@ -134,7 +134,8 @@ type hostedGroup struct {
 	snapTicks int
 }
 
-// HostStats counts what a Host dropped.
+// HostStats counts what a Host dropped, and shows where it stands against
+// its host-wide limits.
 type HostStats struct {
 	Groups         int    // groups running
 	InboxDropped   uint64 // messages dropped because their group's inbox was full
