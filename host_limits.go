@@ -93,7 +93,9 @@ func (g *groupLimits) beforeRun(c *core) {
 		return
 	}
 	var room uint64
-	if c.role == roleLeader {
+	// A candidate may win in this run and must then send its first
+	// appends; followers send none.
+	if c.role == roleLeader || c.role == roleCandidate {
 		for {
 			cur := h.inflight.Load()
 			if cur >= h.maxInflight {
