@@ -175,6 +175,9 @@ type core struct {
 	// (for example asking to overwrite a committed entry); the driver logs
 	// and clears them.
 	violations []error
+	// inflightRoom is the driver's input on a Host with MaxInflightBytes
+	// (progress.go); every progress points at it.
+	inflightRoom inflightRoom
 }
 
 // newCore builds a follower from durable state: the hard state, the
@@ -455,6 +458,7 @@ func (c *core) useConfig() {
 func (c *core) newProgress() *progress {
 	pr := newProgress(c.log.lastIndex()+1, c.cfg.maxInflightMsgs, c.cfg.maxInflightBytes)
 	pr.lastHeard = c.leaderTicks
+	pr.room = &c.inflightRoom
 	return pr
 }
 

@@ -65,6 +65,36 @@ type HostConfig struct {
 	// leader and quorum with one message per peer host and heartbeat
 	// interval instead (see Host). Every host of a group must agree.
 	DisableQuiescence bool
+
+	// MaxPendingBytes bounds the sum, over the groups this host leads, of
+	// the commands appended and not yet applied (each group's measure for
+	// Config.MaxPendingBytes: data plus 64 bytes an entry). A proposal
+	// that would pass it fails at once with an error wrapping both
+	// ErrProposalQueueFull and ErrHostLimit, naming the numbers (a
+	// follower that forwarded it gets ErrProposalQueueFull); nothing
+	// accepted before is lost. One command is admitted when the host holds
+	// nothing pending, so none is refused for its size alone. 0, the
+	// default, sets no host-wide bound (each group keeps its own). The
+	// sum can pass it by the entries a leader appends on its own (its
+	// no-op at election, configuration changes).
+	MaxPendingBytes uint64
+	// MaxInflightBytes bounds the sum, over the host's groups, of the
+	// entry bytes sent to followers and not yet acknowledged (each
+	// group's measure for Config.MaxInflightBytes). At the bound leaders
+	// send no appends (probes included), only heartbeats, votes, answers
+	// and snapshots, until acknowledgements bring the sum back under. It
+	// can pass the bound by at most one append per step worker (an append
+	// is never split). 0, the default, sets no host-wide bound.
+	MaxInflightBytes uint64
+	// MaxSnapshotSends bounds how many snapshot transfers (this host's
+	// leaders sending to followers) run at once; more wait their turn, on
+	// their own goroutines, and a follower waiting for one is sent
+	// heartbeats meanwhile. Default: 4.
+	MaxSnapshotSends int
+	// SnapshotSendRate bounds the bytes a second all the host's snapshot
+	// transfers send together, with a burst of a tenth of a second's
+	// worth. 0, the default, is unlimited.
+	SnapshotSendRate uint64
 }
 
 // Host runs many Raft groups in one process on a fixed number of
@@ -100,6 +130,8 @@ type Host struct {
 
 	done chan struct{}
 	wg   sync.WaitGroup
+
+	limits *hostLimits // host_limits.go
 }
 
 // hostedGroup is a Raft's part in its Host.
@@ -121,13 +153,20 @@ type hostedGroup struct {
 	wakeDue atomic.Uint32
 }
 
-// HostStats counts what a Host dropped.
+// HostStats counts what a Host dropped, and shows where it stands against
+// its host-wide limits.
 type HostStats struct {
 	Groups         int    // groups running
 	InboxDropped   uint64 // messages dropped because their group's inbox was full
 	UnknownGroup   uint64 // messages for a group not running here (passed to UnknownGroup when set)
 	RemovedDropped uint64 // messages for a removed group, dropped
 	Quiet          int    // groups quiet here: idle, not ticked (HostConfig.DisableQuiescence)
+
+	// The host-wide limits' current values (HostConfig).
+	PendingBytes         uint64 // bytes of proposals the host's leaders have not applied yet
+	InflightBytes        uint64 // entry bytes sent to followers and not yet acknowledged
+	SnapshotSendsRunning int    // snapshot transfers sending
+	SnapshotSendsWaiting int    // snapshot transfers waiting for their turn
 }
 
 // NewHost starts a host's goroutines.
@@ -142,17 +181,20 @@ func NewHost(conf HostConfig) (*Host, error) {
 	conf.PersistWorkers = cmp.Or(conf.PersistWorkers, 16)
 	conf.ApplyWorkers = cmp.Or(conf.ApplyWorkers, 2*procs)
 	conf.InboxSize = cmp.Or(conf.InboxSize, 256)
+	conf.MaxSnapshotSends = cmp.Or(conf.MaxSnapshotSends, defaultMaxSnapshotSends)
 	switch {
 	case conf.HeartbeatInterval < heartbeatTicks*time.Millisecond:
 		return nil, fmt.Errorf("%w: HostConfig.HeartbeatInterval is %v, want at least %v", ErrInvalidConfig, conf.HeartbeatInterval, heartbeatTicks*time.Millisecond)
 	case conf.StepWorkers < 0 || conf.PersistWorkers < 0 || conf.ApplyWorkers < 0 || conf.InboxSize < 0:
 		return nil, fmt.Errorf("%w: HostConfig has a negative size (StepWorkers %d, PersistWorkers %d, ApplyWorkers %d, InboxSize %d)",
 			ErrInvalidConfig, conf.StepWorkers, conf.PersistWorkers, conf.ApplyWorkers, conf.InboxSize)
+	case conf.MaxSnapshotSends < 0:
+		return nil, fmt.Errorf("%w: HostConfig.MaxSnapshotSends is %d, want at least 1 (0 for the default)", ErrInvalidConfig, conf.MaxSnapshotSends)
 	}
 	h := &Host{
 		conf: conf, logger: conf.Logger, tick: conf.HeartbeatInterval / heartbeatTicks,
 		groups: map[GroupID]*Raft{}, ticking: map[GroupID]*Raft{}, removed: map[GroupID]bool{}, done: make(chan struct{}),
-		quiet: newQuietTracker(),
+		quiet: newQuietTracker(), limits: newHostLimits(&conf),
 	}
 	if h.logger == nil {
 		h.logger = slog.New(slog.DiscardHandler)
@@ -211,7 +253,8 @@ func (h *Host) StartGroup(id GroupID, conf *Config, fsm FSM, logs LogStore, stab
 	}
 	r.opCh = make(chan func(), 64) // senders wake the loop after they send
 	key := uint64(id)
-	hg.loop = newTask(h.steps.worker(key), r.runOnce, r.wg.Done)
+	r.limits = &groupLimits{h: h.limits}
+	hg.loop = newTask(h.steps.worker(key), r.hostRunOnce, r.wg.Done) // hostRunOnce: runOnce and the host's limits
 	persist := newTask(h.persists.worker(key), r.persister.runOnce, r.wg.Done)
 	apply := newTask(h.applies.worker(key), r.applier.runOnce, r.wg.Done)
 	recv := newTask(h.persists.worker(key+1), r.receiver.runOnce, r.wg.Done)
@@ -334,7 +377,9 @@ func (h *Host) Stats() HostStats {
 	h.quietMu.Lock()
 	quiet := len(h.quiet.groups)
 	h.quietMu.Unlock()
-	return HostStats{Groups: n, InboxDropped: h.inboxDropped.Load(), UnknownGroup: h.unknown.Load(), RemovedDropped: h.removedDropped.Load(), Quiet: quiet}
+	s := HostStats{Groups: n, InboxDropped: h.inboxDropped.Load(), UnknownGroup: h.unknown.Load(), RemovedDropped: h.removedDropped.Load(), Quiet: quiet}
+	h.limits.limitStats(&s)
+	return s
 }
 
 // Close shuts every group down, then stops the host's goroutines; it

@@ -179,6 +179,9 @@ func (r *Raft) step(m *Message) {
 			r.core.refuseProposal(m, refusedRestore)
 			return
 		}
+		if r.hostRefusesForwarded(m) { // HostConfig.MaxPendingBytes
+			return
+		}
 		m = stampForwarded(m, r.conf.sessionNow())
 	}
 	r.core.step(m)
@@ -226,6 +229,7 @@ func (r *Raft) proposeBatch(f *future) {
 		ents = append(ents, f.log)
 		live = append(live, f)
 	}
+	ents, live = r.hostAdmit(ents, live) // HostConfig.MaxPendingBytes
 	if len(ents) == 0 {
 		return
 	}

@@ -42,6 +42,9 @@ type progress struct {
 	// loading is the first index of a read of evicted entries under way
 	// for this follower (logcache.go), or 0.
 	loading uint64
+	// room is the leader's share of its Host's MaxInflightBytes, shared by
+	// all its progresses; nil when no host bounds them.
+	room *inflightRoom
 }
 
 func newProgress(next uint64, maxMsgs int, maxBytes uint64) *progress {
@@ -80,23 +83,65 @@ func (p *progress) paused() bool {
 	}
 	switch p.state {
 	case stateProbe:
-		return p.probeSent
+		return p.probeSent || p.room.exhausted()
 	case stateSnapshot:
 		return true
 	}
-	return p.inflight.full()
+	return p.inflight.full() || p.room.exhausted()
 }
 
 // sent records an append of entries up to last, of the given size.
 func (p *progress) sent(last uint64, bytes uint64, entries int) {
 	if p.state == stateProbe {
 		p.probeSent = true
+		p.room.spend(bytes)
 		return
 	}
 	if entries > 0 {
 		p.inflight.add(last, bytes)
+		p.room.spend(bytes)
 		p.next = last + 1
 	}
+}
+
+// inflightRoom is how many more bytes of entries a leader on a Host may
+// send before the driver looks at the host's total again: an input the
+// driver sets before each run of the event loop (host_limits.go), so that
+// the decision to pause stays the core's and deterministic given its
+// inputs. Probes spend it too, though the window does not count them
+// afterwards: a follower that falls back to probing while the host is at
+// its bound must not stream entries around it. Heartbeats, votes and
+// snapshots do not spend it. It never deadlocks: the bytes that hold the
+// host at its bound are in followers' windows, which acknowledgements,
+// a fallback to probing or a lost leadership empty.
+type inflightRoom struct {
+	bounded bool   // false: no host-wide bound
+	bytes   uint64 // what may still be sent
+}
+
+func (r *inflightRoom) exhausted() bool { return r != nil && r.bounded && r.bytes == 0 }
+
+// spend takes bytes from the room; an append larger than what is left is
+// sent whole (entries are never split) and empties it.
+func (r *inflightRoom) spend(bytes uint64) {
+	if r != nil {
+		r.bytes -= min(r.bytes, bytes)
+	}
+}
+
+// inflightBytes is the entry bytes this leader has in flight to all its
+// followers, as their windows count them; 0 on any other role.
+func (c *core) inflightBytes() uint64 {
+	if c.role != roleLeader {
+		return 0
+	}
+	var n uint64
+	for _, id := range c.peers {
+		if pr := c.prs[id]; pr != nil {
+			n += pr.inflight.bytes
+		}
+	}
+	return n
 }
 
 // acked records that the follower holds the leader's log up to index. It

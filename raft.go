@@ -72,6 +72,8 @@ type Raft struct {
 	// hosted is set when the server is a group on a Host (host.go), whose
 	// pools run its loop, persister, applier and snapshot receiver.
 	hosted *hostedGroup
+	// limits is the group's part in its Host's limits (host_limits.go).
+	limits *groupLimits
 
 	persister *persister
 	applier   *applier

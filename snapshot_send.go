@@ -145,6 +145,13 @@ func (s *snapshotSender) run() error {
 	chunk := r.conf.SnapshotChunkSize
 	window := uint64(snapshotWindow * chunk)
 	timeout := max(2*r.conf.ElectionTimeout, 200*time.Millisecond)
+	// On a Host, wait for a turn among its transfers (MaxSnapshotSends)
+	// before opening the snapshot, so that waiting costs no reader.
+	done, ok := r.acquireSendSlot(s.stop)
+	if !ok {
+		return nil
+	}
+	defer done()
 	var rd snapReader
 	defer func() {
 		if rd.rc != nil {
@@ -159,6 +166,7 @@ func (s *snapshotSender) run() error {
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	for {
+		paced := false
 		for !eof && rd.off-acked < window {
 			buf := make([]byte, chunk)
 			n, err := io.ReadFull(rd.rc, buf)
@@ -176,7 +184,19 @@ func (s *snapshotSender) run() error {
 			if eof {
 				c.Size, c.Checksum = rd.off, rd.crc.Sum64()
 			}
+			// The host's SnapshotSendRate, shared with its other
+			// transfers.
+			ok, waited := r.waitSendRate(n, s.stop)
+			if !ok {
+				return nil
+			}
+			paced = paced || waited
 			s.send(c)
+		}
+		if paced {
+			// The wait for the rate is not the follower's delay: time
+			// its answer from the last chunk sent.
+			resetTimer(timer, timeout)
 		}
 		select {
 		case <-s.stop:
