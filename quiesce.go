@@ -10,8 +10,8 @@ package raft
 // A quiet group no longer learns of a dead leader or a lost quorum from its
 // own heartbeats: the Host watches for it instead (quiet.go), with one
 // message per peer host and heartbeat interval listing its quiet groups,
-// and wakes a follower whose leader stopped listing it, or a leader that
-// stopped hearing from a quorum. Anything else wakes a group at once: any
+// and wakes a follower whose leader stopped listing it, or a leader whose
+// peer's host stopped vouching for its replica. Anything else wakes a group at once: any
 // message other than the quiet handshake's, and any work (a proposal, a
 // read, a transfer, a membership change), which shows as a message to send
 // or a log to write.
@@ -28,7 +28,7 @@ type wakeReason uint8
 const (
 	wakeActivity   wakeReason = iota + 1 // a message or local work
 	wakeLeaderLost                       // follower: the host stopped hearing its leader list it
-	wakeQuorumLost                       // leader: the host stopped hearing from a quorum
+	wakePeerLost                         // leader: a peer's host stopped vouching for its replica
 )
 
 // tickQuiesce counts a leader's idle ticks and, after enough, quiesces;

@@ -138,7 +138,7 @@ func TestWakeReasons(t *testing.T) {
 	// it steps down within the lease timeout.
 	l := net.nodes["s1"].c
 	net.drop = func(m *Message) bool { return m.From == "s1" || m.To == "s1" }
-	l.wake(wakeQuorumLost)
+	l.wake(wakePeerLost)
 	for i := 0; i < l.cfg.leaseTicks && l.role == roleLeader; i++ {
 		net.tickAll()
 	}

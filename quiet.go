@@ -14,8 +14,12 @@ import (
 // there; the peer answers with one MsgHeartbeatResp for those its quiet
 // followers of that leader recognise (same group, term and commit). A
 // quiet follower not vouched for within an election timeout wakes as one
-// whose leader is gone; a quiet leader without a quorum's answers within
-// its lease timeout wakes to find out (CheckQuorum).
+// whose leader is gone. A quiet leader wakes when a peer's host has not
+// vouched for its replica within the lease timeout: that replica may have
+// restarted (a nonvoter would otherwise wait for the next write to catch
+// up) or its host may be gone, and a leader cut off from a quorum must
+// find out (CheckQuorum). Awake, it stays so while the peer is silent:
+// leaderIdle wants every peer heard from.
 //
 // So that an idle host's heartbeats cost little however many groups are
 // quiet, the list to a peer is sent in full once, under a version; while
@@ -65,14 +69,12 @@ type quietGroup struct {
 	// Follower: its leader's address, and the tick it was last vouched for.
 	leaderAddr ServerAddress
 	heard      int
-	// Leader: the other members' addresses, which of them vote, whether
-	// this server votes, and the tick each last answered.
-	peers     []ServerAddress
-	voters    map[ServerAddress]bool
-	selfVoter bool
-	acks      map[ServerAddress]int
-	timeout   int  // ticks: election timeout (follower), lease timeout (leader)
-	woken     bool // a wake was asked for; the group drops out when it wakes
+	// Leader: the other members' addresses, and the tick each last
+	// vouched for its replica.
+	peers   []ServerAddress
+	acks    map[ServerAddress]int
+	timeout int  // ticks: election timeout (follower), lease timeout (leader)
+	woken   bool // a wake was asked for; the group drops out when it wakes
 }
 
 // sentList is the list last sent to a peer host.
@@ -251,8 +253,8 @@ func (t *quietTracker) expired() map[GroupID]wakeReason {
 		switch {
 		case !q.leader && t.now-q.heard > q.timeout:
 			why = wakeLeaderLost
-		case q.leader && !q.quorumHeard(t.now):
-			why = wakeQuorumLost
+		case q.leader && !q.peersHeard(t.now):
+			why = wakePeerLost
 		}
 		if why != 0 {
 			if out == nil {
@@ -265,19 +267,15 @@ func (t *quietTracker) expired() map[GroupID]wakeReason {
 	return out
 }
 
-// quorumHeard reports whether a majority of the voters answered within
-// the lease timeout. Quiet groups are never joint (leaderIdle).
-func (q *quietGroup) quorumHeard(now int) bool {
-	n, heard := len(q.voters), 0
-	if q.selfVoter {
-		n, heard = n+1, 1
-	}
-	for p := range q.voters {
-		if now-q.acks[p] <= q.timeout {
-			heard++
+// peersHeard reports whether every peer's host vouched for its replica
+// within the lease timeout.
+func (q *quietGroup) peersHeard(now int) bool {
+	for _, p := range q.peers {
+		if now-q.acks[p] > q.timeout {
+			return false
 		}
 	}
-	return 2*heard > n
+	return true
 }
 
 // encodeHostBeat packs a host message's content: its kind, its version,
@@ -360,25 +358,28 @@ func (r *Raft) syncQuiet() {
 
 // quietGroup describes the quiet core for the tracker.
 func (r *Raft) quietGroup() *quietGroup {
-	c := r.core
+	q := r.core.quietGroup(r.hosted.id, r.addrs)
+	q.contact = &r.lastContact
+	return q
+}
+
+// quietGroup describes a quiet core as group g for its host's tracker;
+// known holds the addresses learned from messages, for a leader the
+// configuration does not name.
+func (c *core) quietGroup(g GroupID, known map[ServerID]ServerAddress) *quietGroup {
 	conf := c.confs.latest().conf
-	q := &quietGroup{quietBeat: quietBeat{group: r.hosted.id, term: c.term, commit: c.log.committed}, leader: c.role == roleLeader, contact: &r.lastContact}
+	q := &quietGroup{quietBeat: quietBeat{group: g, term: c.term, commit: c.log.committed}, leader: c.role == roleLeader}
 	if !q.leader {
 		q.timeout = c.cfg.electionTicks
 		if q.leaderAddr, _ = conf.address(c.lead); q.leaderAddr == "" {
-			q.leaderAddr = r.addrs[c.lead]
+			q.leaderAddr = known[c.lead]
 		}
 		return q
 	}
-	q.timeout, q.voters = c.cfg.leaseTicks, map[ServerAddress]bool{}
+	q.timeout = c.cfg.leaseTicks
 	for _, s := range conf.Servers {
-		if s.ID == c.id() {
-			q.selfVoter = s.Suffrage == Voter
-			continue
-		}
-		q.peers = append(q.peers, s.Address)
-		if s.Suffrage == Voter {
-			q.voters[s.Address] = true
+		if s.ID != c.id() {
+			q.peers = append(q.peers, s.Address)
 		}
 	}
 	return q
@@ -437,7 +438,9 @@ func (h *Host) hostMessage(m *Message) {
 		// The leader is alive: LastContact stays fresh while quiet.
 		now := time.Now().UnixNano()
 		for _, q := range vouched {
-			q.contact.Store(now)
+			if q.contact != nil {
+				q.contact.Store(now)
+			}
 		}
 		h.quietMu.Unlock()
 		if answer.kind != 0 {

@@ -10,13 +10,8 @@ func quietFollower(g GroupID, leader ServerAddress) *quietGroup {
 	return &quietGroup{quietBeat: quietBeat{group: g, term: 3, commit: 9}, leaderAddr: leader, timeout: 4}
 }
 
-func quietLeader(g GroupID, voters ...ServerAddress) *quietGroup {
-	q := &quietGroup{quietBeat: quietBeat{group: g, term: 3, commit: 9}, leader: true, selfVoter: true,
-		voters: map[ServerAddress]bool{}, peers: append([]ServerAddress{"learner"}, voters...), timeout: 4}
-	for _, v := range voters {
-		q.voters[v] = true
-	}
-	return q
+func quietLeader(g GroupID, peers ...ServerAddress) *quietGroup {
+	return &quietGroup{quietBeat: quietBeat{group: g, term: 3, commit: 9}, leader: true, peers: peers, timeout: 4}
 }
 
 // A quiet follower stays quiet while its own leader's host vouches for it:
@@ -67,14 +62,14 @@ func TestQuietFollowerWatch(t *testing.T) {
 	require.Equal(t, beatWhich, answer.kind)
 }
 
-// A quiet leader is listed to every peer host, learners too: in full
+// A quiet leader is listed to every peer host (learners too): in full
 // until the peer answers that version in full, then by version. It is
-// woken when fewer than a quorum of voters (itself included) answered
-// within its lease timeout. Answers from hosts that are not members, for
-// another version or another term, do not count.
+// woken when a peer's host has not vouched for its replica within its
+// lease timeout. Answers from hosts that are not members, for another
+// version or another term, do not count.
 func TestQuietLeaderWatch(t *testing.T) {
 	tr := newQuietTracker()
-	tr.quiet(quietLeader(1, "B", "C"))
+	tr.quiet(quietLeader(1, "learner", "B", "C"))
 	line := quietBeat{1, 3, 9}
 	beats := tr.beats()
 	require.Len(t, beats, 3)
@@ -82,34 +77,49 @@ func TestQuietLeaderWatch(t *testing.T) {
 		require.Equal(t, beatFull, b.kind, p)
 		require.Equal(t, []quietBeat{line}, b.lines, p)
 	}
-	vB, vC := beats["B"].version, beats["C"].version
+	vB, vC, vL := beats["B"].version, beats["C"].version, beats["learner"].version
 	tr.heardAnswer("B", hostBeat{kind: beatFull, version: vB, lines: []quietBeat{line}})
-	tr.heardAnswer("C", hostBeat{kind: beatFull, version: vC, lines: []quietBeat{{1, 2, 9}}}) // another term
+	tr.heardAnswer("C", hostBeat{kind: beatFull, version: vC, lines: []quietBeat{line}})
 	beats = tr.beats()
 	require.Equal(t, hostBeat{kind: beatSame, version: vB}, beats["B"])
 	require.Equal(t, beatFull, beats["learner"].kind, "unanswered: sent in full again")
+	tr.heardAnswer("learner", hostBeat{kind: beatFull, version: vL, lines: []quietBeat{line}})
 	for range 10 {
 		tr.now += 2
-		tr.heardAnswer("B", hostBeat{kind: beatSame, version: vB}) // with itself, 2 of 3
-		tr.heardAnswer("C", hostBeat{kind: beatSame, version: vC})
-		tr.heardAnswer("X", hostBeat{kind: beatSame, version: vB})
+		for _, p := range []ServerAddress{"B", "C", "learner"} {
+			tr.heardAnswer(p, hostBeat{kind: beatSame, version: beats[p].version})
+		}
 		require.Empty(t, tr.expired())
 	}
-	tr.heardAnswer("B", hostBeat{kind: beatWhich, version: vB})
-	require.Equal(t, beatFull, tr.beats()["B"].kind, "asked again in full")
-	tr.now += 5
-	tr.heardAnswer("B", hostBeat{kind: beatSame, version: vB}) // not answered in full since
-	require.Equal(t, map[GroupID]wakeReason{1: wakeQuorumLost}, tr.expired())
+	// The learner's host stops vouching (say its replica restarted).
+	tr.now += 3
+	tr.heardAnswer("B", hostBeat{kind: beatSame, version: vB})
+	tr.heardAnswer("C", hostBeat{kind: beatSame, version: vC})
+	tr.heardAnswer("X", hostBeat{kind: beatSame, version: vL})
+	require.Empty(t, tr.expired(), "within the timeout")
+	tr.now += 2
+	tr.heardAnswer("B", hostBeat{kind: beatSame, version: vB})
+	tr.heardAnswer("C", hostBeat{kind: beatSame, version: vC})
+	require.Equal(t, map[GroupID]wakeReason{1: wakePeerLost}, tr.expired())
 	require.Empty(t, tr.beats(), "a leader being woken is no longer vouched for")
 
-	// A leader that does not vote itself needs a majority of the others.
-	q := quietLeader(2, "B", "C", "D")
-	q.selfVoter = false
-	tr.quiet(q)
+	// A peer asking for the list again counts only once it has it.
+	tr.quiet(quietLeader(2, "B"))
 	v := tr.beats()["B"].version
-	tr.now += 5
 	tr.heardAnswer("B", hostBeat{kind: beatFull, version: v, lines: []quietBeat{{2, 3, 9}}})
-	require.Equal(t, map[GroupID]wakeReason{2: wakeQuorumLost}, tr.expired(), "1 of 3")
+	tr.heardAnswer("B", hostBeat{kind: beatWhich, version: v})
+	require.Equal(t, beatFull, tr.beats()["B"].kind, "asked again in full")
+	tr.now += 5
+	tr.heardAnswer("B", hostBeat{kind: beatSame, version: v}) // not answered in full since
+	require.Equal(t, map[GroupID]wakeReason{2: wakePeerLost}, tr.expired())
+
+	// A full answer naming the group with another term vouches for nothing.
+	tr.quiet(quietLeader(3, "B"))
+	v = tr.beats()["B"].version
+	tr.heardAnswer("B", hostBeat{kind: beatFull, version: v, lines: []quietBeat{{3, 2, 9}}})
+	tr.now += 5
+	tr.heardAnswer("B", hostBeat{kind: beatSame, version: v})
+	require.Equal(t, map[GroupID]wakeReason{3: wakePeerLost}, tr.expired())
 }
 
 func TestHostBeatRoundTrip(t *testing.T) {

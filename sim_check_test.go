@@ -115,6 +115,22 @@ func newSimChecker(s *simCluster) *simChecker {
 
 func (k *simChecker) restarted(n *simNode, snapIndex uint64) {
 	k.lives[n.id] = &simLife{commit: snapIndex, applied: snapIndex}
+	if n.s.opt.lazyHardState {
+		return // that planted bug lets a term's messages out before it is durable
+	}
+	// A term this server led that did not survive its crash never left it:
+	// behind a hung disk every message waits for the term to be durable
+	// (holdBehindHungDisk), so only a sole voter can win such an election,
+	// and no one saw it lead. Forget that leadership, or a later leader of
+	// a lower term would look stale to the lease check.
+	k.maxLeaderTerm = 0
+	for t, id := range k.leaderOf {
+		if id == n.id && t > n.c.term {
+			delete(k.leaderOf, t)
+			continue
+		}
+		k.maxLeaderTerm = max(k.maxLeaderTerm, t)
+	}
 }
 
 // installed records that a server's state jumped to a snapshot at index.

@@ -120,6 +120,9 @@ type simCluster struct {
 	// command a failure prints.
 	sendHook  func(m Message)
 	crashHook func(n *simNode)
+	// flushHook sees every server after it flushed (the host's view of
+	// its quiet groups).
+	flushHook func(n *simNode)
 	replay    string
 
 	calm    bool // the liveness phase: no new faults, no new client ops
@@ -493,6 +496,9 @@ func (n *simNode) flush() {
 	if !s.calm && (rd.hardState != nil && s.faults.CrashAfterVote > 0 && s.rand.Float64() < s.faults.CrashAfterVote ||
 		(len(rd.entries) > 0 || committed) && s.faults.CrashAfterWrite > 0 && s.rand.Float64() < s.faults.CrashAfterWrite) {
 		s.crashOne(n)
+	}
+	if s.flushHook != nil && n.up() {
+		s.flushHook(n)
 	}
 }
 
