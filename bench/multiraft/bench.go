@@ -28,6 +28,9 @@ type params struct {
 	Timeout         time.Duration // each proposal's context
 	Dir             string        // the stores' directory, removed afterwards
 	DragonboatLogDB string        // default, small or tiny
+	// DragonboatShards is the LogDB's shards (pebble instances) per
+	// NodeHost; 0 keeps dragonboat's default, 16.
+	DragonboatShards int
 }
 
 // clients is how many proposers the point runs: ClientsPerGroup per
@@ -48,8 +51,8 @@ type result struct {
 	FsyncsOK   bool          // whether the system's fsyncs are counted
 	Goroutines int           // while running, minus the baseline and the clients
 	RSS        uint64        // VmRSS, the highest sample while running
-	Errors     uint64        // failed proposals inside the window (timeouts, no leader)
-	Redirects  uint64        // proposals that found a new leader
+	Errors     uint64        // failed proposals inside the window (timeouts, no leader), retries each counted
+	Redirects  uint64        // times a client found its group's leader on another host (leader moves)
 	FirstError string        // the first error, for the report
 	Setup      time.Duration // start, bootstrap and every group's first leader
 	Leftover   int           // goroutines still running 10s after close, beyond the baseline
@@ -239,8 +242,11 @@ func measure(c cluster, p params, leaders []int, baseline int) measured {
 						errCount.Add(1)
 						firstErr.CompareAndSwap(nil, fmt.Sprintf("group %d on host %d: %v", cs.group, cs.leader, err))
 					}
-					if l, err := c.findLeader(cs.group, p.Timeout); err == nil {
+					if l, err := c.findLeader(cs.group, p.Timeout); err == nil && l != cs.leader {
 						cs.leader = l
+						if inWindow {
+							redirects.Add(1)
+						}
 					}
 				}
 				if t1 := time.Now(); ok && !t0.Before(winStart) && !t1.After(winEnd) {

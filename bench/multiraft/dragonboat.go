@@ -148,6 +148,9 @@ func startDragonboat(p params) (_ *dbCluster, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if p.DragonboatShards > 0 {
+		ldb.Shards = uint64(p.DragonboatShards)
+	}
 	addrs, err := freeAddrs(3)
 	if err != nil {
 		return nil, err
@@ -223,9 +226,16 @@ func (c *dbCluster) propose(ctx context.Context, cs *clientState, cmd []byte) (b
 }
 
 func (c *dbCluster) findLeader(g int, within time.Duration) (int, error) {
+	// A leader counts once its own host names itself: a follower may
+	// still name a leader that was deposed.
+	cluster := uint64(g + 1)
 	return pollLeader(g, within, func() (int, bool) {
 		for _, nh := range c.nhs {
-			if l, ok, err := nh.GetLeaderID(uint64(g + 1)); err == nil && ok && l >= 1 && l <= uint64(len(c.nhs)) {
+			l, ok, err := nh.GetLeaderID(cluster)
+			if err != nil || !ok || l < 1 || l > uint64(len(c.nhs)) {
+				continue
+			}
+			if self, ok, err := c.nhs[l-1].GetLeaderID(cluster); err == nil && ok && self == l {
 				return int(l - 1), true
 			}
 		}

@@ -39,6 +39,7 @@ func parseFlags(args []string) (options, bool, error) {
 	fs.DurationVar(&o.Timeout, "timeout", 5*time.Second, "each proposal's timeout")
 	fs.StringVar(&o.Dir, "dir", os.TempDir(), "directory for the stores (the disk measured)")
 	fs.StringVar(&o.DragonboatLogDB, "dragonboat-logdb", "default", "dragonboat LogDB memory config: default, small or tiny")
+	fs.IntVar(&o.DragonboatShards, "dragonboat-shards", 0, "dragonboat LogDB shards (pebble instances) per NodeHost; 0: dragonboat's default (16)")
 	fs.DurationVar(&o.limitsFor, "fsync-probe", 3*time.Second, "how long to measure the disk's fsync")
 	fs.BoolVar(&o.inProcess, "inprocess", false, "run every point in this process instead of one subprocess per point")
 	child := fs.Bool("child", false, "internal: run one point (-systems X -groups N) and print its result as JSON")
@@ -131,7 +132,8 @@ func runChild(p params) (result, error) {
 		"-duration", p.Duration.String(), "-warmup", p.Warmup.String(),
 		"-clients-per-group", strconv.Itoa(p.ClientsPerGroup), "-max-clients", strconv.Itoa(p.MaxClients),
 		"-size", strconv.Itoa(p.Size), "-heartbeat", p.Heartbeat.String(), "-election", p.Election.String(),
-		"-timeout", p.Timeout.String(), "-dir", p.Dir, "-dragonboat-logdb", p.DragonboatLogDB}
+		"-timeout", p.Timeout.String(), "-dir", p.Dir, "-dragonboat-logdb", p.DragonboatLogDB,
+		"-dragonboat-shards", strconv.Itoa(p.DragonboatShards)}
 	cmd := exec.Command(exe, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, os.Stderr
@@ -148,9 +150,13 @@ func runChild(p params) (result, error) {
 func printTable(w io.Writer, o options, lim limits, results []result) {
 	fmt.Fprintf(w, "Machine limits: fsync (write+fsync of 128 bytes, one at a time) %.0f/s, p50 %v; loopback TCP round trip (128 bytes) p50 %v.\n\n",
 		lim.FsyncOps, lim.FsyncP50.Round(time.Microsecond), lim.LoopRTT50.Round(time.Microsecond))
-	fmt.Fprintf(w, "%d-byte commands, %v measured after %v warm-up, heartbeat %v, election %v, %d clients per group (at most %d), dragonboat LogDB %q.\n\n",
-		o.Size, o.Duration, o.Warmup, o.Heartbeat, o.Election, o.ClientsPerGroup, o.MaxClients, o.DragonboatLogDB)
-	fmt.Fprintln(w, "| system | groups | clients | ops/s | p50 | p99 | fsyncs/entry | goroutines | RSS MiB | errors | redirects | setup | left after close |")
+	shards := "16 (its default)"
+	if o.DragonboatShards > 0 {
+		shards = strconv.Itoa(o.DragonboatShards)
+	}
+	fmt.Fprintf(w, "%d-byte commands, %v measured after %v warm-up, heartbeat %v, election %v, %d clients per group (at most %d); dragonboat LogDB config %q, %s shards per NodeHost.\n\n",
+		o.Size, o.Duration, o.Warmup, o.Heartbeat, o.Election, o.ClientsPerGroup, o.MaxClients, o.DragonboatLogDB, shards)
+	fmt.Fprintln(w, "| system | groups | clients | ops/s | p50 | p99 | fsyncs/entry | goroutines | RSS MiB | errors | leader moves | setup | left after close |")
 	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, r := range results {
 		fmt.Fprintf(w, "| %s | %d | %d | %.0f | %v | %v | %s | %d | %.0f | %d | %d | %v | %d |\n",
