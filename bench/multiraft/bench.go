@@ -28,9 +28,6 @@ type params struct {
 	Timeout         time.Duration // each proposal's context
 	Dir             string        // the stores' directory, removed afterwards
 	DragonboatLogDB string        // default, small or tiny
-	// DragonboatShards is the LogDB's shards (pebble instances) per
-	// NodeHost; 0 keeps dragonboat's default, 16.
-	DragonboatShards int
 }
 
 // clients is how many proposers the point runs: ClientsPerGroup per
@@ -92,8 +89,9 @@ func startCluster(p params) (cluster, error) {
 	switch p.System {
 	case "keel":
 		return startKeel(p)
-	case "dragonboat", "dragonboat-synccount":
-		return startDragonboat(p)
+	}
+	if v, ok := dragonboatVariants[p.System]; ok {
+		return startDragonboat(p, v)
 	}
 	return nil, fmt.Errorf("unknown system %q (want keel or dragonboat)", p.System)
 }

@@ -73,8 +73,8 @@ func (f *dbFSM) Close() error { return nil }
 // "invalid fs" on any other), so fsyncs are counted through an ErrorFS.
 // Its files hide the Fd, so pebble falls back from fdatasync and
 // sync_file_range to File.Sync and does not preallocate its WAL: the
-// counted run is a separate system, dragonboat-synccount, next to the
-// uncounted one.
+// counted runs are separate systems (…-synccount) next to the uncounted
+// ones.
 type syncCounter struct{ n *atomic.Uint64 }
 
 func (c syncCounter) MaybeError(op gvfs.Op) error {
@@ -136,7 +136,23 @@ func logDBConfig(name string) (config.LogDBConfig, error) {
 	return config.LogDBConfig{}, fmt.Errorf("dragonboat: unknown LogDB config %q (want default, small or tiny)", name)
 }
 
-func startDragonboat(p params) (_ *dbCluster, err error) {
+// dbVariant is how a dragonboat system differs from its defaults.
+type dbVariant struct {
+	shards  uint64 // LogDB shards (pebble instances) per NodeHost; 0: the default, 16
+	counted bool   // fsyncs counted through gvfs.ErrorFS
+}
+
+// dragonboatVariants are the dragonboat systems: its default LogDB of 16
+// pebble instances per NodeHost, or one per NodeHost (one shared log, as
+// keel's multiwal is), each with and without its fsyncs counted.
+var dragonboatVariants = map[string]dbVariant{
+	"dragonboat":                  {},
+	"dragonboat-synccount":        {counted: true},
+	"dragonboat-1shard":           {shards: 1},
+	"dragonboat-1shard-synccount": {shards: 1, counted: true},
+}
+
+func startDragonboat(p params, v dbVariant) (_ *dbCluster, err error) {
 	if os.Getenv("MULTIRAFT_DEBUG") == "" {
 		quiet()
 	}
@@ -148,14 +164,14 @@ func startDragonboat(p params) (_ *dbCluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if p.DragonboatShards > 0 {
-		ldb.Shards = uint64(p.DragonboatShards)
+	if v.shards > 0 {
+		ldb.Shards = v.shards
 	}
 	addrs, err := freeAddrs(3)
 	if err != nil {
 		return nil, err
 	}
-	c := &dbCluster{counted: p.System == "dragonboat-synccount"}
+	c := &dbCluster{counted: v.counted}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, c.close())

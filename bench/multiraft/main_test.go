@@ -29,7 +29,7 @@ func TestSmoke(t *testing.T) {
 		if res.Ops == 0 || res.P50 <= 0 || res.P99 < res.P50 {
 			t.Errorf("%s: no commands measured: %+v", s, res)
 		}
-		if res.Clients != 4 {
+		if res.Clients != 4 || res.System != s || res.Groups != 2 {
 			t.Errorf("%s: %d clients, want 4", s, res.Clients)
 		}
 		if s == "keel" {
@@ -40,7 +40,7 @@ func TestSmoke(t *testing.T) {
 				t.Errorf("keel: %d goroutines before, %d after:\n%s", before, after, goroutineDump())
 			}
 		}
-		if ok := s != "dragonboat"; res.FsyncsOK != ok || (ok && res.Fsyncs == 0) {
+		if ok := s == "keel" || strings.HasSuffix(s, "-synccount"); res.FsyncsOK != ok || (ok && res.Fsyncs == 0) {
 			t.Errorf("%s: fsyncs %d, counted %v", s, res.Fsyncs, res.FsyncsOK)
 		}
 		results = append(results, res)
@@ -53,8 +53,8 @@ func TestSmoke(t *testing.T) {
 		t.Errorf("limits not measured: %+v", lim)
 	}
 	var out bytes.Buffer
-	printTable(&out, o, lim, results)
-	for _, s := range []string{"| keel | 2 |", "| dragonboat | 2 |", "| dragonboat-synccount | 2 |", "n/a"} {
+	printTable(&out, o, []limits{lim}, results)
+	for _, s := range []string{"| keel | 2 |", "| dragonboat | 2 |", "| dragonboat-synccount | 2 |", "| dragonboat-1shard-synccount | 2 |", "n/a"} {
 		if !strings.Contains(out.String(), s) {
 			t.Errorf("table lacks %q:\n%s", s, out.String())
 		}
@@ -76,5 +76,21 @@ func TestDragonboatTiming(t *testing.T) {
 	}
 	if _, _, _, err := dbTiming(params{Heartbeat: 3 * time.Millisecond, Election: time.Second}); err == nil {
 		t.Error("dbTiming took a 1.5ms tick")
+	}
+}
+
+func TestMedians(t *testing.T) {
+	rs := []result{
+		{System: "keel", Groups: 16, OpsPerSec: 3, Errors: 1},
+		{System: "keel", Groups: 1, OpsPerSec: 5},
+		{System: "keel", Groups: 16, OpsPerSec: 1, Errors: 2},
+		{System: "keel", Groups: 16, OpsPerSec: 2, Leftover: 1},
+	}
+	pts := medians(rs)
+	if len(pts) != 2 || pts[0].median.Groups != 1 {
+		t.Fatalf("medians: %+v", pts)
+	}
+	if p := pts[1]; p.median.OpsPerSec != 2 || p.minOps != 1 || p.maxOps != 3 || p.errors != 3 || p.leftover != 1 || p.rounds != 3 {
+		t.Errorf("16 groups: %+v", p)
 	}
 }
