@@ -295,14 +295,7 @@ func TestHostLimitPendingBytes(t *testing.T) {
 	wait := proposeAll(t, c, groups, 60, 512, "a", false)
 	// Held FSMs apply nothing: the host's total climbs to its limit and
 	// the rest of the proposals are refused.
-	require.Eventually(t, func() bool {
-		for _, h := range c.hosts {
-			if s := h.Stats(); s.PendingBytes > limit-600 {
-				return true
-			}
-		}
-		return false
-	}, 10*time.Second, time.Millisecond, "no host reached its pending limit")
+	waitPendingNear(t, c.hosts, limit-600)
 	gate.open()
 	props := wait()
 	require.LessOrEqual(t, peak.finish(), uint64(limit), "a host's pending bytes passed HostConfig.MaxPendingBytes")
@@ -355,14 +348,7 @@ func TestHostLimitPendingBytes(t *testing.T) {
 	gate.hold()
 	peak = samplePeak(c.hosts, func(s raft.HostStats) uint64 { return s.PendingBytes })
 	wait = proposeAll(t, c, groups, 30, 512, "f", true)
-	require.Eventually(t, func() bool {
-		for _, h := range c.hosts {
-			if s := h.Stats(); s.PendingBytes > limit-600 {
-				return true
-			}
-		}
-		return false
-	}, 10*time.Second, time.Millisecond, "no host reached its pending limit")
+	waitPendingNear(t, c.hosts, limit-600)
 	gate.open()
 	forwarded := wait()
 	require.LessOrEqual(t, peak.finish(), uint64(limit), "forwarded proposals took a host past HostConfig.MaxPendingBytes")
@@ -689,4 +675,16 @@ func TestNewHostRefusesNegativeSnapshotSends(t *testing.T) {
 	_, err := raft.NewHost(raft.HostConfig{Transport: newMemHostNet().transport("a"), MaxSnapshotSends: -1})
 	require.ErrorIs(t, err, raft.ErrInvalidConfig)
 	require.Contains(t, err.Error(), "MaxSnapshotSends")
+}
+
+// waitPendingNear waits until some host holds more than near pending bytes.
+func waitPendingNear(t *testing.T, hosts []*raft.Host, near uint64) {
+	require.Eventually(t, func() bool {
+		for _, h := range hosts {
+			if s := h.Stats(); s.PendingBytes > near {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, time.Millisecond, "no host reached its pending limit")
 }

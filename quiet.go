@@ -15,7 +15,7 @@ import (
 // followers of that leader recognise (same group, term and commit). A
 // quiet follower not vouched for within an election timeout wakes as one
 // whose leader is gone. A quiet leader wakes when a peer's host has not
-// vouched for its replica within the lease timeout: that replica may have
+// vouched for its replica within two election timeouts: that replica may have
 // restarted (a nonvoter would otherwise wait for the next write to catch
 // up) or its host may be gone, and a leader cut off from a quorum must
 // find out (CheckQuorum). Awake, it stays so while the peer is silent:
@@ -73,7 +73,7 @@ type quietGroup struct {
 	// vouched for its replica.
 	peers   []ServerAddress
 	acks    map[ServerAddress]int
-	timeout int  // ticks: election timeout (follower), lease timeout (leader)
+	timeout int  // ticks: election timeout (follower), twice that (leader)
 	woken   bool // a wake was asked for; the group drops out when it wakes
 }
 
@@ -268,7 +268,7 @@ func (t *quietTracker) expired() map[GroupID]wakeReason {
 }
 
 // peersHeard reports whether every peer's host vouched for its replica
-// within the lease timeout.
+// within the timeout.
 func (q *quietGroup) peersHeard(now int) bool {
 	for _, p := range q.peers {
 		if now-q.acks[p] > q.timeout {
@@ -376,7 +376,13 @@ func (c *core) quietGroup(g GroupID, known map[ServerID]ServerAddress) *quietGro
 		}
 		return q
 	}
-	q.timeout = c.cfg.leaseTicks
+	// Twice the election timeout, not the lease timeout: a host slow to
+	// answer under load must not wake its peers' leaders, which would
+	// wake their followers in turn (groups that cannot stay quiet cost
+	// the CPU that makes the answers late). A leader cut off from its
+	// quorum thus steps down within three election timeouts, by then
+	// long replaced; it holds no lease while quiet.
+	q.timeout = 2 * c.cfg.electionTicks
 	for _, s := range conf.Servers {
 		if s.ID != c.id() {
 			q.peers = append(q.peers, s.Address)

@@ -166,12 +166,7 @@ func startHostNode(id raft.ServerID, dir, raftBind string, advertise raft.Server
 		trans.Close()
 		return nil, fmt.Errorf("%s: HTTP listener on %s: %w", id, httpBind, err)
 	}
-	cfg := raft.DefaultConfig()
-	cfg.LocalID = id
-	cfg.Logger = logger
-	cfg.ForwardingDisabled = !forward
-	cfg.Metrics = sink
-	return newHostNode(cfg, handler, dir, trans, ln, peers, groups, bootstrap)
+	return newHostNode(nodeConfig(id, logger, forward, sink), handler, dir, trans, ln, peers, groups, bootstrap)
 }
 
 // newHostNode starts a server of groups groups on a host transport and

@@ -104,6 +104,7 @@ import (
 	"time"
 
 	"github.com/keelraft/raft"
+	"github.com/keelraft/raft/metrics"
 	"github.com/keelraft/raft/storage/filesnap"
 	"github.com/keelraft/raft/storage/wal"
 	"github.com/keelraft/raft/transport/tcp"
@@ -335,12 +336,17 @@ func startNode(id raft.ServerID, dir, raftBind string, advertise raft.ServerAddr
 		trans.Close()
 		return nil, fmt.Errorf("%s: HTTP listener on %s: %w", id, httpBind, err)
 	}
+	return newNode(nodeConfig(id, logger, forward, sink), handler, dir, trans, ln, peers, bootstrap)
+}
+
+// nodeConfig is a server's Raft configuration (every group's, with -groups).
+func nodeConfig(id raft.ServerID, logger *slog.Logger, forward bool, sink metrics.Sink) *raft.Config {
 	cfg := raft.DefaultConfig()
 	cfg.LocalID = id
 	cfg.Logger = logger
 	cfg.ForwardingDisabled = !forward
 	cfg.Metrics = sink
-	return newNode(cfg, handler, dir, trans, ln, peers, bootstrap)
+	return cfg
 }
 
 // newNode starts a server on a transport and HTTP listener the caller
