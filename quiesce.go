@@ -49,7 +49,9 @@ func (c *core) tickQuiesce() bool {
 	}
 	c.idleTicks = 0
 	c.quiesced = true
-	c.reads.leaseOK = false
+	if !c.cfg.bugs.QuietKeepsLease {
+		c.reads.leaseOK = false
+	}
 	for _, id := range c.peers {
 		c.send(Message{Type: MsgQuiesce, To: id, Commit: c.log.committed})
 	}

@@ -205,7 +205,11 @@ func (c *simClient) next() {
 	if c.s.calm {
 		return
 	}
-	c.s.sched.After(sim.Time(c.s.rand.Int64N(int64(200*sim.Millisecond))), func() {
+	think := sim.Time(c.s.rand.Int64N(int64(200 * sim.Millisecond)))
+	if idle := c.s.idleUntil - c.s.sched.Now(); idle > think {
+		think = idle // the group's clients are taking a break (sim_quiet_test.go)
+	}
+	c.s.sched.After(think, func() {
 		if c.s.calm {
 			return
 		}

@@ -46,6 +46,7 @@ type simHostOptions struct {
 	// misroute is the planted router bug: the probability that the router
 	// hands a MsgAppend of group g to group g+1 on the same host.
 	misroute float64
+	bugs     plantedBugs // in every group's cores
 }
 
 func simHostDefaultOptions(seed uint64, hosts, groups int) simHostOptions {
@@ -122,7 +123,7 @@ func newSimHost(opt simHostOptions, dataDir string) *simHost {
 	gf.Churn /= float64(opt.groups)
 	for g := 0; g < opt.groups; g++ {
 		gopt := simOptions{seed: r.Uint64(), servers: opt.hosts, ticks: opt.ticks, ops: opt.ops, clients: opt.clients,
-			sched: &h.sched, net: h.net, noSpares: true}
+			sched: &h.sched, net: h.net, noSpares: true, bugs: opt.bugs}
 		s := newSimCluster(gopt, filepath.Join(dataDir, fmt.Sprint(g+1)))
 		s.faults = gf
 		s.replay = opt.replay()
@@ -375,6 +376,9 @@ func runSimHost(opt simHostOptions, dataDir string) simHostResult {
 	}
 	duration := 40 * sim.Time(opt.ticks/opt.hosts+1) * simTick
 	h.scheduleFaults(duration)
+	if !*simHostNoQuiet {
+		h.scheduleIdle(duration)
+	}
 	h.sched.RunUntil(duration, func() bool {
 		done := true
 		for _, s := range h.groups {
@@ -567,6 +571,8 @@ func TestSimHostReplays(t *testing.T) {
 const (
 	simHostMisrouteBudget = 20
 	simHostMisrouteRate   = 0.05
+	// simHostQuietLeaseBudget is how many seeds QuietKeepsLease may take.
+	simHostQuietLeaseBudget = 300
 )
 
 // TestSimHostCatchesMisroute plants a router bug — now and then an append
@@ -591,4 +597,29 @@ func TestSimHostCatchesMisroute(t *testing.T) {
 		return
 	}
 	t.Fatalf("the misrouting router survived %d seeds", simHostMisrouteBudget)
+}
+
+// TestSimHostCatchesQuietLease plants QuietKeepsLease: a quiet leader
+// keeps its lease while its clock stands still. Some seed must catch it
+// (the lease checker, or porcupine), and those seeds pass without it.
+func TestSimHostCatchesQuietLease(t *testing.T) {
+	if !simHostLarge {
+		t.Skip("plain build only (hundreds of seeds): .ci/run runs it")
+	}
+	for seed := uint64(1); seed <= simHostQuietLeaseBudget; seed++ {
+		opt := simHostDefaultOptions(seed, 3, 4)
+		opt.bugs.QuietKeepsLease = true
+		res := runSimHost(opt, t.TempDir())
+		if res.err == nil {
+			continue
+		}
+		t.Logf("caught by seed %d: %.400s", seed, res.err)
+		for s := uint64(1); s <= seed; s++ {
+			if res := runSimHost(simHostDefaultOptions(s, 3, 4), t.TempDir()); res.err != nil {
+				t.Fatalf("without the bug: %v", res.err)
+			}
+		}
+		return
+	}
+	t.Fatalf("a quiet leader keeping its lease survived %d seeds", simHostQuietLeaseBudget)
 }

@@ -2,7 +2,10 @@ package raft
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"slices"
+
+	"github.com/keelraft/raft/internal/sim"
 )
 
 // Quiescence in the multi-group simulation: idle groups go quiet (their
@@ -149,4 +152,19 @@ func (h *simHost) quietNow() int {
 		}
 	}
 	return n
+}
+
+// scheduleIdle gives each group spells of two to six election timeouts
+// without client operations, about one every ten, so that groups go quiet
+// in the fault phase too: quiet leaders get crashed, cut off and woken,
+// and the first reads after a spell meet a quiet leader. Its draws are
+// its own, so that the other draws of a seed stay as they were.
+func (h *simHost) scheduleIdle(duration sim.Time) {
+	r := rand.New(rand.NewPCG(h.opt.seed, 0x1d1e))
+	for _, s := range h.groups {
+		for t := sim.Time(r.ExpFloat64()*float64(10*simET)) + 1; t < duration; t += sim.Time(r.ExpFloat64()*float64(10*simET)) + 1 {
+			until := t + 2*simET + sim.Time(r.Int64N(int64(4*simET)))
+			h.sched.At(t, func() { s.idleUntil = until })
+		}
+	}
 }

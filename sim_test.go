@@ -123,6 +123,9 @@ type simCluster struct {
 	// flushHook sees every server after it flushed (the host's view of
 	// its quiet groups).
 	flushHook func(n *simNode)
+	// idleUntil: the clients start no operation before then, so that the
+	// group goes quiet (sim_quiet_test.go).
+	idleUntil sim.Time
 	replay    string
 
 	calm    bool // the liveness phase: no new faults, no new client ops
