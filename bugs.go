@@ -32,10 +32,6 @@ type plantedBugs struct {
 	// LeaseWithoutCheckQuorum serves lease reads even when CheckQuorum is
 	// off, where no voter's stickiness backs the lease.
 	LeaseWithoutCheckQuorum bool
-	// QuietKeepsLease keeps a leader's lease as its group goes quiet
-	// (quiesce.go): its clock stops, so the lease outlives the followers'
-	// promise not to elect another leader.
-	QuietKeepsLease bool
 	// ForwardDuplicates appends every copy of a forwarded proposal the
 	// network delivers, so a duplicated MsgPropose applies twice.
 	ForwardDuplicates bool

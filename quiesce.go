@@ -49,9 +49,7 @@ func (c *core) tickQuiesce() bool {
 	}
 	c.idleTicks = 0
 	c.quiesced = true
-	if !c.cfg.bugs.QuietKeepsLease {
-		c.reads.leaseOK = false
-	}
+	c.reads.leaseOK = false
 	for _, id := range c.peers {
 		c.send(Message{Type: MsgQuiesce, To: id, Commit: c.log.committed})
 	}

@@ -571,8 +571,6 @@ func TestSimHostReplays(t *testing.T) {
 const (
 	simHostMisrouteBudget = 20
 	simHostMisrouteRate   = 0.05
-	// simHostQuietLeaseBudget is how many seeds QuietKeepsLease may take.
-	simHostQuietLeaseBudget = 300
 )
 
 // TestSimHostCatchesMisroute plants a router bug — now and then an append
@@ -597,29 +595,4 @@ func TestSimHostCatchesMisroute(t *testing.T) {
 		return
 	}
 	t.Fatalf("the misrouting router survived %d seeds", simHostMisrouteBudget)
-}
-
-// TestSimHostCatchesQuietLease plants QuietKeepsLease: a quiet leader
-// keeps its lease while its clock stands still. Some seed must catch it
-// (the lease checker, or porcupine), and those seeds pass without it.
-func TestSimHostCatchesQuietLease(t *testing.T) {
-	if !simHostLarge {
-		t.Skip("plain build only (hundreds of seeds): .ci/run runs it")
-	}
-	for seed := uint64(1); seed <= simHostQuietLeaseBudget; seed++ {
-		opt := simHostDefaultOptions(seed, 3, 4)
-		opt.bugs.QuietKeepsLease = true
-		res := runSimHost(opt, t.TempDir())
-		if res.err == nil {
-			continue
-		}
-		t.Logf("caught by seed %d: %.400s", seed, res.err)
-		for s := uint64(1); s <= seed; s++ {
-			if res := runSimHost(simHostDefaultOptions(s, 3, 4), t.TempDir()); res.err != nil {
-				t.Fatalf("without the bug: %v", res.err)
-			}
-		}
-		return
-	}
-	t.Fatalf("a quiet leader keeping its lease survived %d seeds", simHostQuietLeaseBudget)
 }

@@ -156,15 +156,47 @@ func (h *simHost) quietNow() int {
 
 // scheduleIdle gives each group spells of two to six election timeouts
 // without client operations, about one every ten, so that groups go quiet
-// in the fault phase too: quiet leaders get crashed, cut off and woken,
-// and the first reads after a spell meet a quiet leader. Its draws are
-// its own, so that the other draws of a seed stay as they were.
+// in the fault phase too, and the first reads after a spell meet a quiet
+// leader. In half the spells the host of the group's leader is cut off
+// once the group is quiet, until after the spell: its followers must learn
+// from their hosts that it is gone and elect another, while it is still
+// quiet and asked for reads. Its draws are its own, so that the other
+// draws of a seed stay as they were.
 func (h *simHost) scheduleIdle(duration sim.Time) {
 	r := rand.New(rand.NewPCG(h.opt.seed, 0x1d1e))
 	for _, s := range h.groups {
 		for t := sim.Time(r.ExpFloat64()*float64(10*simET)) + 1; t < duration; t += sim.Time(r.ExpFloat64()*float64(10*simET)) + 1 {
 			until := t + 2*simET + sim.Time(r.Int64N(int64(4*simET)))
 			h.sched.At(t, func() { s.idleUntil = until })
+			if r.IntN(2) == 0 {
+				h.sched.At(t+simET, func() { h.cutQuietLeader(s, until, until+simET) })
+			}
 		}
 	}
+}
+
+// cutQuietLeader cuts off the host of s's leader once it is quiet (it
+// looks again every quarter election timeout until by) and heals at heal,
+// unless another fault has changed the links by then.
+func (h *simHost) cutQuietLeader(s *simCluster, by, heal sim.Time) {
+	if h.calm || h.sched.Now() >= by {
+		return
+	}
+	l := s.anyLeader()
+	if l == nil || !l.c.quiesced {
+		h.sched.After(simET/4, func() { h.cutQuietLeader(s, by, heal) })
+		return
+	}
+	i := s.nodeIndex(l)
+	h.net.Heal()
+	h.net.Split([]string{h.names[i]}, h.names)
+	h.record(i, "quietcut", fmt.Sprint(slices.Index(h.groups, s)+1))
+	h.partitions++
+	gen := h.partitions
+	h.sched.At(heal, func() {
+		if gen == h.partitions && !h.calm {
+			h.net.Heal()
+			h.record(-1, "hostheal", "")
+		}
+	})
 }
