@@ -63,7 +63,8 @@ type HostConfig struct {
 	// default a group idle for an election timeout goes quiet: it is not
 	// ticked, sends no heartbeats of its own, and the host watches its
 	// leader and quorum with one message per peer host and heartbeat
-	// interval instead (see Host). Every host of a group must agree.
+	// interval instead (see Host). A group goes quiet only where all its
+	// hosts allow it: a follower on a host with this set refuses.
 	DisableQuiescence bool
 
 	// MaxPendingBytes bounds the sum, over the groups this host leads, of
