@@ -453,13 +453,15 @@ func (h *Host) receive() {
 // (sim_host_test.go) route as it does, and plant a router that delivers
 // to the wrong group to show the checkers catch it.
 func (h *Host) deliver(gm GroupMessage) {
+	if gm.Group == hostGroup {
+		h.hostMessage(gm.Msg)
+		return
+	}
 	h.mu.RLock()
 	r, runs := h.groups[gm.Group]
 	removed := h.removed[gm.Group]
 	h.mu.RUnlock()
 	switch {
-	case gm.Group == hostGroup:
-		h.hostMessage(gm.Msg)
 	case r != nil:
 		select {
 		case r.hosted.inbox <- gm.Msg:

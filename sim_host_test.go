@@ -254,19 +254,7 @@ func (h *simHost) partition() {
 		return
 	}
 	f := h.faults
-	var kinds []string
-	if f.Partition {
-		kinds = append(kinds, "split")
-	}
-	if f.OneWay {
-		kinds = append(kinds, "oneway")
-	}
-	if f.IsolateLeader {
-		kinds = append(kinds, "isolate")
-	}
-	if f.Partition || f.OneWay {
-		kinds = append(kinds, "bridge")
-	}
+	kinds := partitionKinds(f)
 	h.net.Heal()
 	switch kinds[h.rand.IntN(len(kinds))] {
 	case "split":
