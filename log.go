@@ -112,6 +112,41 @@ type StableStore interface {
 	GetUint64(key []byte) (uint64, error)
 }
 
+// SharedLogStore is an optional interface of a store that many groups of
+// a Host share, such as storage/multiwal's Group: one value that is both
+// the group's LogStore and its StableStore. A Host writes the entries and
+// term/vote records of every group ready on one persist worker through
+// their staged views, and then makes them all durable with one Sync: one
+// write and one fsync for the lot, instead of one per group. A group
+// uses it only when its StableStore is the same value as its LogStore.
+type SharedLogStore interface {
+	LogStore
+	StableStore
+	// Staged returns a view of the same store whose writes (StoreLogs,
+	// DeleteRange, Set, SetUint64) return once they are queued, in order
+	// with the store's other writes, before they are durable. Its reads
+	// see only what is durable.
+	Staged() StagedStore
+}
+
+// StagedStore is a SharedLogStore's staged view.
+type StagedStore interface {
+	LogStore
+	StableStore
+	// Syncer makes the view's queued writes durable. The views of groups
+	// sharing one log return the same Syncer, so one Sync serves them
+	// all.
+	Syncer() Syncer
+}
+
+// Syncer is the shared log of StagedStores.
+type Syncer interface {
+	// Sync returns once every write queued before it was called, by any
+	// group, is durable. After an error none of them may be taken as
+	// durable, and the log accepts no more writes.
+	Sync() error
+}
+
 // raftLog is the core's view of the log: the entries after the last
 // snapshot, with the indexes that say how far each stage got. The newest
 // entries are in memory; older ones that are applied and durable may be

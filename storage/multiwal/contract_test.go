@@ -158,7 +158,7 @@ func TestRandomGroups(t *testing.T) {
 	removed := uint64(0)
 	for op := range randomOps {
 		next := m.clone()
-		call := randomOp(rng, func() *WAL { return w }, next, ids, 300)
+		call := randomOp(rng, func() *WAL { return w }, next, ids, 300, false)
 		require.NoError(t, call(), "op %d", op)
 		m = next
 		if op%50 == 49 {

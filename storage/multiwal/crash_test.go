@@ -136,7 +136,7 @@ func TestCrashMatrix(t *testing.T) {
 				})
 				continue
 			}
-			c.step(next, randomOp(rng, func() *WAL { return w }, next, ids, 400))
+			c.step(next, randomOp(rng, func() *WAL { return w }, next, ids, 400, false))
 		}
 		fsys.SetHook(nil)
 		require.Empty(t, diff(w, c.acked))

@@ -32,7 +32,7 @@ func TestFailStop(t *testing.T) {
 			failed := false
 			for range 60 {
 				next := acked.clone()
-				call := randomOp(rng, func() *WAL { return w }, next, []uint64{1, 2, 3}, 300)
+				call := randomOp(rng, func() *WAL { return w }, next, []uint64{1, 2, 3}, 300, false)
 				if err := call(); err != nil {
 					inflight = next
 					failed = true

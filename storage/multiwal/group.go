@@ -124,9 +124,28 @@ func (g *Group) GetLog(index uint64, log *raft.Log) error {
 // same group) with consecutive indexes, or start the log at any index when
 // it is empty. They are durable, all or none, when it returns.
 func (g *Group) StoreLogs(logs []*raft.Log) error {
-	if len(logs) == 0 {
-		return nil
-	}
+	return g.write(true, func(w *WAL, s *group) (bool, error) { return g.queueLogs(w, s, logs) })
+}
+
+// DeleteRange implements raft.LogStore. It deletes a prefix (after a
+// snapshot), a suffix (a conflicting tail) or everything; a range in the
+// middle is an error, and a range holding no entry does nothing. A record
+// of the deletion is synced before it returns. Segments are deleted once
+// no group has entries in them.
+func (g *Group) DeleteRange(min, max uint64) error {
+	return g.write(true, func(w *WAL, s *group) (bool, error) { return g.queueDelete(w, s, min, max) })
+}
+
+// Set implements raft.StableStore: it stores val under key, durably. An
+// empty val deletes the key.
+func (g *Group) Set(key []byte, val []byte) error {
+	return g.write(true, func(w *WAL, s *group) (bool, error) { return g.queueSet(w, s, key, val) })
+}
+
+// write runs queue, which adds the call's records to the pending batch,
+// under the WAL's lock, and then, if wait is set and it queued any, waits
+// until they are durable.
+func (g *Group) write(wait bool, queue func(*WAL, *group) (bool, error)) error {
 	w := g.w
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -134,18 +153,32 @@ func (g *Group) StoreLogs(logs []*raft.Log) error {
 		return err
 	}
 	s := w.group(g.id)
+	queued, err := queue(w, s)
+	if !queued {
+		w.forget(s)
+		return err
+	}
+	if !wait {
+		w.st.calls.Add(1)
+		return nil
+	}
+	return w.commitLocked()
+}
+
+func (g *Group) queueLogs(w *WAL, s *group, logs []*raft.Log) (bool, error) {
+	if len(logs) == 0 {
+		return false, nil
+	}
 	want := s.rlast + 1
 	if s.rlast < s.rfirst {
 		want = logs[0].Index
 	}
 	for i, e := range logs {
 		if e.Index == 0 || e.Index != want+uint64(i) {
-			w.forget(s)
-			return fmt.Errorf("multiwal: group %d: StoreLogs: entry %d has index %d, want %d", g.id, i, e.Index, want+uint64(i))
+			return false, fmt.Errorf("multiwal: group %d: StoreLogs: entry %d has index %d, want %d", g.id, i, e.Index, want+uint64(i))
 		}
 		if len(e.Data) > w.opts.MaxEntrySize {
-			w.forget(s)
-			return fmt.Errorf("multiwal: group %d: StoreLogs: entry %d is %d bytes, more than MaxEntrySize %d", g.id, e.Index, len(e.Data), w.opts.MaxEntrySize)
+			return false, fmt.Errorf("multiwal: group %d: StoreLogs: entry %d is %d bytes, more than MaxEntrySize %d", g.id, e.Index, len(e.Data), w.opts.MaxEntrySize)
 		}
 	}
 	b := w.pending
@@ -158,24 +191,12 @@ func (g *Group) StoreLogs(logs []*raft.Log) error {
 		s.rfirst = want
 	}
 	s.rlast = want + uint64(len(logs)) - 1
-	return w.commitLocked()
+	return true, nil
 }
 
-// DeleteRange implements raft.LogStore. It deletes a prefix (after a
-// snapshot), a suffix (a conflicting tail) or everything; a range in the
-// middle is an error, and a range holding no entry does nothing. A record
-// of the deletion is synced before it returns. Segments are deleted once
-// no group has entries in them.
-func (g *Group) DeleteRange(min, max uint64) error {
-	w := g.w
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err := w.usable(); err != nil {
-		return err
-	}
-	s := w.groups[g.id]
-	if s == nil || s.rlast < s.rfirst || min > max || max < s.rfirst || min > s.rlast {
-		return nil
+func (g *Group) queueDelete(w *WAL, s *group, min, max uint64) (bool, error) {
+	if s.rlast < s.rfirst || min > max || max < s.rfirst || min > s.rlast {
+		return false, nil
 	}
 	first, last := s.rfirst, s.rlast
 	b := w.pending
@@ -190,33 +211,24 @@ func (g *Group) DeleteRange(min, max uint64) error {
 		b.buf = appendU64s(b.buf, kindSuffix, g.id, min-1)
 		s.rlast = min - 1
 	default:
-		return fmt.Errorf("multiwal: group %d: DeleteRange(%d, %d) would leave a gap in [%d, %d]", g.id, min, max, first, last)
+		return false, fmt.Errorf("multiwal: group %d: DeleteRange(%d, %d) would leave a gap in [%d, %d]", g.id, min, max, first, last)
 	}
 	b.count++
 	s.pend++
-	return w.commitLocked()
+	return true, nil
 }
 
-// Set implements raft.StableStore: it stores val under key, durably. An
-// empty val deletes the key.
-func (g *Group) Set(key []byte, val []byte) error {
-	w := g.w
+func (g *Group) queueSet(w *WAL, s *group, key, val []byte) (bool, error) {
 	if len(key) > maxKeyLen {
-		return fmt.Errorf("multiwal: group %d: Set: key of %d bytes, more than %d", g.id, len(key), maxKeyLen)
+		return false, fmt.Errorf("multiwal: group %d: Set: key of %d bytes, more than %d", g.id, len(key), maxKeyLen)
 	}
 	if len(val) > w.opts.MaxEntrySize {
-		return fmt.Errorf("multiwal: group %d: Set: value of %d bytes, more than MaxEntrySize %d", g.id, len(val), w.opts.MaxEntrySize)
+		return false, fmt.Errorf("multiwal: group %d: Set: value of %d bytes, more than MaxEntrySize %d", g.id, len(val), w.opts.MaxEntrySize)
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err := w.usable(); err != nil {
-		return err
-	}
-	s := w.group(g.id)
 	w.pending.buf = appendSet(w.pending.buf, g.id, key, val)
 	w.pending.count++
 	s.pend++
-	return w.commitLocked()
+	return true, nil
 }
 
 // Get implements raft.StableStore: the value stored under key, or an

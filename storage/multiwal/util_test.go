@@ -180,13 +180,32 @@ func diffGroup(w *WAL, id uint64, m *gmodel) string {
 	return ""
 }
 
+// writer is the writes of a Group or of its staged view.
+type writer interface {
+	StoreLogs([]*raft.Log) error
+	DeleteRange(min, max uint64) error
+	Set(key, val []byte) error
+}
+
 // randomOp picks a random call on a random group among ids, applies it
 // to next and returns it.
-func randomOp(rng *rand.Rand, w func() *WAL, next model, ids []uint64, maxData int) func() error {
+// With stage set, the call goes through the group's staged view and is
+// never a RemoveGroup (which would flush the staged records before it).
+func randomOp(rng *rand.Rand, w func() *WAL, next model, ids []uint64, maxData int, stage bool) func() error {
 	id := ids[rng.IntN(len(ids))]
 	g := next.g(id)
-	grp := func() *Group { x, _ := w().Group(id); return x }
-	switch r := rng.IntN(100); {
+	grp := func() writer {
+		x, _ := w().Group(id)
+		if stage {
+			return x.Staged()
+		}
+		return x
+	}
+	r := rng.IntN(100)
+	if stage {
+		r = rng.IntN(92)
+	}
+	switch {
 	case r < 50 || len(g.ents) < 3:
 		logs := g.entries(rng, 1+rng.IntN(4), maxData)
 		g.append(logs)
