@@ -15,3 +15,12 @@ func EmptySnapshotHeader() []byte {
 // SetSessionClock makes c's leader stamp session entries with now instead
 // of the wall clock, so that tests can move log time without waiting.
 func SetSessionClock(c *Config, now func() time.Time) { c.sessionClock = now }
+
+// PersistQueued is how many jobs wait in r's persister, not yet taken by a
+// write.
+func PersistQueued(r *Raft) int {
+	q := r.persister.jobs
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items)
+}

@@ -39,8 +39,11 @@ type HostConfig struct {
 	// same one (by group ID). Default: GOMAXPROCS.
 	StepWorkers int
 	// PersistWorkers write the groups' logs and received snapshots. A
-	// write blocks its worker until it is durable, so this bounds how many
-	// groups' writes can share one fsync of a shared log. Default: 16.
+	// worker writes its groups (by group ID) in rounds: every group ready
+	// on it, and when their stores are a SharedLogStore (storage/multiwal)
+	// all of them with one write and one fsync, which the rounds of other
+	// workers may share too. A round blocks its worker until it is
+	// durable. Default: 16.
 	PersistWorkers int
 	// ApplyWorkers apply committed entries to the groups' FSMs, each
 	// group's in order. A slow FSM holds up the groups that share its
@@ -115,6 +118,9 @@ type Host struct {
 	tick   time.Duration
 
 	steps, persists, applies *pool
+	// persistParts are the persist workers' groups, one per worker, each
+	// written in rounds (persist_round.go).
+	persistParts []*persistPartition
 
 	mu      sync.RWMutex
 	groups  map[GroupID]*Raft // nil while the group starts
@@ -204,6 +210,9 @@ func NewHost(conf HostConfig) (*Host, error) {
 		h.removed[g] = true
 	}
 	h.steps, h.persists, h.applies = newPool(conf.StepWorkers), newPool(conf.PersistWorkers), newPool(conf.ApplyWorkers)
+	for _, w := range h.persists.workers {
+		h.persistParts = append(h.persistParts, newPersistPartition(w))
+	}
 	h.wg.Add(2)
 	go func() { defer h.wg.Done(); h.runTicker() }()
 	go func() { defer h.wg.Done(); h.receive() }()
@@ -256,10 +265,11 @@ func (h *Host) StartGroup(id GroupID, conf *Config, fsm FSM, logs LogStore, stab
 	key := uint64(id)
 	r.limits = &groupLimits{h: h.limits}
 	hg.loop = newTask(h.steps.worker(key), r.hostRunOnce, r.wg.Done) // hostRunOnce: runOnce and the host's limits
-	persist := newTask(h.persists.worker(key), r.persister.runOnce, r.wg.Done)
 	apply := newTask(h.applies.worker(key), r.applier.runOnce, r.wg.Done)
 	recv := newTask(h.persists.worker(key+1), r.receiver.runOnce, r.wg.Done)
-	r.persister.jobs.wake, r.applier.queue.wake, r.receiver.queue.wake = persist.wake, apply.wake, recv.wake
+	h.persistParts[key%uint64(len(h.persistParts))].attach(r.persister, r.wg.Done)
+	r.persister.stageStores(logs, stable)
+	r.applier.queue.wake, r.receiver.queue.wake = apply.wake, recv.wake
 	r.wg.Add(4)
 	hg.snapTicks = r.snapshotCheckTicks()
 	h.groups[id] = r

@@ -56,6 +56,13 @@ type persister struct {
 	metrics    *raftMetrics
 
 	persistStall // persist_stall.go: term and vote, and when the write under way began
+
+	// syncer, when set, makes the writes durable: logs and stable are then
+	// a SharedLogStore's staged view (persist_round.go).
+	syncer Syncer
+	unsynced
+	// hosted, on a Host, is the persister's place in its worker's rounds.
+	hosted *hostedPersist
 }
 
 func newPersister(logs LogStore, lastOnDisk uint64, send func(outMsg), notify func(uint64, uint64), fail func(error), loaded func([]loadResult)) *persister {
@@ -83,21 +90,21 @@ func (p *persister) run() {
 	}
 }
 
-// runOnce is run for a persister on a Host's pool: it writes what is
-// queued and reports whether the persister is still open.
-func (p *persister) runOnce() bool {
-	jobs, open := p.jobs.take()
-	if !open {
-		return false
-	}
-	return len(jobs) == 0 || p.process(jobs)
-}
-
 // process writes jobs, then sends what waited for them; false means a
 // storage failure stopped the persister.
 func (p *persister) process(jobs []persistJob) bool {
 	p.beginWrite()
 	last, err := p.write(jobs)
+	if err == nil && p.syncer != nil {
+		err = p.sync()
+	}
+	return p.finish(jobs, last, err)
+}
+
+// finish acts on the writes of jobs once they are durable, or have failed
+// with err: it sends what waited for them, reports how far the log is
+// durable and does the reads; false means the persister stopped.
+func (p *persister) finish(jobs []persistJob, last *Log, err error) bool {
 	if err != nil {
 		p.fail(err)
 		return false
@@ -159,6 +166,13 @@ func (p *persister) write(jobs []persistJob) (*Log, error) {
 			if err := p.store(); err != nil {
 				return nil, err
 			}
+			if p.syncer != nil {
+				// compact reads the first index, which a staged view
+				// gives only once the writes before are durable.
+				if err := p.sync(); err != nil {
+					return nil, err
+				}
+			}
 			if err := p.compact(jobs[ji].compact); err != nil {
 				return nil, err
 			}
@@ -201,7 +215,11 @@ func (p *persister) store() error {
 	if err := p.logs.StoreLogs(p.batch); err != nil {
 		return fmt.Errorf("raft: store log entries [%d, %d]: %w", first, last, err)
 	}
-	p.metrics.logWritten(len(p.batch), start)
+	if p.syncer != nil {
+		p.staged(len(p.batch), false, start)
+	} else {
+		p.metrics.logWritten(len(p.batch), start)
+	}
 	p.lastOnDisk = last
 	clear(p.batch)
 	p.batch = p.batch[:0]

@@ -51,7 +51,11 @@ func (p *persister) writeHardState(hs *hardState) error {
 	if err := saveHardState(p.stable, *hs); err != nil {
 		return err
 	}
-	p.metrics.stableWritten(start)
+	if p.syncer != nil {
+		p.staged(0, true, start)
+	} else {
+		p.metrics.stableWritten(start)
+	}
 	return nil
 }
 
