@@ -41,9 +41,11 @@ type HostConfig struct {
 	// PersistWorkers write the groups' logs and received snapshots. A
 	// worker writes its groups (by group ID) in rounds: every group ready
 	// on it, and when their stores are a SharedLogStore (storage/multiwal)
-	// all of them with one write and one fsync, which the rounds of other
-	// workers may share too. A round blocks its worker until it is
-	// durable. Default: 16.
+	// all of them with one write and one fsync. Fewer workers make bigger
+	// rounds; two let one round fill while the other's fsync runs. A
+	// round blocks its worker until it is durable, so with a store of its
+	// own per group (not shared) raise it, for instance to 16: a worker's
+	// groups then fsync one after another. Default: 2.
 	PersistWorkers int
 	// ApplyWorkers apply committed entries to the groups' FSMs, each
 	// group's in order. A slow FSM holds up the groups that share its
@@ -185,7 +187,7 @@ func NewHost(conf HostConfig) (*Host, error) {
 	procs := runtime.GOMAXPROCS(0)
 	conf.HeartbeatInterval = cmp.Or(conf.HeartbeatInterval, def.HeartbeatInterval)
 	conf.StepWorkers = cmp.Or(conf.StepWorkers, procs)
-	conf.PersistWorkers = cmp.Or(conf.PersistWorkers, 16)
+	conf.PersistWorkers = cmp.Or(conf.PersistWorkers, 2)
 	conf.ApplyWorkers = cmp.Or(conf.ApplyWorkers, 2*procs)
 	conf.InboxSize = cmp.Or(conf.InboxSize, 256)
 	conf.MaxSnapshotSends = cmp.Or(conf.MaxSnapshotSends, defaultMaxSnapshotSends)

@@ -28,6 +28,7 @@ type params struct {
 	Timeout         time.Duration // each proposal's context
 	Dir             string        // the stores' directory, removed afterwards
 	DragonboatLogDB string        // default, small or tiny
+	PersistWorkers  int           // keel's HostConfig.PersistWorkers; 0 for its default
 }
 
 // clients is how many proposers the point runs: ClientsPerGroup per

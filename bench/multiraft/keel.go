@@ -81,7 +81,7 @@ func startKeel(p params) (_ *keelCluster, err error) {
 			return nil, fmt.Errorf("host %d: transport: %w", i, err)
 		}
 		k.trans = append(k.trans, tr)
-		h, err := raft.NewHost(raft.HostConfig{Transport: tr, HeartbeatInterval: p.Heartbeat})
+		h, err := raft.NewHost(raft.HostConfig{Transport: tr, HeartbeatInterval: p.Heartbeat, PersistWorkers: p.PersistWorkers})
 		if err != nil {
 			return nil, fmt.Errorf("host %d: %w", i, err)
 		}

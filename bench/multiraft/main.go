@@ -45,6 +45,7 @@ func parseFlags(args []string) (options, bool, error) {
 	fs.DurationVar(&o.Timeout, "timeout", 5*time.Second, "each proposal's timeout")
 	fs.StringVar(&o.Dir, "dir", os.TempDir(), "directory for the stores (the disk measured)")
 	fs.StringVar(&o.DragonboatLogDB, "dragonboat-logdb", "default", "dragonboat LogDB memory config: default, small or tiny")
+	fs.IntVar(&o.PersistWorkers, "keel-persist-workers", 0, "keel's HostConfig.PersistWorkers (0: its default)")
 	fs.DurationVar(&o.limitsFor, "fsync-probe", 3*time.Second, "how long to measure the disk's fsync (before and after the points)")
 	fs.BoolVar(&o.inProcess, "inprocess", false, "run every point in this process instead of one subprocess per point")
 	child := fs.Bool("child", false, "internal: run one point (-systems X -groups N) and print its result as JSON")
@@ -142,7 +143,8 @@ func runChild(p params) (result, error) {
 		"-duration", p.Duration.String(), "-warmup", p.Warmup.String(),
 		"-clients-per-group", strconv.Itoa(p.ClientsPerGroup), "-max-clients", strconv.Itoa(p.MaxClients),
 		"-size", strconv.Itoa(p.Size), "-heartbeat", p.Heartbeat.String(), "-election", p.Election.String(),
-		"-timeout", p.Timeout.String(), "-dir", p.Dir, "-dragonboat-logdb", p.DragonboatLogDB}
+		"-timeout", p.Timeout.String(), "-dir", p.Dir, "-dragonboat-logdb", p.DragonboatLogDB,
+		"-keel-persist-workers", strconv.Itoa(p.PersistWorkers)}
 	cmd := exec.Command(exe, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, os.Stderr
@@ -205,8 +207,8 @@ func printTable(w io.Writer, o options, lim []limits, results []result) {
 		fmt.Fprintf(w, "Machine limits %s the points: fsync (write+fsync of 128 bytes, one at a time) %.0f/s, p50 %v; loopback TCP round trip (128 bytes) p50 %v.\n",
 			when, l.FsyncOps, l.FsyncP50.Round(time.Microsecond), l.LoopRTT50.Round(time.Microsecond))
 	}
-	fmt.Fprintf(w, "\n%d-byte commands, %v measured after %v warm-up, %d round(s), heartbeat %v, election %v, %d clients per group (at most %d); dragonboat LogDB config %q.\n\n",
-		o.Size, o.Duration, o.Warmup, o.rounds, o.Heartbeat, o.Election, o.ClientsPerGroup, o.MaxClients, o.DragonboatLogDB)
+	fmt.Fprintf(w, "\n%d-byte commands, %v measured after %v warm-up, %d round(s), heartbeat %v, election %v, %d clients per group (at most %d); dragonboat LogDB config %q; keel PersistWorkers %d (0: default).\n\n",
+		o.Size, o.Duration, o.Warmup, o.rounds, o.Heartbeat, o.Election, o.ClientsPerGroup, o.MaxClients, o.DragonboatLogDB, o.PersistWorkers)
 	fmt.Fprintln(w, "| system | groups | clients | ops/s (median) | ops/s (min–max) | p50 | p99 | fsyncs/entry | goroutines | RSS MiB | errors | leader moves | setup | left after close |")
 	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, pt := range medians(results) {
