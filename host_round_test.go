@@ -83,65 +83,82 @@ func (g *syncGate) blocked() int {
 	return g.waiting
 }
 
-// TestHostWritesReadyGroupsInOneSync: a persist worker writes every group
-// ready on it through their staged views and makes them durable with one
-// Sync, and acknowledges nothing before that Sync returns. Forty
-// single-voter groups on one persist worker: while group 1's round is
-// held in its Sync, the other 39 queue a write each; once the Sync is let
-// through, they all take one more round, one more Sync. A failed Sync then
-// stops every group of its round.
-func TestHostWritesReadyGroupsInOneSync(t *testing.T) {
-	const groups = 40
+// newGatedHost starts a host with one persist worker and n single-voter
+// groups on gatedLogs, each with its leader entry applied; conf, when
+// set, adjusts each group's Config. rafts[g] is group g.
+func newGatedHost(t *testing.T, n int, conf func(*raft.Config)) (h *raft.Host, gate *syncGate, rafts []*raft.Raft) {
 	w, err := multiwal.Open(t.TempDir(), multiwal.Options{})
 	require.NoError(t, err)
-	gate := newSyncGate(w)
-	h, err := raft.NewHost(raft.HostConfig{Transport: newMemHostNet().transport("h1"), HeartbeatInterval: 20 * time.Millisecond, PersistWorkers: 1})
+	gate = newSyncGate(w)
+	h, err = raft.NewHost(raft.HostConfig{Transport: newMemHostNet().transport("h1"), HeartbeatInterval: 20 * time.Millisecond, PersistWorkers: 1})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		gate.set(false, nil)
 		require.NoError(t, h.Close())
 		require.NoError(t, w.Close())
 	})
-	conf := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: "h1", Address: "h1"}}}
-	rafts := make([]*raft.Raft, groups+1)
-	for g := raft.GroupID(1); g <= groups; g++ {
+	members := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: "h1", Address: "h1"}}}
+	rafts = make([]*raft.Raft, n+1)
+	for g := 1; g <= n; g++ {
 		mg, err := w.Group(uint64(g))
 		require.NoError(t, err)
 		st := gatedLog{mg, gate}
 		rc, snaps := hostConf("h1"), storeinmem.NewSnapshotStore()
-		require.NoError(t, raft.BootstrapCluster(rc, st, st, snaps, conf))
-		rafts[g], err = h.StartGroup(g, rc, &testFSM{}, st, st, snaps)
+		if conf != nil {
+			conf(rc)
+		}
+		require.NoError(t, raft.BootstrapCluster(rc, st, st, snaps, members))
+		rafts[g], err = h.StartGroup(raft.GroupID(g), rc, &testFSM{}, st, st, snaps)
 		require.NoError(t, err)
 	}
-	for g := 1; g <= groups; g++ {
+	for g := 1; g <= n; g++ {
 		require.Eventually(t, func() bool { return rafts[g].State() == raft.Leader }, 10*time.Second, time.Millisecond, "group %d", g)
-	}
-	// Each group's leader entry is written and applied: the groups are idle.
-	for g := 1; g <= groups; g++ {
+		// Its leader entry written and applied, the group is idle.
 		require.NoError(t, rafts[g].Barrier(context.Background()).Error())
 	}
+	return h, gate, rafts
+}
 
-	gate.set(true, nil)
-	apply := func(g int) chan error {
-		done := make(chan error, 1)
-		f := rafts[g].Apply(context.Background(), []byte("x"))
-		go func() { done <- f.Error() }()
-		return done
+// applyAsync proposes on r and returns where its outcome will be.
+func applyAsync(r *raft.Raft) chan error {
+	done := make(chan error, 1)
+	f := r.Apply(context.Background(), []byte("x"))
+	go func() { done <- f.Error() }()
+	return done
+}
+
+// holdRound closes the gate (its Syncs fail with err once it opens),
+// writes on rs[0] until its round waits in its Sync, then writes on rs[1:]
+// until each has a job queued behind it. It returns the writes' outcomes,
+// in the order of rs.
+func holdRound(t *testing.T, gate *syncGate, rs []*raft.Raft, err error) []chan error {
+	gate.set(true, err)
+	out := []chan error{applyAsync(rs[0])}
+	require.Eventually(t, func() bool { return gate.blocked() == 1 }, 10*time.Second, time.Millisecond, "the first group's round never reached its Sync")
+	for _, r := range rs[1:] {
+		out = append(out, applyAsync(r))
 	}
-	first := apply(1)
-	require.Eventually(t, func() bool { return gate.blocked() == 1 }, 10*time.Second, time.Millisecond, "group 1's round never reached its Sync")
-	var rest []chan error
-	for g := 2; g <= groups; g++ {
-		rest = append(rest, apply(g))
+	for i, r := range rs[1:] {
+		require.Eventually(t, func() bool { return raft.PersistQueued(r) > 0 }, 10*time.Second, time.Millisecond, "write %d never queued", i+1)
 	}
-	for g := 2; g <= groups; g++ {
-		require.Eventually(t, func() bool { return raft.PersistQueued(rafts[g]) > 0 }, 10*time.Second, time.Millisecond, "group %d's write never queued", g)
-	}
-	require.Empty(t, first, "group 1's write was acknowledged before its Sync returned")
+	return out
+}
+
+// TestHostWritesReadyGroupsInOneSync: a persist worker writes every group
+// ready on it through their staged views and makes them durable with one
+// Sync, and acknowledges nothing before that Sync returns. Forty
+// single-voter groups on one persist worker: while group 1's round is
+// held in its Sync, the other 39 queue a write each; once the Sync is let
+// through, they all take one more round, one more Sync. A failed Sync then
+// stops every group of its round, and no other.
+func TestHostWritesReadyGroupsInOneSync(t *testing.T) {
+	const groups = 40
+	h, gate, rafts := newGatedHost(t, groups, nil)
+	writes := holdRound(t, gate, rafts[1:], nil)
+	require.Empty(t, writes[0], "group 1's write was acknowledged before its Sync returned")
 	syncs, stored := gate.syncs.Load(), gate.stored.Load()
 	gate.set(false, nil)
-	require.NoError(t, <-first)
-	for _, done := range rest {
+	for _, done := range writes {
 		require.NoError(t, <-done)
 	}
 	more := gate.syncs.Load() - syncs
@@ -149,15 +166,10 @@ func TestHostWritesReadyGroupsInOneSync(t *testing.T) {
 	require.Equal(t, int64(groups-1), gate.stored.Load()-stored)
 	require.LessOrEqual(t, more, int64(2), "the waiting groups' writes did not share a Sync")
 
-	// A failed Sync stops the groups whose writes it held, not others.
 	diskErr := errors.New("disk on fire")
-	gate.set(true, diskErr)
-	fails := []chan error{apply(1)}
-	require.Eventually(t, func() bool { return gate.blocked() == 1 }, 10*time.Second, time.Millisecond)
-	fails = append(fails, apply(2))
-	require.Eventually(t, func() bool { return raft.PersistQueued(rafts[2]) > 0 }, 10*time.Second, time.Millisecond)
+	writes = holdRound(t, gate, rafts[1:3], diskErr)
 	gate.set(false, diskErr)
-	for _, done := range fails {
+	for _, done := range writes {
 		require.Error(t, <-done)
 	}
 	for g := 1; g <= 2; g++ {
@@ -165,4 +177,24 @@ func TestHostWritesReadyGroupsInOneSync(t *testing.T) {
 		require.ErrorIs(t, h.StopGroup(raft.GroupID(g)), diskErr)
 	}
 	require.Equal(t, raft.Leader, rafts[3].State())
+}
+
+// TestHostStallBehindAHungRound: a group whose write waits for its persist
+// worker, held in another group's hung Sync, sees the disk stall too: the
+// wait counts from when its write was handed over. Once the Sync returns,
+// the stall is over for both.
+func TestHostStallBehindAHungRound(t *testing.T) {
+	const stall = 200 * time.Millisecond
+	_, gate, rafts := newGatedHost(t, 2, func(c *raft.Config) { c.DiskStallTimeout = stall })
+	writes := holdRound(t, gate, rafts[1:], nil)
+	for g := 1; g <= 2; g++ {
+		require.Eventually(t, func() bool { return rafts[g].Stats()["disk_stalled"] == "true" }, 10*time.Second, time.Millisecond, "group %d never saw the stall", g)
+	}
+	gate.set(false, nil)
+	for _, done := range writes {
+		<-done // the stalled leaders stepped aside: the writes may have failed
+	}
+	for g := 1; g <= 2; g++ {
+		require.Eventually(t, func() bool { return rafts[g].Stats()["disk_stalled"] == "false" }, 10*time.Second, time.Millisecond, "group %d", g)
+	}
 }

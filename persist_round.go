@@ -46,6 +46,9 @@ type hostedPersist struct {
 func (pp *persistPartition) attach(p *persister, stopped func()) {
 	p.hosted = &hostedPersist{part: pp, stopped: stopped}
 	p.jobs.wake = func() {
+		// The wait for the worker counts toward a disk stall: a round
+		// held up in a hung fsync holds up every group behind it.
+		p.busySince.CompareAndSwap(0, time.Now().UnixNano())
 		pp.mu.Lock()
 		if !p.hosted.queued {
 			p.hosted.queued = true
@@ -103,6 +106,7 @@ func (pp *persistPartition) round() bool {
 		case !open:
 			h.stop()
 		case len(jobs) == 0:
+			p.endWrite()
 		case p.syncer == nil:
 			if !p.process(jobs) {
 				h.stop()
@@ -137,8 +141,13 @@ func (pp *persistPartition) round() bool {
 	}
 
 	clear(ready)
+	now := time.Now().UnixNano()
 	pp.mu.Lock()
 	pp.spare = ready[:0]
+	for _, p := range pp.ready {
+		// Woken during the round, and perhaps cleared by its endWrite.
+		p.busySince.CompareAndSwap(0, now)
+	}
 	pp.mu.Unlock()
 	return true
 }

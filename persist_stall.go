@@ -20,7 +20,8 @@ type persistStall struct {
 	stable StableStore
 	// busySince is when the group of jobs under way (its writes, and the
 	// reads of evicted entries done with them) began, in Unix
-	// nanoseconds; 0 while the persister waits for work. The event loop
+	// nanoseconds; 0 while the persister waits for work. On a Host it is
+	// when the jobs were handed to the persist worker. The event loop
 	// reads it.
 	busySince atomic.Int64
 	// hardStates counts the jobs carrying a hard state that were
@@ -59,8 +60,11 @@ func (p *persister) writeHardState(hs *hardState) error {
 	return nil
 }
 
-// beginWrite and endWrite bracket a group of jobs, for busySince.
-func (p *persister) beginWrite() { p.busySince.Store(time.Now().UnixNano()) }
+// beginWrite and endWrite bracket a group of jobs, for busySince. On a
+// Host a persister's jobs may wait for its worker: busySince is then set
+// when they are handed over (persistPartition.attach), and beginWrite
+// keeps that earlier time.
+func (p *persister) beginWrite() { p.busySince.CompareAndSwap(0, time.Now().UnixNano()) }
 func (p *persister) endWrite()   { p.busySince.Store(0) }
 
 // jobDone counts a job with a hard state done, once its messages are sent.
