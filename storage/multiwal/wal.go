@@ -9,6 +9,12 @@
 // written and synced, the next callers queue, and the first of them writes
 // all their records with one write and one fsync.
 //
+// A raft.Host goes further: each Group is a raft.SharedLogStore, whose
+// staged view (Group.Staged) queues writes without waiting, and WAL.Sync
+// makes everything queued durable at once. A host's persist worker writes
+// every group ready on it that way, with one write and one fsync for all
+// of them.
+//
 // Like storage/wal, recovery truncates a torn, never-acknowledged tail of
 // the last segment but refuses to open (ErrCorrupt) when synced data fails
 // its checksum; a segment of a newer format is a *VersionError; and any
