@@ -13,6 +13,7 @@ import (
 
 	"github.com/keelraft/raft"
 	storeinmem "github.com/keelraft/raft/storage/inmem"
+	"github.com/keelraft/raft/storage/multiwal"
 	"github.com/keelraft/raft/transport/tcp"
 )
 
@@ -344,15 +345,41 @@ func nonEmpty(ids []raft.GroupID) []raft.GroupID {
 
 // TestHostGroupCatchesUpBySnapshot runs the snapshot parts of a hosted
 // group: the threshold check on the host's ticks, and InstallSnapshot
-// received by the receiver task.
+// received by the receiver task; then the group goes on writing. With
+// in-memory stores, and with multiwal's, whose writes (compactions and
+// the log reset of an installed snapshot among them) go through the
+// persist rounds' staged views.
 func TestHostGroupCatchesUpBySnapshot(t *testing.T) {
+	t.Run("inmem", func(t *testing.T) {
+		testHostGroupCatchesUpBySnapshot(t, func(int) logStable { return storeinmem.NewStore() })
+	})
+	t.Run("multiwal", func(t *testing.T) {
+		testHostGroupCatchesUpBySnapshot(t, func(int) logStable {
+			w, err := multiwal.Open(t.TempDir(), multiwal.Options{})
+			require.NoError(t, err)
+			t.Cleanup(func() { require.NoError(t, w.Close()) }) // after the hosts' Close: registered before it
+			g, err := w.Group(5)
+			require.NoError(t, err)
+			return g
+		})
+	})
+}
+
+// logStable is a group's log and stable store in one.
+type logStable interface {
+	raft.LogStore
+	raft.StableStore
+}
+
+func testHostGroupCatchesUpBySnapshot(t *testing.T, newStore func(host int) logStable) {
+	logs := []logStable{newStore(0), newStore(1), newStore(2)}
 	c := newHostCluster(t, 3, nil)
 	var conf raft.Configuration
 	for _, id := range c.ids {
 		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: id, Address: raft.ServerAddress(id)})
 	}
 	type stores struct {
-		logs  *storeinmem.Store
+		logs  logStable
 		snaps *storeinmem.SnapshotStore
 	}
 	st := make([]stores, 3)
@@ -362,7 +389,7 @@ func TestHostGroupCatchesUpBySnapshot(t *testing.T) {
 		return rc
 	}
 	for i := range c.hosts {
-		st[i] = stores{storeinmem.NewStore(), storeinmem.NewSnapshotStore()}
+		st[i] = stores{logs[i], storeinmem.NewSnapshotStore()}
 		require.NoError(t, raft.BootstrapCluster(groupConf(i), st[i].logs, st[i].logs, st[i].snaps, conf))
 	}
 	start := func(i int) {
@@ -410,6 +437,21 @@ func TestHostGroupCatchesUpBySnapshot(t *testing.T) {
 	}, 10*time.Second, 5*time.Millisecond, "no snapshot installed")
 	require.Eventually(t, func() bool { return fmt.Sprint(c.fsms[lagger][5].commands()) == fmt.Sprint(want) },
 		10*time.Second, 5*time.Millisecond, "lagger has %v", c.fsms[lagger][5].commands())
+	first, err := st[lagger].logs.FirstIndex()
+	require.NoError(t, err)
+	require.True(t, first == 0 || first > held, "the lagger's log still starts at %d, below its snapshot", first)
+	// The group goes on, the lagger's log continuing from the snapshot.
+	l = c.leader(5, -1)
+	for i := range 5 {
+		cmd := fmt.Sprintf("d%d", i)
+		want = append(want, cmd)
+		require.NoError(t, l.Apply(context.Background(), []byte(cmd)).Error())
+	}
+	require.Eventually(t, func() bool { return fmt.Sprint(c.fsms[lagger][5].commands()) == fmt.Sprint(want) },
+		10*time.Second, 5*time.Millisecond, "lagger has %v", c.fsms[lagger][5].commands())
+	last, err := st[lagger].logs.LastIndex()
+	require.NoError(t, err)
+	require.Greater(t, last, held, "the lagger's log did not go on past the snapshot")
 }
 
 // TestHostOverTCP runs groups on three hosts that share one TCP
