@@ -34,8 +34,7 @@ func newPersistPartition(w *worker) *persistPartition {
 // hostedPersist is a persister's part in its partition's rounds; the
 // partition's worker owns it.
 type hostedPersist struct {
-	part    *persistPartition
-	queued  bool   // in part.ready; guarded by part.mu
+	queued  bool   // in the partition's ready list; guarded by its mu
 	stopped func() // called once the persister stops
 	done    bool
 }
@@ -44,7 +43,7 @@ type hostedPersist struct {
 // stopped is called, on the worker, once p's queue is closed or it
 // failed.
 func (pp *persistPartition) attach(p *persister, stopped func()) {
-	p.hosted = &hostedPersist{part: pp, stopped: stopped}
+	p.hosted = &hostedPersist{stopped: stopped}
 	p.jobs.wake = func() {
 		// The wait for the worker counts toward a disk stall: a round
 		// held up in a hung fsync holds up every group behind it.
