@@ -91,13 +91,11 @@ func (p *persister) run() {
 }
 
 // process writes jobs, then sends what waited for them; false means a
-// storage failure stopped the persister.
+// storage failure stopped the persister. It is for a persister without a
+// staged view: a Host's rounds write those (persist_round.go).
 func (p *persister) process(jobs []persistJob) bool {
 	p.beginWrite()
 	last, err := p.write(jobs)
-	if err == nil && p.syncer != nil {
-		err = p.sync()
-	}
 	return p.finish(jobs, last, err)
 }
 

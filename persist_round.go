@@ -176,7 +176,8 @@ func (p *persister) staged(n int, hardState bool, start time.Time) {
 	p.stableStaged = p.stableStaged || hardState
 }
 
-// sync makes what p queued durable, on its own.
+// sync makes what p queued durable, on its own: mid-round, before a
+// compaction.
 func (p *persister) sync() error {
 	if err := p.syncer.Sync(); err != nil {
 		return fmt.Errorf("raft: sync log: %w", err)
