@@ -13,8 +13,8 @@ import (
 // shared log, and only then acknowledges any of them. All the groups
 // ready on a worker thus share one write and one fsync; the Syncs of
 // different workers share fsyncs too, by the log's group commit. Groups
-// whose stores cannot stage are written one after the other, as their own
-// persister would.
+// whose stores cannot stage are written after that Sync, one after the
+// other, as their own persister would.
 
 // persistPartition is one persist worker's groups.
 type persistPartition struct {
@@ -75,7 +75,8 @@ func sameValue(a, b any) bool {
 	return t == reflect.TypeOf(b) && t.Comparable() && a == b
 }
 
-// roundJobs is one group's share of a round.
+// roundJobs is one group's share of a round: its jobs and, for a staged
+// group, what writing them returned.
 type roundJobs struct {
 	p    *persister
 	jobs []persistJob
@@ -94,7 +95,7 @@ func (pp *persistPartition) round() bool {
 	}
 	pp.mu.Unlock()
 
-	var staged []roundJobs
+	var staged, plain []roundJobs
 	for _, p := range ready {
 		h := p.hosted
 		if h.done {
@@ -107,9 +108,7 @@ func (pp *persistPartition) round() bool {
 		case len(jobs) == 0:
 			p.endWrite()
 		case p.syncer == nil:
-			if !p.process(jobs) {
-				h.stop()
-			}
+			plain = append(plain, roundJobs{p: p, jobs: jobs})
 		default:
 			p.beginWrite()
 			last, err := p.write(jobs)
@@ -136,7 +135,13 @@ func (pp *persistPartition) round() bool {
 		if !s.p.finish(s.jobs, s.last, err) {
 			s.p.hosted.stop()
 		}
-		s.jobs = nil
+	}
+	// Stores of their own, each synced by its own writes, after the shared
+	// Sync so as not to hold it up.
+	for _, s := range plain {
+		if !s.p.process(s.jobs) {
+			s.p.hosted.stop()
+		}
 	}
 
 	clear(ready)
