@@ -153,8 +153,8 @@ func (b *batch) reset() {
 // Stats counts a WAL's work since it was opened.
 type Stats struct {
 	// Calls is the number of calls that wrote records (StoreLogs,
-	// DeleteRange, Set, SetUint64, RemoveGroup). Group commit makes
-	// Fsyncs smaller than Calls under concurrency.
+	// DeleteRange, Set, SetUint64, RemoveGroup; staged ones too). Group
+	// commit and staged writes make Fsyncs smaller than Calls.
 	Calls uint64
 	// Writes is the number of batches written (each one write call),
 	// checkpoints and seals included.
