@@ -20,6 +20,11 @@ import (
 type persistPartition struct {
 	task *task
 
+	// A round's groups, kept between rounds for their capacity; the
+	// worker's.
+	staged, plain []roundJobs
+	syncs         []syncResult
+
 	mu    sync.Mutex
 	ready []*persister // the groups woken since the round began
 	spare []*persister
@@ -47,7 +52,9 @@ func (pp *persistPartition) attach(p *persister, stopped func()) {
 	p.jobs.wake = func() {
 		// The wait for the worker counts toward a disk stall: a round
 		// held up in a hung fsync holds up every group behind it.
-		p.busySince.CompareAndSwap(0, time.Now().UnixNano())
+		if p.busySince.Load() == 0 {
+			p.busySince.CompareAndSwap(0, time.Now().UnixNano())
+		}
 		pp.mu.Lock()
 		if !p.hosted.queued {
 			p.hosted.queued = true
@@ -84,6 +91,28 @@ type roundJobs struct {
 	err  error
 }
 
+// syncResult is a round's Sync of one shared log (there is usually one).
+type syncResult struct {
+	s   Syncer
+	err error
+}
+
+// sync returns the outcome of s's Sync in this round, calling it the
+// first time. (Syncers that cannot be compared are each synced.)
+func (pp *persistPartition) sync(s Syncer) error {
+	for _, r := range pp.syncs {
+		if sameValue(r.s, s) {
+			return r.err
+		}
+	}
+	err := s.Sync()
+	if err != nil {
+		err = fmt.Errorf("raft: sync log: %w", err)
+	}
+	pp.syncs = append(pp.syncs, syncResult{s, err})
+	return err
+}
+
 // round runs one round of the partition's ready groups; it always
 // returns true, the partition lasting as long as its pool.
 func (pp *persistPartition) round() bool {
@@ -95,7 +124,7 @@ func (pp *persistPartition) round() bool {
 	}
 	pp.mu.Unlock()
 
-	var staged, plain []roundJobs
+	staged, plain := pp.staged[:0], pp.plain[:0]
 	for _, p := range ready {
 		h := p.hosted
 		if h.done {
@@ -116,19 +145,10 @@ func (pp *persistPartition) round() bool {
 		}
 	}
 
-	synced := map[Syncer]error{}
 	for _, s := range staged {
-		if _, ok := synced[s.p.syncer]; !ok && s.err == nil {
-			synced[s.p.syncer] = s.p.syncer.Sync()
-		}
-	}
-	for i := range staged {
-		s := &staged[i]
 		err := s.err
 		if err == nil {
-			if err = synced[s.p.syncer]; err != nil {
-				err = fmt.Errorf("raft: sync log: %w", err)
-			} else {
+			if err = pp.sync(s.p.syncer); err == nil {
 				s.p.synced()
 			}
 		}
@@ -144,6 +164,10 @@ func (pp *persistPartition) round() bool {
 		}
 	}
 
+	clear(staged)
+	clear(plain)
+	clear(pp.syncs)
+	pp.staged, pp.plain, pp.syncs = staged[:0], plain[:0], pp.syncs[:0]
 	clear(ready)
 	now := time.Now().UnixNano()
 	pp.mu.Lock()

@@ -2,6 +2,7 @@ package raft
 
 import (
 	"fmt"
+	"math/rand/v2"
 
 	"github.com/keelraft/raft/internal/sim"
 )
@@ -166,12 +167,7 @@ func (s *simCluster) partition() {
 	s.net.Heal()
 	switch kind {
 	case "split":
-		var side []string
-		for _, name := range s.names {
-			if s.rand.IntN(2) == 0 {
-				side = append(side, name)
-			}
-		}
+		side := randomSide(s.rand, s.names)
 		s.net.Split(side, s.names)
 		s.record(nil, "partition", fmt.Sprint(side))
 	case "oneway":
@@ -215,6 +211,17 @@ func (s *simCluster) partition() {
 // split, one-way cuts, the leader isolated, or a leader's link to one
 // other server cut (a bridge). The multi-group simulator draws from the
 // same list for its hosts.
+// randomSide is one side of a split: each of names with probability 1/2.
+func randomSide(r *rand.Rand, names []string) []string {
+	var side []string
+	for _, name := range names {
+		if r.IntN(2) == 0 {
+			side = append(side, name)
+		}
+	}
+	return side
+}
+
 func partitionKinds(f sim.Faults) []string {
 	var kinds []string
 	if f.Partition {

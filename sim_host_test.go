@@ -258,12 +258,7 @@ func (h *simHost) partition() {
 	h.net.Heal()
 	switch kinds[h.rand.IntN(len(kinds))] {
 	case "split":
-		var side []string
-		for _, name := range h.names {
-			if h.rand.IntN(2) == 0 {
-				side = append(side, name)
-			}
-		}
+		side := randomSide(h.rand, h.names)
 		h.net.Split(side, h.names)
 		h.record(-1, "hostpartition", fmt.Sprint(side))
 	case "oneway":
