@@ -201,11 +201,11 @@ func randomOp(rng *rand.Rand, w func() *WAL, next model, ids []uint64, maxData i
 		}
 		return x
 	}
-	r := rng.IntN(100)
+	n := 100
 	if stage {
-		r = rng.IntN(92)
+		n = 92 // no RemoveGroup
 	}
-	switch {
+	switch r := rng.IntN(n); {
 	case r < 50 || len(g.ents) < 3:
 		logs := g.entries(rng, 1+rng.IntN(4), maxData)
 		g.append(logs)
